@@ -1,0 +1,53 @@
+"""Data-parallel groups of actors: k ranks of one role, rendezvousing at rank 0's node.
+
+Addresses come from Ray (the node IP of rank 0 and a port free there), so the same code runs
+on one host or a multi-node cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import ray
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+class DistributedActor:
+    """Mixin for actors that join a torch.distributed group with their peers."""
+
+    def node_address(self) -> tuple[str, int]:
+        return ray.util.get_node_ip_address(), free_port()
+
+    def _init_distributed(self, rank: int, world_size: int, master: tuple[str, int], backend: str) -> None:
+        import deepspeed
+
+        os.environ.update(MASTER_ADDR=master[0], MASTER_PORT=str(master[1]), RANK=str(rank),
+                          WORLD_SIZE=str(world_size), LOCAL_RANK="0")
+        deepspeed.init_distributed(dist_backend=backend)
+
+
+class ActorGroup:
+    """One actor of `actor_cls` per entry of `options` (placement and resources), rank = index."""
+
+    def __init__(self, actor_cls, name: str, options: list[dict], *args):
+        self.actors = [
+            actor_cls.options(name=f"{name}-{rank}", **opts).remote(rank, len(options), *args)
+            for rank, opts in enumerate(options)
+        ]
+
+    def init(self, *args) -> None:
+        """Rendezvous: every rank calls `init(master_address, *args)` at once."""
+        master = ray.get(self.actors[0].node_address.remote())
+        ray.get([a.init.remote(master, *args) for a in self.actors])
+
+    def call(self, method: str, *args) -> list:
+        return [getattr(a, method).remote(*args) for a in self.actors]
+
+    def call_sharded(self, method: str, shards: list, *args) -> list:
+        return [getattr(a, method).remote(shard, *args) for a, shard in zip(self.actors, shards)]

@@ -1,0 +1,85 @@
+"""Placement groups built from the config: which bundle (devices) each actor runs on.
+
+Separate (default): every role reserves its own bundles, so generation and training never
+compete for a device. Colocate: policy, reference and engines share one bundle per device
+(fractional GPU requests), the layout for small clusters. On CPU the bundles hold logical CPU
+counts. Reward workers are always CPU-only. Every engine with tensor parallelism > 1 gets a
+placement group of its own, which vLLM's Ray executor then fills with its TP workers.
+"""
+
+from __future__ import annotations
+
+import ray
+from ray.util.placement_group import placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+ROLES = ("engine", "policy", "reference", "reward")
+# Share of one device each role takes when colocated (GPU).
+COLOCATE_FRACTION = {"engine": 0.4, "policy": 0.4, "reference": 0.2}
+
+
+class Placement:
+    def __init__(self, cfg, use_gpu: bool):
+        self.use_gpu = use_gpu
+        p, r = cfg.placement, cfg.rollout
+        self.counts = {
+            "engine": r.num_engines,
+            "policy": cfg.train.num_ranks,
+            "reference": cfg.reference.num_ranks if cfg.algorithm.kl_coef > 0 else 0,
+            "reward": cfg.reward.num_workers,
+        }
+        self.cpus = {"engine": p.engine_cpus, "policy": p.policy_cpus, "reference": p.reference_cpus,
+                     "reward": p.reward_cpus}
+        self.tp = r.tensor_parallel_size
+        self.colocate = p.colocate
+        self.groups: dict[str, list] = {}  # role -> [(pg, bundle index)] per actor
+        devices = max(self.counts["engine"] * self.tp, self.counts["policy"], self.counts["reference"])
+        if self.colocate:
+            shared = self._make([self._device_bundle(sum(self.cpus[k] for k in COLOCATE_FRACTION))] * devices)
+            for role in COLOCATE_FRACTION:
+                self.groups[role] = [(shared, i * (self.tp if role == "engine" else 1)) for i in range(self.counts[role])]
+        else:
+            for role in ("policy", "reference"):
+                pg = self._make([self._device_bundle(self.cpus[role])] * self.counts[role]) if self.counts[role] else None
+                self.groups[role] = [(pg, i) for i in range(self.counts[role])]
+            self.groups["engine"] = [
+                (self._make([self._device_bundle(self.cpus["engine"])] * self.tp), 0) for _ in range(self.counts["engine"])
+            ]
+        reward_pg = self._make([{"CPU": self.cpus["reward"]}] * self.counts["reward"])
+        self.groups["reward"] = [(reward_pg, i) for i in range(self.counts["reward"])]
+
+    def _device_bundle(self, cpus: float) -> dict:
+        return {"GPU": 1, "CPU": max(cpus, 1)} if self.use_gpu else {"CPU": cpus}
+
+    @staticmethod
+    def _make(bundles: list[dict]):
+        pg = placement_group(bundles, strategy="PACK")
+        ray.get(pg.ready())
+        return pg
+
+    def options(self, role: str) -> list[dict]:
+        """`.options(...)` kwargs for each actor of `role`."""
+        out = []
+        for pg, index in self.groups[role]:
+            gpus = 0.0
+            if self.use_gpu and role != "reward":
+                gpus = COLOCATE_FRACTION[role] if self.colocate else 1.0
+                if role == "engine" and self.tp > 1:
+                    gpus = 0.0  # vLLM's Ray executor places its TP workers in this placement group
+            out.append({
+                "num_cpus": self.cpus[role],
+                "num_gpus": gpus,
+                "scheduling_strategy": PlacementGroupSchedulingStrategy(
+                    pg, placement_group_bundle_index=index, placement_group_capture_child_tasks=True
+                ),
+            })
+        return out
+
+    @staticmethod
+    def logical_cpus(cfg) -> float:
+        """Logical CPUs the job reserves: a local Ray runtime is started with at least this many."""
+        p = cfg.placement
+        return (p.engine_cpus * cfg.rollout.num_engines * cfg.rollout.tensor_parallel_size
+                + p.policy_cpus * cfg.train.num_ranks
+                + p.reference_cpus * (cfg.reference.num_ranks if cfg.algorithm.kl_coef > 0 else 0)
+                + p.reward_cpus * cfg.reward.num_workers)

@@ -1,0 +1,76 @@
+"""Policy trainer actor: one data-parallel rank of the DeepSpeed policy.
+
+Rank 0 also sends the weights to the rollout engines after every update.
+"""
+
+from __future__ import annotations
+
+import math
+
+import ray
+import torch
+
+from actors.group import DistributedActor
+from system.platform import current_platform
+from system.sync import broadcast, checksum, flatten_bucket, init_sync_group, plan_buckets
+from system.training import compute_logprobs, grpo_update, init_train_engine
+
+
+@ray.remote
+class PolicyTrainer(DistributedActor):
+    def __init__(self, rank: int, world_size: int, model_path: str, cfg, pad_id: int):
+        self.rank, self.world_size, self.cfg, self.pad_id = rank, world_size, cfg, pad_id
+        self.platform = current_platform()
+        self.platform.set_threads(cfg.placement.threads_per_actor)
+        self.model_path = model_path
+
+    def init(self, master: tuple[str, int]) -> None:
+        self._init_distributed(self.rank, self.world_size, master, self.platform.dist_backend)
+        t = self.cfg.train
+        per_rank = self.cfg.prompts_per_step * self.cfg.rollout.group_size // t.num_minibatches // self.world_size
+        grad_accum = math.ceil(per_rank / t.micro_batch_size)
+        self.engine = init_train_engine(self.model_path, t, self.cfg.model.dtype, grad_accum, self.world_size,
+                                        self.platform.device)
+        self.model = self.engine.module
+        tied = getattr(self.model.config, "tie_word_embeddings", False)
+        # Tied output embeddings are the input embeddings: sending them twice is waste.
+        self.sync_params = [(n, p) for n, p in self.model.named_parameters() if not (tied and n == "lm_head.weight")]
+
+    def weight_buckets(self) -> list[list[dict]]:
+        named = [(n, p.dtype, tuple(_full_shape(p))) for n, p in self.sync_params]
+        self.buckets = plan_buckets(named, self.cfg.sync.bucket_mb)
+        return self.buckets
+
+    def init_weight_sync(self, host: str, port: int, world_size: int) -> None:
+        if self.rank == 0:
+            self.sync_group = init_sync_group(host, port, 0, world_size, self.platform.dist_backend)
+
+    def broadcast_weights(self) -> list[int]:
+        """All ranks enter (ZeRO-3 gathers are collective); rank 0 sends each bucket."""
+        import deepspeed
+
+        by_name = dict(self.sync_params)
+        sums = []
+        for bucket in self.buckets:
+            params = [by_name[m["name"]] for m in bucket]
+            with deepspeed.zero.GatheredParameters(params, enabled=self.cfg.train.zero_stage == 3):
+                if self.rank == 0:
+                    flat = flatten_bucket(bucket, [p.data for p in params], self.engine.device)
+                    broadcast(self.sync_group, flat)
+                    sums.append(checksum(flat))
+        return sums
+
+    def update(self, minibatches: list[list[dict]]) -> dict[str, float]:
+        t = self.cfg.train
+        return grpo_update(self.engine, minibatches, self.cfg.algorithm, micro_batch=t.micro_batch_size,
+                           ppo_epochs=t.ppo_epochs, pad_id=self.pad_id, temperature=self.cfg.rollout.temperature,
+                           world_size=self.world_size)
+
+    def logprobs(self, seqs: list[dict], temperature: float = 1.0) -> list[torch.Tensor]:
+        self.engine.eval()
+        return compute_logprobs(self.engine, seqs, self.cfg.train.micro_batch_size, self.pad_id, temperature)
+
+
+def _full_shape(p: torch.Tensor) -> torch.Size:
+    """ZeRO-3 partitions parameters; `ds_shape` is the shape of the whole tensor."""
+    return getattr(p, "ds_shape", p.shape)

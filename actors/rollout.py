@@ -1,0 +1,79 @@
+"""Rollout engine actor: one vLLM engine that samples completions and receives new weights.
+
+Token in, token out: prompts arrive as token ids and samples leave as token ids with the
+sampling log-probs of every generated token, so the trainer scores exactly what was sampled.
+"""
+
+from __future__ import annotations
+
+import os
+
+import ray
+
+from system.platform import current_platform
+
+
+@ray.remote
+class RolloutEngine:
+    def __init__(self, model_path: str, cfg, seed: int, dtype: str):
+        platform = current_platform()
+        os.environ.update(platform.vllm_env(cfg.cpu_kv_cache_gib))
+        from vllm import LLM
+
+        self.llm = LLM(
+            model=model_path,
+            dtype=dtype,
+            seed=seed,
+            tensor_parallel_size=cfg.tensor_parallel_size,
+            distributed_executor_backend="uni" if cfg.tensor_parallel_size == 1 else "ray",
+            max_model_len=cfg.max_model_len,
+            enable_prefix_caching=cfg.enable_prefix_caching,
+            # log-probs after temperature scaling: what the sampler really drew from
+            logprobs_mode="processed_logprobs",
+            worker_extension_cls="actors.vllm_worker.WeightSyncWorker",
+            **platform.vllm_kwargs(cfg.gpu_memory_utilization),
+        )
+
+    def generate(self, prompts: list[list[int]], n: int, temperature: float, top_p: float, max_tokens: int,
+                 seeds: list[int]) -> list[list[dict]]:
+        """For each prompt, `n` samples: {"response": ids, "logprobs": floats, "finish_reason", "text"}."""
+        from vllm import SamplingParams, TokensPrompt
+
+        params = [
+            SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, logprobs=0, seed=seed)
+            for seed in seeds
+        ]
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
+        return [
+            [
+                {
+                    "response": list(c.token_ids),
+                    "logprobs": [step[token].logprob for step, token in zip(c.logprobs, c.token_ids)],
+                    "finish_reason": c.finish_reason,
+                    "text": c.text,
+                }
+                for c in out.outputs
+            ]
+            for out in outputs
+        ]
+
+    def score(self, sequences: list[list[int]]) -> list[list[float]]:
+        """log p(token_t | prefix) of every token after the first, under the engine's current weights."""
+        from vllm import SamplingParams, TokensPrompt
+
+        params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=1.0)
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=s) for s in sequences], params, use_tqdm=False)
+        return [
+            [step[token].logprob for step, token in zip(out.prompt_logprobs[1:], seq[1:])]
+            for out, seq in zip(outputs, sequences)
+        ]
+
+    def init_weight_sync(self, host: str, port: int, rank_offset: int, world_size: int, backend: str) -> list[int]:
+        return self.llm.collective_rpc("init_weight_sync", args=(host, port, rank_offset, world_size, backend))
+
+    def receive_weights(self, buckets: list[list[dict]]) -> list[int]:
+        per_worker = self.llm.collective_rpc("receive_weights", args=(buckets,))
+        if any(sums != per_worker[0] for sums in per_worker):
+            raise RuntimeError("tensor-parallel workers received different bytes")
+        self.llm.reset_prefix_cache()  # KV computed with the old weights must not be reused
+        return per_worker[0]

@@ -1,0 +1,40 @@
+"""Driver-side orchestration of weight sync: policy rank 0 -> every engine worker.
+
+Set-up builds one process group (policy rank 0 = rank 0, engine workers after it) on the
+node of policy rank 0; each sync broadcasts the planned buckets and compares the checksums
+that both sides computed.
+"""
+
+from __future__ import annotations
+
+import ray
+
+from system.platform import current_platform
+
+
+class WeightSync:
+    def __init__(self, policy, engines: list, tensor_parallel_size: int, use_gpu: bool):
+        self.policy, self.engines = policy, engines
+        self.buckets = ray.get(policy.call("weight_buckets"))[0]
+        backend = "nccl" if use_gpu else current_platform().dist_backend
+        world_size = 1 + len(engines) * tensor_parallel_size
+        host, port = ray.get(policy.actors[0].node_address.remote())
+        ray.get(
+            policy.call("init_weight_sync", host, port, world_size)
+            + [e.init_weight_sync.remote(host, port, 1 + i * tensor_parallel_size, world_size, backend)
+               for i, e in enumerate(engines)]
+        )
+
+    def __call__(self) -> bool:
+        """Send the policy's current weights; True when every engine got exactly the sent bytes."""
+        sent = self.policy.call("broadcast_weights")
+        received = [e.receive_weights.remote(self.buckets) for e in self.engines]
+        sent_sums = ray.get(sent)[0]
+        return all(sums == sent_sums for sums in ray.get(received))
+
+    @property
+    def num_bytes(self) -> int:
+        import torch
+
+        return sum(torch.Size(m["shape"]).numel() * getattr(torch, m["dtype"]).itemsize
+                   for bucket in self.buckets for m in bucket)

@@ -1,0 +1,202 @@
+"""GRPO with rule-based rewards (the R1-Zero recipe), every role in its own Ray actor.
+
+    python launcher/grpo.py --config configs/grpo_countdown_cpu.yaml [key.sub=value ...]
+    ray job submit --working-dir . -- python launcher/grpo.py --config configs/grpo_countdown_cpu.yaml
+
+One step:  generate (vLLM engines) -> reward (reward workers) -> reference log-probs
+           -> group-normalised advantages -> clipped policy update (DeepSpeed ranks)
+           -> weight sync to the engines (NCCL / gloo) -> log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from contextlib import contextmanager
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import ray  # noqa: E402
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+from transformers import AutoTokenizer  # noqa: E402
+
+from actors.cluster import build_actors, start_ray  # noqa: E402
+from actors.placement import Placement  # noqa: E402
+from system.algorithms.advantages import get_advantage, zero_variance_groups  # noqa: E402
+from system.algorithms.kl import kl_penalty  # noqa: E402
+from system.config import ConfigError, load_config, save_config, to_yaml  # noqa: E402
+from system.data import load_splits  # noqa: E402
+from system.data.prompts import encode_chat  # noqa: E402
+from system.data.sampler import PromptSampler  # noqa: E402
+from system.metrics import MetricsLogger  # noqa: E402
+from system.models import resolve_model  # noqa: E402
+from system.rewards import combine_rewards  # noqa: E402
+from system.rollout.sequences import make_sequence, split_for_training  # noqa: E402
+
+# Rewards that say whether the answer is right (the rest shape format, length, ...).
+CORRECTNESS_REWARDS = ("accuracy", "countdown", "twenty_four", "code")
+
+
+@contextmanager
+def timed(timings: dict, phase: str):
+    start = time.perf_counter()
+    yield
+    timings[f"timing/{phase}_s"] = time.perf_counter() - start
+
+
+def generate(engines: list, prompts: list[list[int]], cfg, seed: int) -> list[list[dict]]:
+    """Each engine samples `group_size` completions for a contiguous slice of the prompts."""
+    k = len(engines)
+    bounds = [len(prompts) * i // k for i in range(k + 1)]
+    futures = [
+        engine.generate.remote(prompts[a:b], cfg.group_size, cfg.temperature, cfg.top_p, cfg.max_new_tokens,
+                               [seed + i for i in range(a, b)])
+        for engine, a, b in zip(engines, bounds, bounds[1:]) if b > a
+    ]
+    return [group for part in ray.get(futures) for group in part]
+
+
+def grpo_step(step: int, cfg, actors, sampler: PromptSampler, tokenizer) -> dict:
+    timings: dict[str, float] = {}
+    n = cfg.rollout.group_size
+    rows = sampler.next_batch()
+    prompts = [encode_chat(tokenizer, r["messages"]) for r in rows]
+
+    # 1. Generate: n samples per prompt; the samples of one prompt stay contiguous (a GRPO group).
+    with timed(timings, "generate"):
+        groups = generate(actors.engines, prompts, cfg.rollout, seed=(cfg.seed * 100_003 + step) * 10_007)
+    samples = [(p, s) for p, group in zip(prompts, groups) for s in group]
+    row_of = [row for row in rows for _ in range(n)]
+
+    # 2. Reward: every configured function on every completion, then their weighted combination.
+    with timed(timings, "reward"):
+        columns = {key: [row[key] for row in row_of] for key in rows[0] if key != "messages"}
+        scores = actors.rewards.score([s["text"] for _, s in samples], columns)
+        total = combine_rewards(scores, cfg.reward.functions, cfg.reward.mode, cfg.reward.gate)
+    valid = torch.tensor([r is not None for r in total])
+    rewards = torch.tensor([r if r is not None else 0.0 for r in total], dtype=torch.float32)
+    seqs = [make_sequence(p, s["response"], s["logprobs"], 0.0) for p, s in samples]
+
+    # 3. Reference log-probs, for the KL penalty (in the loss, or subtracted from the reward).
+    kl_seq = None
+    if actors.reference is not None:
+        with timed(timings, "reference"):
+            k = len(actors.reference.actors)
+            shards = [seqs[len(seqs) * i // k: len(seqs) * (i + 1) // k] for i in range(k)]
+            ref_logps = [lp for part in ray.get(actors.reference.call_sharded("logprobs", shards)) for lp in part]
+        for s, ref in zip(seqs, ref_logps):
+            s["ref_logp"] = ref
+        kl_seq = torch.stack([(kl_penalty(s["rollout_logp"], s["ref_logp"], cfg.algorithm.kl_estimator)
+                               * s["loss_mask"]).sum() for s in seqs])
+        if cfg.algorithm.kl_in_reward:
+            rewards = rewards - cfg.algorithm.kl_coef * kl_seq
+
+    # 4. Advantages: normalise each reward within its group; unscorable samples carry no loss.
+    advantages = get_advantage(cfg.algorithm.advantage)(rewards, valid, n)
+    flat_groups = zero_variance_groups(rewards, valid, n)
+    for s, adv, ok, flat in zip(seqs, advantages.tolist(), valid.tolist(), flat_groups.tolist()):
+        s["advantage"] = adv
+        if not ok or (flat and cfg.algorithm.filter_zero_variance_groups):
+            s["loss_mask"] = torch.zeros_like(s["loss_mask"])
+
+    # 5. Update the policy: clipped surrogate (+ KL) over mini-batches, sharded over DP ranks.
+    with timed(timings, "train"):
+        shards = split_for_training(seqs, cfg.train.num_minibatches, cfg.train.num_ranks, cfg.algorithm.loss_agg,
+                                    cfg.rollout.max_new_tokens, seed=cfg.seed + step)
+        per_rank = ray.get(actors.policy.call_sharded("update", shards))
+
+    # 6. Sync the new weights into every engine (skipped only to show what a stale engine looks like).
+    checksum_ok = True
+    if cfg.sync.enabled:
+        with timed(timings, "sync"):
+            checksum_ok = actors.sync()
+        if cfg.sync.verify_checksum and not checksum_ok:
+            raise RuntimeError(f"step {step}: weight sync checksum mismatch between policy and engines")
+
+    lengths = torch.tensor([len(s["response"]) for _, s in samples], dtype=torch.float32)
+    return {
+        **step_metrics(cfg, scores, rewards, valid, flat_groups, kl_seq, per_rank),
+        "response/length_mean": lengths.mean().item(),
+        "response/length_max": lengths.max().item(),
+        "response/clipped_frac": sum(s["finish_reason"] == "length" for _, s in samples) / len(samples),
+        "sync/checksum_ok": float(checksum_ok),
+        "throughput/generated_tokens_per_s": lengths.sum().item() / timings["timing/generate_s"],
+        **timings,
+        "timing/step_s": sum(timings.values()),
+    }
+
+
+def step_metrics(cfg, scores, rewards, valid, flat_groups, kl_seq, per_rank: list[dict]) -> dict:
+    total = {key: sum(r[key] for r in per_rank) for key in per_rank[0] if not key.endswith("_max")}
+    tokens = max(total["tokens"], 1.0)
+    metrics = {
+        "reward/mean": rewards[valid].mean().item() if valid.any() else 0.0,
+        "reward/std": rewards[valid].std().item() if valid.sum() > 1 else 0.0,
+        "reward/unscorable_frac": 1 - valid.float().mean().item(),
+        "groups/zero_variance_frac": flat_groups.float().mean().item(),
+        "kl/mean": kl_seq.mean().item() if kl_seq is not None else 0.0,
+        "train/loss": total["loss"] / total["optimizer_steps"] * len(per_rank),
+        "train/clip_frac": total["clip_count"] / (tokens * cfg.train.ppo_epochs),
+        "train/entropy": total["entropy_sum"] / tokens,
+        "train/grad_norm": per_rank[0]["grad_norm"],
+        "train/lr": per_rank[0]["lr"],
+        "sync/logprob_abs_diff_mean": total["sync/logprob_diff_sum"] / max(total["sync/tokens"], 1.0),
+        "sync/logprob_abs_diff_max": max(r["sync/logprob_diff_max"] for r in per_rank),
+    }
+    for name, values in scores.items():
+        scored = [v for v in values if v is not None]
+        metrics[f"reward/{name}/mean"] = sum(scored) / len(scored) if scored else 0.0
+    correctness = [name for name in cfg.reward.functions if name in CORRECTNESS_REWARDS]
+    if correctness:
+        values = scores[correctness[0]]
+        metrics["reward/accuracy"] = sum(v is not None and v >= 1.0 for v in values) / len(values)
+    return metrics
+
+
+def make_run_dir(cfg, config_path: str | None) -> str:
+    name = cfg.logging.run_name or "{}-{}".format(
+        os.path.splitext(os.path.basename(config_path or "grpo"))[0], time.strftime("%Y%m%d-%H%M%S"))
+    run_dir = os.path.abspath(os.path.join(cfg.logging.output_dir, name))
+    os.makedirs(run_dir, exist_ok=True)
+    return run_dir
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="YAML config (configs/...)")
+    parser.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. rollout.group_size=8")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigError as e:
+        parser.exit(2, f"config error: {e}\n")
+    run_dir = make_run_dir(cfg, args.config)
+    save_config(cfg, os.path.join(run_dir, "config.yaml"))
+    print(f"run directory: {run_dir}", flush=True)
+
+    model_path = resolve_model(cfg.model.path)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    train_rows, _eval_rows = load_splits(cfg.data)
+    sampler = PromptSampler(train_rows, cfg.prompts_per_step, cfg.seed)
+
+    started_here = not ray.is_initialized() and not (cfg.ray_address or os.environ.get("RAY_ADDRESS"))
+    start_ray(cfg.ray_address, Placement.logical_cpus(cfg))
+    actors = build_actors(cfg, model_path, tokenizer.pad_token_id)
+    logger = MetricsLogger(run_dir, {"yaml": to_yaml(cfg)}, cfg.logging.wandb_mode, cfg.logging.wandb_project,
+                           os.path.basename(run_dir))
+    bar = tqdm(range(cfg.steps), desc="GRPO", disable=not cfg.logging.progress_bar, dynamic_ncols=True)
+    for step in bar:
+        metrics = grpo_step(step, cfg, actors, sampler, tokenizer)
+        logger.log(metrics, step)
+        bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", step_s=f"{metrics['timing/step_s']:.1f}")
+    logger.close()
+    if started_here:
+        ray.shutdown()
+    return run_dir
+
+
+if __name__ == "__main__":
+    main()

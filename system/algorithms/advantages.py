@@ -1,0 +1,66 @@
+"""Advantage estimators for GRPO-style training, in a registry (verl's `register_adv_est` idea).
+
+Each estimator maps the scalar reward of every sample to one advantage per sample. Samples of
+one prompt are contiguous groups of `group_size`. `valid` marks samples whose reward could be
+computed (a reward of None): the others are left out of every statistic and get advantage 0.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+Estimator = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
+ADVANTAGES: dict[str, Estimator] = {}
+EPS = 1e-6
+
+
+def register_advantage(name: str):
+    def wrap(fn: Estimator) -> Estimator:
+        ADVANTAGES[name] = fn
+        return fn
+
+    return wrap
+
+
+def get_advantage(name: str) -> Estimator:
+    if name not in ADVANTAGES:
+        raise KeyError(f"unknown advantage estimator '{name}'; known: {sorted(ADVANTAGES)}")
+    return ADVANTAGES[name]
+
+
+def _group_stats(rewards: torch.Tensor, valid: torch.Tensor, group_size: int):
+    """Mean and unbiased std of the valid rewards of each group, shaped [groups, 1]."""
+    r, v = rewards.view(-1, group_size), valid.view(-1, group_size).float()
+    count = v.sum(1, keepdim=True)
+    mean = (r * v).sum(1, keepdim=True) / count.clamp(min=1)
+    var = (((r - mean) ** 2) * v).sum(1, keepdim=True) / (count - 1).clamp(min=1)
+    return r, v, mean, var.sqrt()
+
+
+@register_advantage("grpo")
+def grpo(rewards: torch.Tensor, valid: torch.Tensor, group_size: int) -> torch.Tensor:
+    """DeepSeekMath GRPO: A_i = (r_i - mean(r_group)) / (std(r_group) + eps)."""
+    r, v, mean, std = _group_stats(rewards, valid, group_size)
+    return ((r - mean) / (std + EPS) * v).view(-1)
+
+
+@register_advantage("drgrpo")
+def drgrpo(rewards: torch.Tensor, valid: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Dr. GRPO: A_i = r_i - mean(r_group); no std division, which over-weights easy/hard groups."""
+    r, v, mean, _ = _group_stats(rewards, valid, group_size)
+    return ((r - mean) * v).view(-1)
+
+
+@register_advantage("batch_std")
+def batch_std(rewards: torch.Tensor, valid: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Group-mean baseline, scaled by the std of the whole batch (steadier than per-group std)."""
+    r, v, mean, _ = _group_stats(rewards, valid, group_size)
+    return ((r - mean) / (rewards[valid].std() + EPS) * v).view(-1)
+
+
+def zero_variance_groups(rewards: torch.Tensor, valid: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Per sample: True where all valid samples of its group got the same reward (no signal)."""
+    r, v, _, std = _group_stats(rewards, valid, group_size)
+    return (std.view(-1) < EPS).repeat_interleave(group_size)

@@ -1,0 +1,48 @@
+"""Per-token log-probs (and entropy) of sequences under a causal LM, on padded micro-batches.
+
+Sequences travel as dicts of 1-D tensors indexed by token position: `tokens[t]`, and for
+per-token values such as `logp[t]` = log pi(tokens[t] | tokens[:t]). Position 0 has no
+log-prob (nothing predicts it) and is 0.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def pad_sequences(seqs: list[dict], keys: list[str], pad_id: int, device) -> dict[str, torch.Tensor]:
+    """Right-pad each key's 1-D tensors to the longest sequence; adds `attention_mask`."""
+    length = max(len(s["tokens"]) for s in seqs)
+    out = {}
+    for key in keys:
+        fill = pad_id if key == "tokens" else 0
+        rows = [torch.nn.functional.pad(s[key], (0, length - len(s[key])), value=fill) for s in seqs]
+        out[key] = torch.stack(rows).to(device)
+    out["attention_mask"] = torch.stack(
+        [(torch.arange(length) < len(s["tokens"])).long() for s in seqs]
+    ).to(device)
+    return out
+
+
+def token_logprobs(
+    model, tokens: torch.Tensor, attention_mask: torch.Tensor, temperature: float = 1.0, with_entropy: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """log pi(token_t | prefix) at temperature, [batch, length] with column 0 = 0.
+
+    Temperature divides the logits exactly as the sampler did, so these match the engine's
+    sampling log-probs (vLLM's `processed_logprobs`)."""
+    logits = model(input_ids=tokens, attention_mask=attention_mask, use_cache=False).logits[:, :-1].float()
+    logits = logits / temperature
+    log_norm = torch.logsumexp(logits, dim=-1)
+    logp = logits.gather(-1, tokens[:, 1:].unsqueeze(-1)).squeeze(-1) - log_norm
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            probs = torch.softmax(logits, dim=-1)
+            entropy = log_norm - (probs * logits).sum(-1)
+            entropy = torch.nn.functional.pad(entropy, (1, 0))
+    return torch.nn.functional.pad(logp, (1, 0)), entropy
+
+
+def micro_batches(seqs: list, size: int) -> list[list]:
+    return [seqs[i:i + size] for i in range(0, len(seqs), size)]

@@ -1,0 +1,46 @@
+"""The one place where CPU and GPU differ. Everything else runs the same code on both.
+
+GPU: CUDA tensors, NCCL for weight sync, vLLM sized by GPU memory fraction.
+CPU: host tensors, gloo, vLLM's CPU backend sized by a KV-cache budget in GiB, eager mode.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Platform:
+    device: str  # "cuda" | "cpu"
+    dist_backend: str  # "nccl" | "gloo"
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.device == "cuda"
+
+    def vllm_env(self, cpu_kv_cache_gib: int) -> dict[str, str]:
+        """Environment to set before vLLM is imported in an engine process."""
+        env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}  # the engine lives in our actor's process
+        if not self.is_gpu:
+            env["VLLM_CPU_KVCACHE_SPACE"] = str(cpu_kv_cache_gib)
+            env["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"  # don't pin cores other actors use
+        return env
+
+    def vllm_kwargs(self, gpu_memory_utilization: float) -> dict:
+        if self.is_gpu:
+            return {"gpu_memory_utilization": gpu_memory_utilization}
+        return {"enforce_eager": True}
+
+    def set_threads(self, threads: int) -> None:
+        """Actors share the host's cores; torch defaults to one thread per Ray CPU slot."""
+        if not self.is_gpu:
+            torch.set_num_threads(threads or os.cpu_count() or 1)
+
+
+def current_platform() -> Platform:
+    if torch.cuda.is_available():
+        return Platform("cuda", "nccl")
+    return Platform("cpu", "gloo")

@@ -1,0 +1,112 @@
+"""Weight-sync protocol between policy rank 0 (sender) and the engine workers (receivers).
+
+Both sides agree on a *plan*: parameters grouped into buckets of one dtype and at most
+`bucket_mb` each. For each bucket the sender flattens the tensors into one buffer and
+broadcasts it over a dedicated process group (NCCL on GPU, gloo on CPU); receivers split it
+back into named views and load them. Few large broadcasts beat hundreds of small ones.
+Both sides checksum every buffer so that the driver can prove the bytes arrived intact.
+
+The plan is plain lists/dicts/strings so it can cross Ray and vLLM's `collective_rpc` (msgpack).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import torch
+from torch.distributed import PrefixStore, TCPStore
+
+# Tensor metadata as it travels: {"name": str, "dtype": "bfloat16", "shape": [..]}
+Bucket = list[dict]
+
+
+def plan_buckets(named_tensors: list[tuple[str, torch.dtype, tuple[int, ...]]], bucket_mb: float) -> list[Bucket]:
+    """Consecutive tensors of the same dtype share a bucket until it would exceed `bucket_mb`."""
+    limit = bucket_mb * 2**20
+    buckets: list[Bucket] = []
+    size = 0
+    for name, dtype, shape in named_tensors:
+        nbytes = torch.Size(shape).numel() * dtype.itemsize
+        meta = {"name": name, "dtype": str(dtype).removeprefix("torch."), "shape": list(shape)}
+        same_dtype = buckets and buckets[-1][0]["dtype"] == meta["dtype"]
+        if same_dtype and size + nbytes <= limit:
+            buckets[-1].append(meta)
+            size += nbytes
+        else:
+            buckets.append([meta])
+            size = nbytes
+    return buckets
+
+
+def _numel(meta: dict) -> int:
+    return torch.Size(meta["shape"]).numel()
+
+
+def bucket_dtype(bucket: Bucket) -> torch.dtype:
+    return getattr(torch, bucket[0]["dtype"])
+
+
+def bucket_numel(bucket: Bucket) -> int:
+    """Elements of the flat buffer, padded to whole 4-byte words so it can be checksummed as int32."""
+    numel = sum(_numel(m) for m in bucket)
+    per_word = max(1, 4 // bucket_dtype(bucket).itemsize)
+    return -(-numel // per_word) * per_word
+
+
+def empty_bucket(bucket: Bucket, device: str) -> torch.Tensor:
+    return torch.empty(bucket_numel(bucket), dtype=bucket_dtype(bucket), device=device)
+
+
+def flatten_bucket(bucket: Bucket, tensors: list[torch.Tensor], device: str) -> torch.Tensor:
+    flat = torch.zeros(bucket_numel(bucket), dtype=bucket_dtype(bucket), device=device)
+    offset = 0
+    for meta, tensor in zip(bucket, tensors):
+        n = _numel(meta)
+        flat[offset:offset + n].copy_(tensor.reshape(-1))
+        offset += n
+    return flat
+
+
+def unflatten_bucket(bucket: Bucket, flat: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+    """Named views into `flat` (no copies)."""
+    out, offset = [], 0
+    for meta in bucket:
+        n = _numel(meta)
+        out.append((meta["name"], flat[offset:offset + n].view(meta["shape"])))
+        offset += n
+    return out
+
+
+def checksum(flat: torch.Tensor, chunk: int = 1 << 22) -> int:
+    """Position-sensitive checksum of the buffer's bytes (Fletcher-like, computed on its device):
+    sum of the int32 words and sum of words weighted by their position."""
+    words = flat.view(torch.int32)
+    s1 = s2 = 0
+    for start in range(0, words.numel(), chunk):
+        w = words[start:start + chunk].to(torch.int64)
+        pos = torch.arange(start, start + w.numel(), device=w.device, dtype=torch.int64) % 65521 + 1
+        s1 += int(w.sum())
+        s2 += int((w * pos).sum())
+    return (s1 % (1 << 61)) * 1_000_003 + s2 % (1 << 61)
+
+
+def init_sync_group(host: str, port: int, rank: int, world_size: int, backend: str, timeout_s: int = 600):
+    """A process group of its own (not torch's default group, which DeepSpeed and vLLM already own),
+    rendezvousing through a TCPStore hosted by rank 0, the policy's first rank."""
+    timeout = timedelta(seconds=timeout_s)
+    store = TCPStore(host, port, world_size, is_master=(rank == 0), timeout=timeout)
+    store = PrefixStore("r1ray-weight-sync", store)
+    if backend == "gloo":
+        from torch.distributed import ProcessGroupGloo
+
+        return ProcessGroupGloo(store, rank, world_size, timeout)
+    from torch.distributed import ProcessGroupNCCL
+
+    options = ProcessGroupNCCL.Options()
+    options._timeout = timeout
+    return ProcessGroupNCCL(store, rank, world_size, options)
+
+
+def broadcast(group, tensor: torch.Tensor) -> None:
+    """Rank 0's buffer into everyone's `tensor`, in place."""
+    group.broadcast(tensor, 0).wait()
