@@ -164,6 +164,25 @@ def make_run_dir(cfg, config_path: str | None) -> str:
     return run_dir
 
 
+def train(cfg, run_dir: str):
+    """The whole run; returns the actors (still alive) so that callers can inspect them."""
+    model_path = resolve_model(cfg.model.path)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    train_rows, _eval_rows = load_splits(cfg.data)
+    sampler = PromptSampler(train_rows, cfg.prompts_per_step, cfg.seed)
+    start_ray(cfg.ray_address, Placement.logical_cpus(cfg))
+    actors = build_actors(cfg, model_path, tokenizer.pad_token_id)
+    logger = MetricsLogger(run_dir, {"yaml": to_yaml(cfg)}, cfg.logging.wandb_mode, cfg.logging.wandb_project,
+                           os.path.basename(run_dir))
+    bar = tqdm(range(cfg.steps), desc="GRPO", disable=not cfg.logging.progress_bar, dynamic_ncols=True)
+    for step in bar:
+        metrics = grpo_step(step, cfg, actors, sampler, tokenizer)
+        logger.log(metrics, step)
+        bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", step_s=f"{metrics['timing/step_s']:.1f}")
+    logger.close()
+    return actors
+
+
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML config (configs/...)")
@@ -176,23 +195,8 @@ def main(argv: list[str] | None = None) -> str:
     run_dir = make_run_dir(cfg, args.config)
     save_config(cfg, os.path.join(run_dir, "config.yaml"))
     print(f"run directory: {run_dir}", flush=True)
-
-    model_path = resolve_model(cfg.model.path)
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    train_rows, _eval_rows = load_splits(cfg.data)
-    sampler = PromptSampler(train_rows, cfg.prompts_per_step, cfg.seed)
-
     started_here = not ray.is_initialized() and not (cfg.ray_address or os.environ.get("RAY_ADDRESS"))
-    start_ray(cfg.ray_address, Placement.logical_cpus(cfg))
-    actors = build_actors(cfg, model_path, tokenizer.pad_token_id)
-    logger = MetricsLogger(run_dir, {"yaml": to_yaml(cfg)}, cfg.logging.wandb_mode, cfg.logging.wandb_project,
-                           os.path.basename(run_dir))
-    bar = tqdm(range(cfg.steps), desc="GRPO", disable=not cfg.logging.progress_bar, dynamic_ncols=True)
-    for step in bar:
-        metrics = grpo_step(step, cfg, actors, sampler, tokenizer)
-        logger.log(metrics, step)
-        bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", step_s=f"{metrics['timing/step_s']:.1f}")
-    logger.close()
+    train(cfg, run_dir)
     if started_here:
         ray.shutdown()
     return run_dir

@@ -34,7 +34,7 @@ def deepspeed_config(zero_stage: int, micro_batch: int, grad_accum: int, dtype: 
 
 
 def load_model(model_path: str, dtype: str, gradient_checkpointing: bool = False):
-    model = AutoModelForCausalLM.from_pretrained(model_path, torch_dtype=DTYPES[dtype])
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=DTYPES[dtype])
     if gradient_checkpointing:
         model.gradient_checkpointing_enable()
     model.config.use_cache = False
@@ -109,7 +109,7 @@ def grpo_update(engine, minibatches: list[list[dict]], algo, *, micro_batch: int
                 # DeepSpeed averages gradients over ranks; weights already normalise over the global mini-batch.
                 engine.backward(loss * world_size, scale_wrt_gas=False)
                 engine.step()
-                totals["loss"] += float(loss)
+                totals["loss"] += float(loss.detach())
                 totals["clip_count"] += float(stats["clip_frac"])
                 totals["kl"] += float(stats.get("kl", 0.0))
                 if epoch == 0:

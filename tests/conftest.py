@@ -1,0 +1,36 @@
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("WANDB_MODE", "offline")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray runtime for every test that needs actors (starting one costs seconds)."""
+    import ray
+
+    from actors.cluster import WORKER_ENV
+
+    # PYTHONPATH: actors can import test helpers such as tests.reward_fixtures
+    ray.init(num_cpus=4, include_dashboard=False, runtime_env={"env_vars": {**WORKER_ENV, "PYTHONPATH": ROOT}})
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    from system.models import tiny_model_path
+
+    return tiny_model_path()
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    from system.models import embedded_model_path
+
+    return embedded_model_path()
