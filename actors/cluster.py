@@ -37,6 +37,7 @@ class Actors:
     reference: ActorGroup | None
     rewards: RewardPool
     sync: WeightSync
+    envs: object = None  # actors.env.EnvPool when training on environments (cfg.env.cls)
 
 
 def build_actors(cfg, model_path: str, pad_id: int) -> Actors:
@@ -51,8 +52,13 @@ def build_actors(cfg, model_path: str, pad_id: int) -> Actors:
     if cfg.algorithm.kl_coef > 0:
         reference = ActorGroup(ReferenceModel, "reference", placement.options("reference"), model_path, cfg, pad_id)
     rewards = RewardPool(list(cfg.reward.functions), cfg.reward.num_workers, placement.options("reward"))
+    envs = None
+    if cfg.env.cls:
+        from actors.env import EnvPool
+
+        envs = EnvPool(cfg.env, placement.options("env"))
     policy.init()
     if reference is not None:
         reference.init()
     sync = WeightSync(policy, engines, cfg.rollout.tensor_parallel_size, use_gpu)
-    return Actors(engines, policy, reference, rewards, sync)
+    return Actors(engines, policy, reference, rewards, sync, envs)

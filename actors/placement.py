@@ -3,7 +3,7 @@
 Separate (default): every role reserves its own bundles, so generation and training never
 compete for a device. Colocate: policy, reference and engines share one bundle per device
 (fractional GPU requests), the layout for small clusters. On CPU the bundles hold logical CPU
-counts. Reward workers are always CPU-only. Every engine with tensor parallelism > 1 gets a
+counts. Reward and env workers are always CPU-only. Every engine with tensor parallelism > 1 gets a
 placement group of its own, which vLLM's Ray executor then fills with its TP workers.
 """
 
@@ -13,7 +13,7 @@ import ray
 from ray.util.placement_group import placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-ROLES = ("engine", "policy", "reference", "reward")
+ROLES = ("engine", "policy", "reference", "reward", "env")
 # Share of one device each role takes when colocated (GPU).
 COLOCATE_FRACTION = {"engine": 0.4, "policy": 0.4, "reference": 0.2}
 
@@ -27,9 +27,10 @@ class Placement:
             "policy": cfg.train.num_ranks,
             "reference": cfg.reference.num_ranks if cfg.algorithm.kl_coef > 0 else 0,
             "reward": cfg.reward.num_workers,
+            "env": cfg.env.num_workers if cfg.env.cls else 0,
         }
         self.cpus = {"engine": p.engine_cpus, "policy": p.policy_cpus, "reference": p.reference_cpus,
-                     "reward": p.reward_cpus}
+                     "reward": p.reward_cpus, "env": p.env_cpus}
         self.tp = r.tensor_parallel_size
         self.colocate = p.colocate
         self.groups: dict[str, list] = {}  # role -> [(pg, bundle index)] per actor
@@ -45,8 +46,9 @@ class Placement:
             self.groups["engine"] = [
                 (self._make([self._device_bundle(self.cpus["engine"])] * self.tp), 0) for _ in range(self.counts["engine"])
             ]
-        reward_pg = self._make([{"CPU": self.cpus["reward"]}] * self.counts["reward"])
-        self.groups["reward"] = [(reward_pg, i) for i in range(self.counts["reward"])]
+        for role in ("reward", "env"):  # CPU-only workers
+            pg = self._make([{"CPU": self.cpus[role]}] * self.counts[role]) if self.counts[role] else None
+            self.groups[role] = [(pg, i) for i in range(self.counts[role])]
 
     def _device_bundle(self, cpus: float) -> dict:
         return {"GPU": 1, "CPU": max(cpus, 1)} if self.use_gpu else {"CPU": cpus}
@@ -62,7 +64,7 @@ class Placement:
         out = []
         for pg, index in self.groups[role]:
             gpus = 0.0
-            if self.use_gpu and role != "reward":
+            if self.use_gpu and role not in ("reward", "env"):
                 gpus = COLOCATE_FRACTION[role] if self.colocate else 1.0
                 if role == "engine" and self.tp > 1:
                     gpus = 0.0  # vLLM's Ray executor places its TP workers in this placement group
@@ -82,4 +84,5 @@ class Placement:
         return (p.engine_cpus * cfg.rollout.num_engines * cfg.rollout.tensor_parallel_size
                 + p.policy_cpus * cfg.train.num_ranks
                 + p.reference_cpus * (cfg.reference.num_ranks if cfg.algorithm.kl_coef > 0 else 0)
-                + p.reward_cpus * cfg.reward.num_workers)
+                + p.reward_cpus * cfg.reward.num_workers
+                + p.env_cpus * (cfg.env.num_workers if cfg.env.cls else 0))

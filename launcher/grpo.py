@@ -14,7 +14,6 @@ import argparse
 import os
 import sys
 import time
-from contextlib import contextmanager
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -25,60 +24,39 @@ from transformers import AutoTokenizer  # noqa: E402
 
 from actors.cluster import build_actors, start_ray  # noqa: E402
 from actors.placement import Placement  # noqa: E402
+from actors.single_turn import single_turn_rollout  # noqa: E402
 from system.algorithms.advantages import get_advantage, zero_variance_groups  # noqa: E402
 from system.algorithms.kl import kl_penalty  # noqa: E402
 from system.config import ConfigError, load_config, save_config, to_yaml  # noqa: E402
 from system.data import load_splits  # noqa: E402
-from system.data.prompts import encode_chat  # noqa: E402
 from system.data.sampler import PromptSampler  # noqa: E402
-from system.metrics import MetricsLogger  # noqa: E402
+from system.metrics import MetricsLogger, timed  # noqa: E402
 from system.models import resolve_model  # noqa: E402
-from system.rewards import combine_rewards  # noqa: E402
 from system.rollout.sequences import make_sequence, split_for_training  # noqa: E402
 
 # Rewards that say whether the answer is right (the rest shape format, length, ...).
 CORRECTNESS_REWARDS = ("accuracy", "countdown", "twenty_four", "code")
 
 
-@contextmanager
-def timed(timings: dict, phase: str):
-    start = time.perf_counter()
-    yield
-    timings[f"timing/{phase}_s"] = time.perf_counter() - start
-
-
-def generate(engines: list, prompts: list[list[int]], cfg, seed: int) -> list[list[dict]]:
-    """Each engine samples `group_size` completions for a contiguous slice of the prompts."""
-    k = len(engines)
-    bounds = [len(prompts) * i // k for i in range(k + 1)]
-    futures = [
-        engine.generate.remote(prompts[a:b], cfg.group_size, cfg.temperature, cfg.top_p, cfg.max_new_tokens,
-                               [seed + i for i in range(a, b)])
-        for engine, a, b in zip(engines, bounds, bounds[1:]) if b > a
-    ]
-    return [group for part in ray.get(futures) for group in part]
-
-
 def grpo_step(step: int, cfg, actors, sampler: PromptSampler, tokenizer) -> dict:
     timings: dict[str, float] = {}
     n = cfg.rollout.group_size
-    rows = sampler.next_batch()
-    prompts = [encode_chat(tokenizer, r["messages"]) for r in rows]
+    seed = (cfg.seed * 100_003 + step) * 10_007
 
-    # 1. Generate: n samples per prompt; the samples of one prompt stay contiguous (a GRPO group).
-    with timed(timings, "generate"):
-        groups = generate(actors.engines, prompts, cfg.rollout, seed=(cfg.seed * 100_003 + step) * 10_007)
-    samples = [(p, s) for p, group in zip(prompts, groups) for s in group]
-    row_of = [row for row in rows for _ in range(n)]
+    # 1-2. Rollout: n samples per prompt or env seed (a GRPO group, contiguous), each with its reward.
+    if actors.envs is not None:  # multi-turn: the policy acts in environments (actors/env.py)
+        from actors.env import multi_turn_rollout
 
-    # 2. Reward: every configured function on every completion, then their weighted combination.
-    with timed(timings, "reward"):
-        columns = {key: [row[key] for row in row_of] for key in rows[0] if key != "messages"}
-        scores = actors.rewards.score([s["text"] for _, s in samples], columns)
-        total = combine_rewards(scores, cfg.reward.functions, cfg.reward.mode, cfg.reward.gate)
-    valid = torch.tensor([r is not None for r in total])
-    rewards = torch.tensor([r if r is not None else 0.0 for r in total], dtype=torch.float32)
-    seqs = [make_sequence(p, s["response"], s["logprobs"], 0.0) for p, s in samples]
+        env_seeds = [seed + i for i in range(cfg.prompts_per_step)]
+        rollouts = multi_turn_rollout(env_seeds, actors.engines, actors.envs, tokenizer, cfg, seed, timings, n,
+                                      cfg.rollout.temperature)
+    else:
+        rows = sampler.next_batch()
+        rollouts = single_turn_rollout(rows, actors.engines, actors.rewards, tokenizer, cfg, seed, timings, n,
+                                       cfg.rollout.temperature)
+    valid = torch.tensor([r is not None for r in rollouts.rewards])
+    rewards = torch.tensor([r if r is not None else 0.0 for r in rollouts.rewards], dtype=torch.float32)
+    seqs = [make_sequence(*sample) for sample in zip(rollouts.tokens, rollouts.loss_mask, rollouts.logprobs)]
 
     # 3. Reference log-probs, for the KL penalty (in the loss, or subtracted from the reward).
     kl_seq = None
@@ -116,12 +94,12 @@ def grpo_step(step: int, cfg, actors, sampler: PromptSampler, tokenizer) -> dict
         if cfg.sync.verify_checksum and not checksum_ok:
             raise RuntimeError(f"step {step}: weight sync checksum mismatch between policy and engines")
 
-    lengths = torch.tensor([len(s["response"]) for _, s in samples], dtype=torch.float32)
+    lengths = torch.tensor(rollouts.response_lengths, dtype=torch.float32)
     return {
-        **step_metrics(cfg, scores, rewards, valid, flat_groups, kl_seq, per_rank),
+        **step_metrics(cfg, rollouts.scores, rewards, valid, flat_groups, kl_seq, per_rank),
         "response/length_mean": lengths.mean().item(),
         "response/length_max": lengths.max().item(),
-        "response/clipped_frac": sum(s["finish_reason"] == "length" for _, s in samples) / len(samples),
+        "response/clipped_frac": sum(r != "stop" for r in rollouts.finish_reasons) / len(seqs),
         "sync/checksum_ok": float(checksum_ok),
         "throughput/generated_tokens_per_s": lengths.sum().item() / timings["timing/generate_s"],
         **timings,

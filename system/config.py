@@ -103,6 +103,18 @@ class RewardConfig:
 
 
 @dataclass
+class EnvSection:
+    """Multi-turn agent training: when `cls` is set, rollouts come from environments, not `data`."""
+
+    cls: str = ""  # a registered env ("twenty_four", "frozen_lake", ...) or "package.module:Class"
+    params: dict[str, Any] = field(default_factory=dict)  # the env's config dataclass fields
+    num_workers: int = 2  # env-worker actors
+    max_context_tokens: int = 1024  # a trajectory reaching this ends, marked truncated
+    trajectory_reward: str = "sum"  # sum | last: of the step rewards
+    num_eval_seeds: int = 64
+
+
+@dataclass
 class SyncConfig:
     bucket_mb: int = 64
     verify_checksum: bool = True
@@ -117,6 +129,7 @@ class PlacementConfig:
     policy_cpus: float = 0.5
     reference_cpus: float = 0.5
     reward_cpus: float = 0.25
+    env_cpus: float = 0.25
     threads_per_actor: int = 0  # torch intra-op threads (0: all cores of the node)
 
 
@@ -138,6 +151,7 @@ class Config:
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
+    env: EnvSection = field(default_factory=EnvSection)
     sync: SyncConfig = field(default_factory=SyncConfig)
     placement: PlacementConfig = field(default_factory=PlacementConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -154,6 +168,7 @@ CHOICES = {
     "reward.mode": ("sum", "gate"),
     "logging.wandb_mode": ("offline", "online", "disabled"),
     "model.dtype": ("bfloat16", "float32", "float16"),
+    "env.trajectory_reward": ("sum", "last"),
 }
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from contextlib import contextmanager
 from typing import Callable
 
 
@@ -44,3 +46,12 @@ def _plain(value):
 def read_metrics(run_dir: str) -> list[dict]:
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+@contextmanager
+def timed(timings: dict, phase: str):
+    """Adds the wall time of the block to `timings["timing/<phase>_s"]`."""
+    start = time.perf_counter()
+    yield
+    key = f"timing/{phase}_s"
+    timings[key] = timings.get(key, 0.0) + time.perf_counter() - start

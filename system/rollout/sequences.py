@@ -9,19 +9,38 @@ tensors are indexed by token position (see system/logprobs.py).
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
 from system.algorithms.losses import token_weights
 
 
-def make_sequence(prompt: list[int], response: list[int], logprobs: list[float], advantage: float) -> dict:
-    n_prompt, n_resp = len(prompt), len(response)
+@dataclass
+class Rollouts:
+    """What a rollout phase hands to the update: one entry per sample, the `group_size`
+    samples of one prompt (or env seed) contiguous. Single- and multi-turn rollouts both fill it."""
+
+    tokens: list[list[int]]  # prompt + everything after it, exactly as the engine saw/produced it
+    loss_mask: list[list[int]]  # 1 on tokens the policy generated (never on prompts/observations)
+    logprobs: list[list[float]]  # the engine's sampling log-prob per token (0 where mask is 0)
+    rewards: list[Optional[float]]  # None: the sample could not be scored
+    scores: dict[str, list[Optional[float]]]  # per reward function (or env statistic), for metrics
+    finish_reasons: list[str]  # "stop" | "length" (generation limit) | "truncated" (context limit)
+    texts: list[str]  # the model's text, for rewards, logs and reports
+
+    @property
+    def response_lengths(self) -> list[int]:
+        return [int(sum(m)) for m in self.loss_mask]
+
+
+def make_sequence(tokens: list[int], loss_mask: list[int], logprobs: list[float]) -> dict:
     return {
-        "tokens": torch.tensor(prompt + response, dtype=torch.long),
-        "loss_mask": torch.tensor([0] * n_prompt + [1] * n_resp, dtype=torch.float32),
-        "rollout_logp": torch.tensor([0.0] * n_prompt + list(logprobs), dtype=torch.float32),
-        "advantage": float(advantage),
+        "tokens": torch.tensor(tokens, dtype=torch.long),
+        "loss_mask": torch.tensor(loss_mask, dtype=torch.float32),
+        "rollout_logp": torch.tensor(logprobs, dtype=torch.float32),
+        "advantage": 0.0,
     }
 
 
