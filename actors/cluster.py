@@ -37,7 +37,16 @@ class Actors:
     reference: ActorGroup | None
     rewards: RewardPool
     sync: WeightSync
+    placement: Placement
     envs: object = None  # actors.env.EnvPool when training on environments (cfg.env.cls)
+
+    def shutdown(self) -> None:
+        """Kill every actor and release the placement groups (a job can start another run)."""
+        workers = self.engines + self.policy.actors + self.rewards.workers
+        workers += (self.reference.actors if self.reference else []) + (self.envs.workers if self.envs else [])
+        for actor in workers:
+            ray.kill(actor)
+        self.placement.remove()
 
 
 def build_actors(cfg, model_path: str, pad_id: int) -> Actors:
@@ -61,4 +70,4 @@ def build_actors(cfg, model_path: str, pad_id: int) -> Actors:
     if reference is not None:
         reference.init()
     sync = WeightSync(policy, engines, cfg.rollout.tensor_parallel_size, use_gpu)
-    return Actors(engines, policy, reference, rewards, sync, envs)
+    return Actors(engines, policy, reference, rewards, sync, placement, envs)

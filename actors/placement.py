@@ -10,7 +10,7 @@ placement group of its own, which vLLM's Ray executor then fills with its TP wor
 from __future__ import annotations
 
 import ray
-from ray.util.placement_group import placement_group
+from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 ROLES = ("engine", "policy", "reference", "reward", "env")
@@ -34,6 +34,7 @@ class Placement:
         self.tp = r.tensor_parallel_size
         self.colocate = p.colocate
         self.groups: dict[str, list] = {}  # role -> [(pg, bundle index)] per actor
+        self.pgs: list = []
         devices = max(self.counts["engine"] * self.tp, self.counts["policy"], self.counts["reference"])
         if self.colocate:
             shared = self._make([self._device_bundle(sum(self.cpus[k] for k in COLOCATE_FRACTION))] * devices)
@@ -53,11 +54,15 @@ class Placement:
     def _device_bundle(self, cpus: float) -> dict:
         return {"GPU": 1, "CPU": max(cpus, 1)} if self.use_gpu else {"CPU": cpus}
 
-    @staticmethod
-    def _make(bundles: list[dict]):
+    def _make(self, bundles: list[dict]):
         pg = placement_group(bundles, strategy="PACK")
         ray.get(pg.ready())
+        self.pgs.append(pg)
         return pg
+
+    def remove(self) -> None:
+        for pg in self.pgs:
+            remove_placement_group(pg)
 
     def options(self, role: str) -> list[dict]:
         """`.options(...)` kwargs for each actor of `role`."""

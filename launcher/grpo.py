@@ -11,6 +11,7 @@ One step:  generate (vLLM engines) -> reward (reward workers) -> reference log-p
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import sys
 import time
@@ -23,20 +24,21 @@ from tqdm import tqdm  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
 from actors.cluster import build_actors, start_ray  # noqa: E402
+from actors.dashboard import dashboard_sink  # noqa: E402
 from actors.placement import Placement  # noqa: E402
 from actors.single_turn import single_turn_rollout  # noqa: E402
 from system.algorithms.advantages import get_advantage, zero_variance_groups  # noqa: E402
 from system.algorithms.kl import kl_penalty  # noqa: E402
+from system.checkpoint import (complete_checkpoint, latest_checkpoint, load_driver_state,  # noqa: E402
+                               save_driver_state, temp_checkpoint_dir)
 from system.config import ConfigError, load_config, save_config, to_yaml  # noqa: E402
 from system.data import load_splits  # noqa: E402
 from system.data.sampler import PromptSampler  # noqa: E402
+from system.evaluation import correctness_reward, eval_metrics, solved, write_samples  # noqa: E402
 from system.metrics import MetricsLogger, timed  # noqa: E402
 from system.models import resolve_model  # noqa: E402
+from system.report import write_report  # noqa: E402
 from system.rollout.sequences import make_sequence, split_for_training  # noqa: E402
-
-# Rewards that say whether the answer is right (the rest shape format, length, ...).
-CORRECTNESS_REWARDS = ("accuracy", "countdown", "twenty_four", "code")
-
 
 def grpo_step(step: int, cfg, actors, sampler: PromptSampler, tokenizer) -> dict:
     timings: dict[str, float] = {}
@@ -126,38 +128,91 @@ def step_metrics(cfg, scores, rewards, valid, flat_groups, kl_seq, per_rank: lis
     }
     for name, values in scores.items():
         scored = [v for v in values if v is not None]
-        metrics[f"reward/{name}/mean"] = sum(scored) / len(scored) if scored else 0.0
-    correctness = [name for name in cfg.reward.functions if name in CORRECTNESS_REWARDS]
+        key = name if name.startswith("env/") else f"reward/{name}/mean"  # env statistics keep their names
+        metrics[key] = sum(scored) / len(scored) if scored else 0.0
+    correctness = "env/success" if cfg.env.cls else correctness_reward(cfg.reward.functions)
     if correctness:
-        values = scores[correctness[0]]
-        metrics["reward/accuracy"] = sum(v is not None and v >= 1.0 for v in values) / len(values)
+        metrics["reward/accuracy"] = sum(solved(scores, correctness, [])) / len(scores[correctness])
     return metrics
 
 
 def make_run_dir(cfg, config_path: str | None) -> str:
-    name = cfg.logging.run_name or "{}-{}".format(
-        os.path.splitext(os.path.basename(config_path or "grpo"))[0], time.strftime("%Y%m%d-%H%M%S"))
+    """runs/<run_name or config-time>; when resuming, the directory of the run being resumed."""
+    stem = os.path.splitext(os.path.basename(config_path or "grpo"))[0]
+    if cfg.resume and os.path.isdir(cfg.resume):  # a checkpoint: RUN_DIR/checkpoints/step_N
+        return os.path.dirname(os.path.dirname(os.path.abspath(cfg.resume)))
+    if cfg.resume and not cfg.logging.run_name:  # the newest run of this config
+        runs = sorted(glob.glob(os.path.join(os.path.abspath(cfg.logging.output_dir), f"{stem}-*")), key=os.path.getmtime)
+        if not runs:
+            raise FileNotFoundError(f"resume: no run of {stem} under {cfg.logging.output_dir}")
+        return runs[-1]
+    name = cfg.logging.run_name or f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = os.path.abspath(os.path.join(cfg.logging.output_dir, name))
     os.makedirs(run_dir, exist_ok=True)
     return run_dir
+
+
+def evaluate(step: int, cfg, actors, eval_rows: list[dict], tokenizer, run_dir: str) -> dict:
+    """Greedy accuracy and pass@k on held-out rows that never enter training."""
+    timings: dict[str, float] = {}
+    seed = 999_983 * (cfg.seed + 1)  # the same samples for every eval of a run: curves compare like with like
+    greedy = single_turn_rollout(eval_rows, actors.engines, actors.rewards, tokenizer, cfg, seed, timings, 1, 0.0)
+    sampled = single_turn_rollout(eval_rows, actors.engines, actors.rewards, tokenizer, cfg, seed, timings,
+                                  cfg.eval.num_samples, cfg.eval.temperature)
+    correctness = correctness_reward(cfg.reward.functions)
+    metrics = eval_metrics(greedy, sampled, cfg.eval.num_samples, cfg.eval.pass_k, correctness)
+    write_samples(run_dir, step, [r["messages"][-1]["content"] for r in eval_rows], greedy.texts, greedy.rewards,
+                  solved(greedy.scores, correctness, greedy.rewards), cfg.eval.num_logged)
+    return {**metrics, "timing/eval_s": sum(timings.values())}
+
+
+def save_checkpoint(step: int, cfg, actors, sampler: PromptSampler, run_dir: str) -> str:
+    """`step` = updates done so far = the step a resumed run starts with."""
+    tmp = temp_checkpoint_dir(run_dir, step)
+    ray.get(actors.policy.call("save_checkpoint", tmp))
+    save_driver_state(tmp, step, sampler.state(), os.path.join(run_dir, "metrics.jsonl"))
+    return complete_checkpoint(tmp, cfg.checkpoint.keep_last)
 
 
 def train(cfg, run_dir: str):
     """The whole run; returns the actors (still alive) so that callers can inspect them."""
     model_path = resolve_model(cfg.model.path)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    train_rows, _eval_rows = load_splits(cfg.data)
+    train_rows, eval_rows = load_splits(cfg.data)
     sampler = PromptSampler(train_rows, cfg.prompts_per_step, cfg.seed)
     start_ray(cfg.ray_address, Placement.logical_cpus(cfg))
     actors = build_actors(cfg, model_path, tokenizer.pad_token_id)
+
+    start = 0
+    if cfg.resume:  # continue exactly: weights, optimizer, data position, RNGs, metrics so far
+        checkpoint = cfg.resume if os.path.isdir(cfg.resume) else latest_checkpoint(run_dir)
+        if checkpoint is None:
+            raise FileNotFoundError(f"resume: no complete checkpoint in {run_dir}/checkpoints")
+        state = load_driver_state(checkpoint, os.path.join(run_dir, "metrics.jsonl"))
+        sampler.load_state(state["sampler"])
+        ray.get(actors.policy.call("load_checkpoint", checkpoint))
+        actors.sync()  # the engines serve the resumed weights
+        start = state["step"]
+        print(f"resumed from {checkpoint} at step {start}", flush=True)
+
     logger = MetricsLogger(run_dir, {"yaml": to_yaml(cfg)}, cfg.logging.wandb_mode, cfg.logging.wandb_project,
-                           os.path.basename(run_dir))
-    bar = tqdm(range(cfg.steps), desc="GRPO", disable=not cfg.logging.progress_bar, dynamic_ncols=True)
+                           os.path.basename(run_dir), extra_sinks=[dashboard_sink(os.path.basename(run_dir))])
+    eval_due = lambda step: cfg.eval.every > 0 and step % cfg.eval.every == 0  # noqa: E731
+    bar = tqdm(range(start, cfg.steps), desc="GRPO", initial=start, total=cfg.steps,
+               disable=not cfg.logging.progress_bar, dynamic_ncols=True)
     for step in bar:
-        metrics = grpo_step(step, cfg, actors, sampler, tokenizer)
+        metrics = evaluate(step, cfg, actors, eval_rows, tokenizer, run_dir) if eval_due(step) else {}
+        metrics.update(grpo_step(step, cfg, actors, sampler, tokenizer))
+        metrics.update({"data/epoch": sampler.epoch, "data/position": sampler.position})
         logger.log(metrics, step)
         bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", step_s=f"{metrics['timing/step_s']:.1f}")
+        done = step + 1
+        if (cfg.checkpoint.every and done % cfg.checkpoint.every == 0) or (done == cfg.steps and cfg.checkpoint.save_final):
+            save_checkpoint(done, cfg, actors, sampler, run_dir)
+    if cfg.eval.every > 0:  # and once after the last update
+        logger.log(evaluate(cfg.steps, cfg, actors, eval_rows, tokenizer, run_dir), cfg.steps)
     logger.close()
+    print("report:", ", ".join(write_report(run_dir)), flush=True)
     return actors
 
 
@@ -174,7 +229,8 @@ def main(argv: list[str] | None = None) -> str:
     save_config(cfg, os.path.join(run_dir, "config.yaml"))
     print(f"run directory: {run_dir}", flush=True)
     started_here = not ray.is_initialized() and not (cfg.ray_address or os.environ.get("RAY_ADDRESS"))
-    train(cfg, run_dir)
+    actors = train(cfg, run_dir)
+    actors.shutdown()
     if started_here:
         ray.shutdown()
     return run_dir

@@ -134,6 +134,22 @@ class PlacementConfig:
 
 
 @dataclass
+class EvalConfig:
+    every: int = 10  # steps between evaluations (also before the first update); 0 = never
+    num_samples: int = 8  # n samples per held-out problem for pass@k
+    pass_k: list[int] = field(default_factory=lambda: [1, 4, 8])
+    temperature: float = 1.0  # for the pass@k samples; accuracy is greedy
+    num_logged: int = 8  # sample completions written to eval/step_*.jsonl
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = 0  # steps between checkpoints; 0 = only at the end
+    keep_last: int = 2
+    save_final: bool = True
+
+
+@dataclass
 class LoggingConfig:
     output_dir: str = "runs"
     run_name: str = ""  # default: <config name>-<timestamp>
@@ -154,11 +170,16 @@ class Config:
     env: EnvSection = field(default_factory=EnvSection)
     sync: SyncConfig = field(default_factory=SyncConfig)
     placement: PlacementConfig = field(default_factory=PlacementConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     steps: int = 20
     prompts_per_step: int = 8
     seed: int = 1
     ray_address: str = ""  # "" = join a running cluster if any (ray job submit), else start one
+    # "" = fresh run; "true" = continue the latest complete checkpoint of this run directory
+    # (logging.run_name, or the newest run of this config); or the path of one checkpoint.
+    resume: str = ""
 
 
 CHOICES = {
@@ -250,6 +271,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("'rollout.group_size' must be >= 2: GRPO normalises within a group")
     if cfg.algorithm.eps_low < 0 or cfg.algorithm.eps_high < 0:
         raise ConfigError("'algorithm.eps_low' and 'algorithm.eps_high' must be >= 0")
+    if any(k > cfg.eval.num_samples or k < 1 for k in cfg.eval.pass_k):
+        raise ConfigError(f"'eval.pass_k' values must be between 1 and eval.num_samples={cfg.eval.num_samples}")
     if not cfg.reward.functions:
         raise ConfigError("'reward.functions' must name at least one reward")
     if cfg.reward.mode == "gate" and cfg.reward.gate not in cfg.reward.functions:

@@ -34,3 +34,16 @@ def smollm2():
     from system.models import embedded_model_path
 
     return embedded_model_path()
+
+
+@pytest.fixture
+def ray_job(ray_cluster):
+    """The session's Ray runtime, emptied after the test even if it failed half-way: removing a
+    placement group kills the actors in it and frees its resources for the next test."""
+    from ray.util import placement_group_table
+    from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+    yield ray_cluster
+    for pg_id, info in placement_group_table().items():
+        if info["state"] != "REMOVED":
+            remove_placement_group(PlacementGroup(ray_cluster.PlacementGroupID(bytes.fromhex(pg_id))))

@@ -15,7 +15,7 @@ TINY_RUN = [
     "model.path=tiny", "steps=2", "prompts_per_step=4", "rollout.group_size=4", "rollout.max_new_tokens=16",
     "rollout.max_model_len=256", "train.lr=1e-3", "train.micro_batch_size=8", "algorithm.kl_coef=0.01",
     "reward.functions={countdown: 1.0, format: 0.5, tests.reward_fixtures:response_length: 1.0}", "reward.num_workers=2", "logging.wandb_mode=disabled",
-    "logging.progress_bar=false", "sync.bucket_mb=4",
+    "logging.progress_bar=false", "sync.bucket_mb=4", "eval.every=0", "checkpoint.save_final=false",
 ]
 EXPECTED_KEYS = [
     "reward/mean", "reward/std", "reward/countdown/mean", "reward/format/mean", "reward/accuracy", "kl/mean",
@@ -43,7 +43,7 @@ def initial_logprobs(model_path, seq):
 
 
 @pytest.mark.e2e
-def test_two_grpo_steps_update_and_sync_the_engine(ray_cluster, tiny_model, tmp_path):
+def test_two_grpo_steps_update_and_sync_the_engine(ray_job, tiny_model, tmp_path):
     actors, metrics = run(tmp_path)
     assert [m["step"] for m in metrics] == [0, 1]
     for m in metrics:
@@ -53,19 +53,17 @@ def test_two_grpo_steps_update_and_sync_the_engine(ray_cluster, tiny_model, tmp_
 
     # The engine's policy moved away from the initial weights and now equals the trainer's.
     seq = list(range(100, 140))
-    engine = torch.tensor(ray_cluster.get(actors.engines[0].score.remote([seq]))[0])
-    trainer = ray_cluster.get(actors.policy.actors[0].logprobs.remote([{"tokens": torch.tensor(seq)}]))[0][1:]
+    engine = torch.tensor(ray_job.get(actors.engines[0].score.remote([seq]))[0])
+    trainer = ray_job.get(actors.policy.actors[0].logprobs.remote([{"tokens": torch.tensor(seq)}]))[0][1:]
     before = initial_logprobs(tiny_model, seq)
     assert (engine - before).abs().mean() > 0.05, "engine still serves the initial weights"
     assert (engine - trainer).abs().mean() < 0.02, "engine and trainer disagree after sync"
-    for a in actors.engines + actors.policy.actors + actors.reference.actors + actors.rewards.workers:
-        ray_cluster.kill(a)
+    actors.shutdown()
 
 
 @pytest.mark.e2e
-def test_skipped_sync_shows_in_the_logprob_check(ray_cluster, tmp_path):
+def test_skipped_sync_shows_in_the_logprob_check(ray_job, tmp_path):
     actors, metrics = run(tmp_path, "sync.enabled=false")
     assert metrics[0]["sync/logprob_abs_diff_mean"] < 0.05  # step 0: engine and trainer start equal
     assert metrics[1]["sync/logprob_abs_diff_mean"] > 0.1  # step 1: the engine sampled with stale weights
-    for a in actors.engines + actors.policy.actors + actors.reference.actors + actors.rewards.workers:
-        ray_cluster.kill(a)
+    actors.shutdown()

@@ -1,0 +1,97 @@
+"""Env workers and the multi-turn rollout that drives them from the driver.
+
+Envs run in a pool of actors, each holding many env instances, so slow envs (or thousands of
+them) step in parallel and off the driver. Every call is batched: one `reset` / `step` per worker
+per turn, with episode keys deciding which worker holds which env. The episode loop itself is
+system/rollout/multiturn.py; here it is only wired to the engines and the pool.
+"""
+
+from __future__ import annotations
+
+import ray
+
+from actors.single_turn import generate
+from system.envs import make_env
+from system.metrics import timed
+from system.rollout.multiturn import ChatTurns, run_episodes, to_rollouts
+from system.rollout.sequences import Rollouts
+
+
+@ray.remote
+class EnvWorker:
+    def __init__(self, cls: str, params: dict):
+        self.cls, self.params = cls, params
+        self.envs: dict = {}  # episode key -> env instance, reused across steps
+
+    def reset(self, keys: list[int], seeds: list[int]) -> list[tuple[str, str]]:
+        """(system prompt, first observation) per key."""
+        out = []
+        for key, seed in zip(keys, seeds):
+            if key not in self.envs:
+                self.envs[key] = make_env(self.cls, **self.params)
+            observation = self.envs[key].reset(seed)
+            out.append((self.envs[key].system_prompt, observation))
+        return out
+
+    def step(self, keys: list[int], actions: list[str]) -> list[tuple[str, float, bool, dict]]:
+        return [self.envs[key].step(action) for key, action in zip(keys, actions)]
+
+
+class EnvPool:
+    """`len(options)` env workers; the env with key k lives on worker k % len(workers)."""
+
+    def __init__(self, env_cfg, options: list[dict]):
+        if not options:
+            raise ValueError("env.num_workers must be >= 1 to train on an environment")
+        params = dict(env_cfg.params)
+        make_env(env_cfg.cls, **params)  # a bad env name or param fails here, with its message, not in an actor
+        self.workers = [EnvWorker.options(name=f"env-{i}", **opts).remote(env_cfg.cls, params)
+                        for i, opts in enumerate(options)]
+
+    def reset(self, keys: list[int], seeds: list[int]) -> list[tuple[str, str]]:
+        return self._call("reset", keys, seeds)
+
+    def step(self, keys: list[int], actions: list[str]) -> list[tuple[str, float, bool, dict]]:
+        return self._call("step", keys, actions)
+
+    def _call(self, method: str, keys: list[int], values: list) -> list:
+        """One call per worker with its share of the keys; answers come back in the order of `keys`."""
+        k = len(self.workers)
+        shares = [[j for j, key in enumerate(keys) if key % k == w] for w in range(k)]
+        futures = [
+            (share, getattr(self.workers[w], method).remote([keys[j] for j in share], [values[j] for j in share]))
+            for w, share in enumerate(shares) if share
+        ]
+        out: list = [None] * len(keys)
+        for share, future in futures:
+            for j, answer in zip(share, ray.get(future)):
+                out[j] = answer
+        return out
+
+
+def multi_turn_rollout(env_seeds: list[int], engines: list, env_pool: EnvPool, tokenizer, cfg, seed: int,
+                       timings: dict, n: int, temperature: float) -> Rollouts:
+    """`n` episodes per env seed (a GRPO group, contiguous). Each turn, every live episode samples one
+    reply (one engine call per engine, a distinct sampling seed per episode and turn), then the pool
+    steps them all."""
+    if cfg.env.max_context_tokens > cfg.rollout.max_model_len:
+        raise ValueError(f"env.max_context_tokens={cfg.env.max_context_tokens} exceeds what the engine holds: "
+                         f"rollout.max_model_len={cfg.rollout.max_model_len}")
+    seeds = [s for s in env_seeds for _ in range(n)]
+    count = len(seeds)
+
+    def reset(keys):
+        with timed(timings, "env"):
+            return env_pool.reset(keys, [seeds[key] for key in keys])
+
+    def sample(prompts, turn):
+        with timed(timings, "generate"):
+            groups = generate(engines, prompts, cfg.rollout, seed + turn * count, 1, temperature)
+        return [group[0] for group in groups]
+
+    def step(keys, replies):
+        with timed(timings, "env"):
+            return env_pool.step(keys, replies)
+
+    episodes = run_episodes(count, reset, sample, step, ChatTurns(tokenizer), cfg.env.max_context_tokens)
+    return to_rollouts(episodes, cfg.env.trajectory_reward)

@@ -1,0 +1,60 @@
+"""Held-out evaluation: greedy accuracy and pass@k from n samples per problem.
+
+pass@k is the unbiased estimator of Chen et al. (2021): with n samples of which c are
+correct, pass@k = 1 - C(n-c, k) / C(n, k), the chance that k samples drawn without
+replacement contain a correct one; averaged over problems.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from system.rollout.sequences import Rollouts
+
+# Rewards that say whether an answer is right (the others shape format, length, ...).
+CORRECTNESS_REWARDS = ("accuracy", "countdown", "twenty_four", "code")
+
+
+def correctness_reward(functions: dict) -> str | None:
+    """The configured reward that decides correctness: a score of 1.0 there means solved."""
+    return next((name for name in functions if name in CORRECTNESS_REWARDS), None)
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    if n - c < k:
+        return 1.0
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+def solved(scores: dict, name: str | None, rewards: list) -> list[bool]:
+    """Per sample: the correctness reward is 1.0 (without one: the combined reward is >= 1)."""
+    values = scores[name] if name else rewards
+    return [v is not None and v >= 1.0 for v in values]
+
+
+def eval_metrics(greedy: Rollouts, sampled: Rollouts, n: int, ks: list[int], correctness: str | None) -> dict:
+    """greedy: one sample per problem at temperature 0; sampled: n per problem, contiguous."""
+    greedy_ok = solved(greedy.scores, correctness, greedy.rewards)
+    scored = [r for r in greedy.rewards if r is not None]
+    metrics = {
+        "eval/reward_mean": sum(scored) / max(len(scored), 1),
+        "eval/accuracy": sum(greedy_ok) / len(greedy_ok),
+    }
+    sampled_ok = solved(sampled.scores, correctness, sampled.rewards)
+    per_problem = [sum(sampled_ok[i:i + n]) for i in range(0, len(sampled_ok), n)]
+    for k in ks:
+        metrics[f"eval/pass@{k}"] = float(np.mean([pass_at_k(n, c, k) for c in per_problem]))
+    return metrics
+
+
+def write_samples(run_dir: str, step: int, prompts: list[str], completions: list[str], rewards: list,
+                  correct: list[bool], limit: int) -> str:
+    path = os.path.join(run_dir, "eval", f"step_{step:06d}.jsonl")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        for row in list(zip(prompts, completions, rewards, correct))[:limit]:
+            f.write(json.dumps(dict(zip(("prompt", "completion", "reward", "correct"), row))) + "\n")
+    return path

@@ -1,0 +1,12 @@
+"""Rule-based rewards for GRPO: one registry, one signature, and their combination.
+
+Every reward is `fn(completions: list[str], **columns) -> list[float | None]`: `columns` are the
+data set's columns as lists aligned with `completions` (unknown ones are ignored) and None means
+"cannot be scored" (left out of the advantage, never silently 0 or 1). See docs/adding-a-reward.md.
+"""
+
+from system.rewards import code, countdown, format, math_accuracy, shaping  # noqa: F401  (registers them)
+from system.rewards.combine import combine_rewards
+from system.rewards.registry import available_rewards, get_reward, register_reward
+
+__all__ = ["available_rewards", "combine_rewards", "get_reward", "register_reward"]

@@ -1,0 +1,50 @@
+"""Countdown and the 24 game, scored as TinyZero does.
+
+No `<answer>` -> 0.0; an answer that is not a valid expression, does not use each given number
+exactly once, or misses the target -> `format_score` (0.1); the target reached -> 1.0. The small
+format score teaches the answer format early in R1-Zero-style training, before the model can
+solve anything. Expressions go through the safe evaluator in `expression.py`, never `eval`.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from system.rewards.expression import ExpressionError, evaluate_expression, numbers_used
+from system.rewards.extract import tag_content
+from system.rewards.registry import register_reward
+
+
+def score_equation(
+    completion: str, numbers: Sequence[int], target: float, format_score: float = 0.1, tag: str = "answer"
+) -> float:
+    """TinyZero's score of one completion for one (numbers, target) task."""
+    answer = tag_content(completion, tag)
+    if answer is None:
+        return 0.0
+    try:
+        if sorted(numbers_used(answer)) != sorted(numbers):
+            return format_score
+        value = evaluate_expression(answer)
+    except ExpressionError:
+        return format_score
+    return 1.0 if abs(value - target) < 1e-5 else format_score
+
+
+def make_countdown(format_score: float = 0.1, tag: str = "answer", fixed_target: Optional[int] = None):
+    """A countdown reward reading columns `nums` and `target` (or a fixed target, as in the 24 game)."""
+
+    def countdown(completions: list[str], nums: Optional[list] = None, target: Optional[list] = None, **kwargs):
+        targets = target if fixed_target is None else [fixed_target] * len(completions)
+        if nums is None or targets is None:
+            raise ValueError("the countdown reward needs the columns 'nums' and 'target'")
+        return [
+            None if n is None or t is None else score_equation(c, n, t, format_score, tag)
+            for c, n, t in zip(completions, nums, targets)
+        ]
+
+    return countdown
+
+
+countdown = register_reward("countdown")(make_countdown())
+twenty_four = register_reward("twenty_four")(make_countdown(fixed_target=24))

@@ -1,0 +1,91 @@
+r"""Accuracy of a math answer, by math-verify: symbolic equality, so `\frac{1}{2}`, `0.5` and `1/2` agree.
+
+The gold comes from the `answer` column (or `solution`; either is cut to its last `\boxed{}` if it
+has one), the completion's final answer from its last `<answer>` tag, else its last `\boxed{}`.
+A gold that does not parse gives None (a broken data row must not hand out reward); a completion
+without an answer gives 0.0.
+
+Time bounds: math-verify interrupts slow parsing and comparison with `signal.alarm`, which works
+only in the main thread (Ray actors run their methods there). Elsewhere its timeouts are turned
+off, so two guards hold in every thread, alike, so that the score never depends on the thread:
+inputs are capped in length, and expressions whose value could be astronomically large (towers
+of powers, big exponents, factorials) score 0.0 before sympy tries to evaluate them.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Optional
+
+import sympy
+from math_verify import parse, verify
+
+from system.rewards.extract import boxed_content, final_answer
+from system.rewards.registry import register_reward
+
+MAX_CHARS = 1000  # longer gold or answer texts are not parsed
+MAX_EXPONENT = 1000  # |numeric exponent| and factorial argument above this are not evaluated
+TIMEOUT_S = 5  # math-verify's own timeout, where it can have one (the main thread)
+_EXPLOSIVE = (sympy.Pow, sympy.factorial, sympy.factorial2, sympy.subfactorial)
+
+
+def _timeout() -> Optional[int]:
+    return TIMEOUT_S if threading.current_thread() is threading.main_thread() else None
+
+
+def _parse(text: str) -> list:
+    """math-verify's parse of a bare answer; `$...$` makes it read LaTeX like `\\sqrt{2}`."""
+    if "$" not in text and "\\boxed" not in text:
+        text = f"${text}$"
+    return parse(text, parsing_timeout=_timeout())
+
+
+def _bounded(node) -> bool:
+    """False for a numeric power or factorial that could take unbounded time or memory to evaluate."""
+    if isinstance(node, sympy.Pow) and node.exp.is_number:
+        size = abs(node.exp)
+        if node.exp.has(*_EXPLOSIVE) or _exceeds(size, MAX_EXPONENT) or (
+            _exceeds(size, 1) and node.base.has(*_EXPLOSIVE)
+        ):
+            return False
+    elif isinstance(node, _EXPLOSIVE[1:]) and not (node.args[0].is_Integer and node.args[0] <= MAX_EXPONENT):
+        return False
+    return all(_bounded(arg) for arg in node.args)
+
+
+def _exceeds(value, limit) -> bool:
+    try:
+        return bool(value > limit)
+    except TypeError:  # undecidable (nan, zoo): treat as too large
+        return True
+
+
+def _usable(text: Optional[str]) -> Optional[list]:
+    """The parsed expression(s) of `text`, or None when it is absent, too long, empty or unbounded."""
+    if text is None or len(text) > MAX_CHARS:
+        return None
+    parsed = _parse(text)
+    if not parsed or not all(_bounded(p) for p in parsed if isinstance(p, sympy.Basic)):
+        return None
+    return parsed
+
+
+def math_correct(completion: str, gold: Optional[str]) -> Optional[bool]:
+    """Whether the completion's final answer equals the gold; None when the gold is unusable."""
+    parsed_gold = None if gold is None else _usable(boxed_content(str(gold)) or str(gold))
+    if parsed_gold is None:
+        return None
+    parsed_answer = _usable(final_answer(completion))
+    if parsed_answer is None:
+        return False
+    return verify(parsed_gold, parsed_answer, timeout_seconds=_timeout())
+
+
+@register_reward("accuracy")
+def accuracy(completions: list[str], answer: Optional[list] = None, solution: Optional[list] = None, **kwargs):
+    """1.0 when the final answer equals the gold (column `answer`, else `solution`), 0.0 if not."""
+    golds = answer if answer is not None else solution
+    if golds is None:
+        raise ValueError("the accuracy reward needs an 'answer' or 'solution' column")
+    correct = [math_correct(c, g) for c, g in zip(completions, golds)]
+    return [None if ok is None else float(ok) for ok in correct]

@@ -1,0 +1,170 @@
+"""Multi-turn episodes as token sequences: token in, token out, never re-tokenised.
+
+A trajectory is one growing list of token ids, exactly as the engine saw and produced them:
+
+    prompt (system + first observation, generation prompt)      mask 0
+    action 1  (the engine's token ids, EOS included if it ended)  mask 1, sampling log-probs
+    end of turn + observation 1 as a user turn + generation prompt  mask 0
+    action 2 ...
+
+The next prompt IS the trajectory so far, so the policy is trained on the very tokens it was
+conditioned on. Re-tokenising the decoded history instead (RAGEN) can merge or split tokens at
+turn boundaries, so trained and sampled tokens differ, and building masks over re-tokenised text
+is where its inverted-mask bug lived. Only the text the env adds (each observation) is tokenised.
+
+How an observation looks in tokens is read off the tokenizer's own chat template (`ChatTurns`),
+so any chat model works without a per-model table. The loop (`run_episodes`) is driven by three
+callables (reset, generate, step), so it runs against fake generators in tests and against Ray
+actors in training (actors/env.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from system.data.prompts import encode_chat
+from system.rollout.sequences import Rollouts
+
+SENTINEL = "\x00ACTION\x00"  # stands for the model's reply while reading the template
+ANCHOR = [{"role": "user", "content": "U"}]  # any conversation before the reply
+
+
+class ChatTurns:
+    """The token ids that go around the model's replies under a tokenizer's chat template."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        closed = self._render(ANCHOR + [{"role": "assistant", "content": SENTINEL}], False)
+        self.closed = closed
+        self.reply_end = closed.rindex(SENTINEL) + len(SENTINEL)
+        # What closes a reply ("<|im_end|>\n" in ChatML); the model writes the first part (EOS) itself.
+        self.end_of_turn = self.encode(closed[self.reply_end:])
+
+    def _render(self, messages: list[dict], generation_prompt: bool) -> str:
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=False)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def prompt(self, system_prompt: str, observation: str) -> list[int]:
+        """The first prompt: the system prompt, the first observation as a user turn, the assistant opened."""
+        system = [{"role": "system", "content": system_prompt}] if system_prompt else []
+        return encode_chat(self.tokenizer, system + [{"role": "user", "content": observation}])
+
+    def after_reply(self, reply: list[int], observation: str) -> list[int]:
+        """Tokens that follow a reply: the end of its turn (the part the model did not write), the
+        observation as a user turn, and the next assistant turn opened.
+
+        The template renders [anchor, reply] and [anchor, reply, user(observation)]; the difference
+        is exactly the text after the reply. A reply that ended with EOS already holds the start of
+        the end-of-turn tokens; a reply cut by the token limit holds none of it."""
+        opened = self._render(ANCHOR + [{"role": "assistant", "content": SENTINEL},
+                                        {"role": "user", "content": observation}], True)
+        if not opened.startswith(self.closed):
+            raise ValueError("the chat template renders earlier turns differently once a user turn follows; "
+                             "multi-turn rollouts need a template that only appends")
+        tail = self.encode(opened[self.reply_end:])
+        written = max(k for k in range(min(len(self.end_of_turn), len(reply)) + 1)
+                      if reply[len(reply) - k:] == tail[:k])
+        return tail[written:]
+
+
+@dataclass
+class Trajectory:
+    """One episode: the token sequence with its loss mask and sampling log-probs, and what the env said."""
+
+    tokens: list[int] = field(default_factory=list)
+    loss_mask: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    replies: list[str] = field(default_factory=list)  # the model's text per turn
+    rewards: list[float] = field(default_factory=list)  # per env step
+    infos: list[dict] = field(default_factory=list)
+    finish_reason: str = "stop"  # of the last reply, or "truncated" when the context limit ended it
+    done: bool = False
+
+    def extend(self, ids: list[int], mask: int, logprobs: Optional[list[float]] = None) -> None:
+        self.tokens += ids
+        self.loss_mask += [mask] * len(ids)
+        self.logprobs += logprobs if logprobs is not None else [0.0] * len(ids)
+
+    def reward(self, mode: str) -> float:
+        """The episode's reward from its step rewards: their sum, or the last one (0 if no step ran)."""
+        if mode == "sum":
+            return float(sum(self.rewards))
+        if mode == "last":
+            return float(self.rewards[-1]) if self.rewards else 0.0
+        raise ValueError(f"unknown trajectory reward '{mode}': sum | last")
+
+
+Reset = Callable[[list[int]], list[tuple[str, str]]]  # keys -> (system prompt, first observation)
+Generate = Callable[[list[list[int]], int], list[dict]]  # prompts, turn -> one sample each (engine format)
+Step = Callable[[list[int], list[str]], list[tuple[str, float, bool, dict]]]  # keys, replies -> env results
+
+
+def run_episodes(count: int, reset: Reset, generate: Generate, step: Step, turns: ChatTurns,
+                 max_context_tokens: int) -> list[Trajectory]:
+    """Play `count` episodes (key = index) until every one is done. Each turn, all live episodes
+    generate together (one `generate` call) and then step together (one `step` call).
+
+    Context limit: no trajectory grows past `max_context_tokens`. A reply that would cross it is
+    cut there and not sent to the env; an observation that would leave no room for a reply is not
+    appended. Either way the episode ends with finish_reason "truncated"."""
+    episodes = [Trajectory() for _ in range(count)]
+    for ep, (system, observation) in zip(episodes, reset(list(range(count)))):
+        ep.extend(turns.prompt(system, observation), 0)
+        if len(ep.tokens) >= max_context_tokens:
+            ep.finish_reason, ep.done = "truncated", True
+    live = [k for k, ep in enumerate(episodes) if not ep.done]
+    turn = 0
+    while live:
+        samples = generate([episodes[k].tokens for k in live], turn)
+        acted = []
+        for k, sample in zip(live, samples):
+            ep, reply = episodes[k], sample["response"]
+            room = max_context_tokens - len(ep.tokens)
+            ep.extend(reply[:room], 1, sample["logprobs"][:room])
+            if len(reply) > room:
+                ep.replies.append(turns.decode(reply[:room]))
+                ep.finish_reason, ep.done = "truncated", True
+            else:
+                ep.replies.append(sample["text"])
+                ep.finish_reason = sample["finish_reason"]
+                acted.append((k, reply))
+        results = step([k for k, _ in acted], [episodes[k].replies[-1] for k, _ in acted]) if acted else []
+        for (k, reply), (observation, reward, done, info) in zip(acted, results):
+            ep = episodes[k]
+            ep.rewards.append(float(reward))
+            ep.infos.append(info)
+            if done:
+                ep.done = True
+                continue
+            following = turns.after_reply(reply, observation)
+            if len(ep.tokens) + len(following) >= max_context_tokens:
+                ep.finish_reason, ep.done = "truncated", True
+            else:
+                ep.extend(following, 0)
+        live = [k for k, _ in acted if not episodes[k].done]
+        turn += 1
+    return episodes
+
+
+def to_rollouts(episodes: list[Trajectory], trajectory_reward: str) -> Rollouts:
+    """Episodes -> what the GRPO update takes; env statistics ride along as `scores` for metrics."""
+    return Rollouts(
+        tokens=[ep.tokens for ep in episodes],
+        loss_mask=[ep.loss_mask for ep in episodes],
+        logprobs=[ep.logprobs for ep in episodes],
+        rewards=[ep.reward(trajectory_reward) for ep in episodes],
+        scores={
+            "env/success": [float(any(i.get("success", False) for i in ep.infos)) for ep in episodes],
+            "env/turns": [float(len(ep.rewards)) for ep in episodes],
+            "env/invalid_actions": [float(sum(bool(i.get("invalid_action", False)) for i in ep.infos))
+                                    for ep in episodes],
+        },
+        finish_reasons=[ep.finish_reason for ep in episodes],
+        texts=["\n".join(ep.replies) for ep in episodes],
+    )

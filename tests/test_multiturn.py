@@ -1,0 +1,224 @@
+"""Multi-turn trajectory assembly (system/rollout/multiturn.py) with a fake generator, real envs and
+SmolLM2's real tokenizer and chat template: masks, token-exactness, truncation, episode rewards."""
+
+from __future__ import annotations
+
+import pytest
+from transformers import AutoTokenizer
+
+from system.envs import make_env
+from system.models import tiny_model_path
+from system.rollout.multiturn import ChatTurns, run_episodes, to_rollouts
+
+LOGP = -0.5  # every fake sampled token's log-prob: nonzero, so misplaced log-probs show
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return AutoTokenizer.from_pretrained(tiny_model_path())
+
+
+@pytest.fixture(scope="module")
+def turns(tokenizer):
+    return ChatTurns(tokenizer)
+
+
+class Scripted:
+    """A fake engine: every live episode answers replies[turn]; EOS-ended, or cut at `limit` tokens."""
+
+    def __init__(self, tokenizer, replies: list[str], limit: int | None = None):
+        self.tokenizer, self.replies, self.limit = tokenizer, replies, limit
+        self.prompts: list[list[list[int]]] = []  # per call, what the engine was given
+
+    def __call__(self, prompts: list[list[int]], turn: int) -> list[dict]:
+        self.prompts.append([list(p) for p in prompts])
+        text = self.replies[turn]
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if self.limit is None or len(ids) < self.limit:
+            sample = {"response": ids + [self.tokenizer.eos_token_id], "finish_reason": "stop", "text": text}
+        else:
+            ids = ids[: self.limit]
+            sample = {"response": ids, "finish_reason": "length", "text": self.tokenizer.decode(ids)}
+        return [{**sample, "logprobs": [LOGP] * len(sample["response"])} for _ in prompts]
+
+
+def local_envs(name: str, seeds: list[int], **params):
+    """reset/step callables over in-process envs (the Ray pool's job in training), logging what they saw."""
+    envs = [make_env(name, **params) for _ in seeds]
+    log = {"observations": [[] for _ in seeds], "steps": []}
+
+    def reset(keys):
+        out = [(envs[k].system_prompt, envs[k].reset(seeds[k])) for k in keys]
+        for k, (_, obs) in zip(keys, out):
+            log["observations"][k].append(obs)
+        return out
+
+    def step(keys, replies):
+        log["steps"].append(list(keys))
+        out = [envs[k].step(r) for k, r in zip(keys, replies)]
+        for k, (obs, *_) in zip(keys, out):
+            log["observations"][k].append(obs)
+        return out
+
+    return reset, step, log
+
+
+def segments(mask: list[int]) -> list[tuple[int, int, int]]:
+    """(value, start, end) of each maximal run of equal mask values."""
+    runs, start = [], 0
+    for i in range(1, len(mask) + 1):
+        if i == len(mask) or mask[i] != mask[start]:
+            runs.append((mask[start], start, i))
+            start = i
+    return runs
+
+
+WRONG = ["Let me try. <answer>1 + 2</answer>", "Hmm. <answer>3 * 8 * 1 * 1</answer>", "No idea."]
+
+
+def test_tokens_equal_the_chat_template_of_the_same_conversation(tokenizer, turns):
+    reset, step, log = local_envs("twenty_four", [5], max_turns=3)
+    engine = Scripted(tokenizer, WRONG)
+    [ep] = run_episodes(1, reset, engine, step, turns, max_context_tokens=4096)
+
+    assert ep.done and len(ep.rewards) == 3 and ep.finish_reason == "stop"
+    system, observations = make_env("twenty_four", max_turns=3).system_prompt, log["observations"][0]
+    conversation = [{"role": "system", "content": system}]
+    for observation, reply in zip(observations, WRONG):
+        conversation += [{"role": "user", "content": observation}, {"role": "assistant", "content": reply}]
+    expected = tokenizer(tokenizer.apply_chat_template(conversation, tokenize=False),
+                         add_special_tokens=False)["input_ids"]
+    # The same tokens, up to the end-of-turn text after the last EOS that nobody needs to write.
+    assert ep.tokens == expected[: len(ep.tokens)]
+    assert len(expected) - len(ep.tokens) == len(turns.end_of_turn) - 1
+    # Token in, token out: each turn's prompt is the trajectory so far, ending in the opened assistant turn.
+    opened = tokenizer("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
+    for [prompt] in engine.prompts:
+        assert ep.tokens[: len(prompt)] == prompt and prompt[-len(opened):] == opened
+
+
+def test_only_the_models_tokens_carry_loss_and_logprobs(tokenizer, turns):
+    reset, step, log = local_envs("twenty_four", [1, 1, 2], max_turns=3)
+    episodes = run_episodes(3, reset, Scripted(tokenizer, WRONG), step, turns, max_context_tokens=4096)
+    for k, ep in enumerate(episodes):
+        assert len(ep.tokens) == len(ep.loss_mask) == len(ep.logprobs)
+        assert all((lp == LOGP) == (m == 1) for m, lp in zip(ep.loss_mask, ep.logprobs))
+        runs = segments(ep.loss_mask)
+        actions = [tokenizer.decode(ep.tokens[a:b], skip_special_tokens=True) for m, a, b in runs if m == 1]
+        rest = [tokenizer.decode(ep.tokens[a:b]) for m, a, b in runs if m == 0]
+        assert actions == WRONG == ep.replies
+        # prompt, then 2 observations; the last one (the episode is over) is not appended
+        assert len(rest) == 3
+        assert rest[0].endswith(log["observations"][k][0] + "<|im_end|>\n<|im_start|>assistant\n")
+        for text, observation in zip(rest[1:], log["observations"][k][1:]):
+            assert text == f"\n<|im_start|>user\n{observation}<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_a_reply_cut_by_the_token_limit_gets_its_end_of_turn_outside_the_loss(tokenizer, turns):
+    reset, step, _ = local_envs("twenty_four", [3], max_turns=2)
+    [ep] = run_episodes(1, reset, Scripted(tokenizer, WRONG, limit=4), step, turns, max_context_tokens=4096)
+    assert ep.finish_reason == "length" and len(ep.replies) == 2
+    for m, a, b in segments(ep.loss_mask)[1:]:
+        if m == 1:
+            assert b - a == 4 and tokenizer.eos_token_id not in ep.tokens[a:b]
+        else:  # the end of turn the model did not write, outside the loss
+            assert tokenizer.decode(ep.tokens[a:b]).startswith("<|im_end|>\n<|im_start|>user\n")
+
+
+def test_after_reply_writes_only_the_missing_end_of_turn(tokenizer, turns):
+    eos = tokenizer.eos_token_id
+    reply = tokenizer("4 * 6", add_special_tokens=False)["input_ids"]
+    assert turns.after_reply(reply + [eos], "obs")[0] != eos
+    assert turns.after_reply(reply, "obs")[0] == eos
+    assert turns.after_reply(reply + [eos], "obs") == turns.after_reply(reply, "obs")[1:]
+
+
+def test_a_template_with_other_turn_markers(tokenizer):
+    """Nothing is hard-coded for ChatML: the turn markers are read off whatever template is set."""
+    other = AutoTokenizer.from_pretrained(tiny_model_path())
+    other.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>"
+                           "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    turns = ChatTurns(other)
+    replies = ["<answer>right</answer>", "<answer>down</answer>"]
+    reset, step, log = local_envs("frozen_lake", [0], max_turns=2, map="SFF/FFF/FFG")
+    [ep] = run_episodes(1, reset, Scripted(other, replies), step, turns, max_context_tokens=4096)
+    assert turns.end_of_turn == [tokenizer.eos_token_id]  # no newline after it here: EOS is the whole end
+    conversation = [{"role": "system", "content": make_env("frozen_lake").system_prompt}]
+    for observation, reply in zip(log["observations"][0], replies):
+        conversation += [{"role": "user", "content": observation}, {"role": "assistant", "content": reply}]
+    assert ep.tokens == other(other.apply_chat_template(conversation, tokenize=False),
+                              add_special_tokens=False)["input_ids"]
+
+
+def test_context_limit_cuts_the_reply_and_ends_the_episode(tokenizer, turns):
+    reset, step, log = local_envs("twenty_four", [4], max_turns=3)
+    [full] = run_episodes(1, reset, Scripted(tokenizer, WRONG), step, turns, max_context_tokens=4096)
+    second_reply = [a for m, a, b in segments(full.loss_mask) if m == 1][1]
+
+    reset, step, log = local_envs("twenty_four", [4], max_turns=3)
+    [ep] = run_episodes(1, reset, Scripted(tokenizer, WRONG), step, turns, max_context_tokens=second_reply + 3)
+    assert ep.finish_reason == "truncated" and ep.done
+    assert ep.tokens == full.tokens[: second_reply + 3] and ep.loss_mask[-3:] == [1, 1, 1]
+    assert log["steps"] == [[0]], "a cut reply is not sent to the env"
+    assert len(ep.rewards) == 1
+
+
+def test_context_limit_drops_an_observation_that_leaves_no_room(tokenizer, turns):
+    reset, step, _ = local_envs("twenty_four", [4], max_turns=3)
+    [full] = run_episodes(1, reset, Scripted(tokenizer, WRONG), step, turns, max_context_tokens=4096)
+    first_reply_end = [b for m, a, b in segments(full.loss_mask) if m == 1][0]
+
+    reset, step, _ = local_envs("twenty_four", [4], max_turns=3)
+    [ep] = run_episodes(1, reset, Scripted(tokenizer, WRONG), step, turns, max_context_tokens=first_reply_end + 5)
+    assert ep.finish_reason == "truncated" and ep.tokens == full.tokens[:first_reply_end]
+    assert len(ep.rewards) == 1  # the reply was complete: the env judged it
+
+
+def test_a_prompt_over_the_limit_never_generates(tokenizer, turns):
+    reset, step, _ = local_envs("twenty_four", [0], max_turns=3)
+    engine = Scripted(tokenizer, WRONG)
+    [ep] = run_episodes(1, reset, engine, step, turns, max_context_tokens=10)
+    assert engine.prompts == [] and ep.finish_reason == "truncated" and sum(ep.loss_mask) == 0
+
+
+def scripted_env(outcomes: list[list[tuple[float, bool, dict]]]):
+    """Episode k's env returns outcomes[k][turn]: (reward, done, info)."""
+    turn = [0] * len(outcomes)
+    calls = []
+
+    def reset(keys):
+        return [("Play.", f"Episode {k}.") for k in keys]
+
+    def step(keys, replies):
+        calls.append(list(keys))
+        out = []
+        for k in keys:
+            reward, done, info = outcomes[k][turn[k]]
+            turn[k] += 1
+            out.append((f"Turn {turn[k]} over.", reward, done, info))
+        return out
+
+    return reset, step, calls
+
+
+def test_live_episodes_generate_together_and_finished_ones_drop_out(tokenizer, turns):
+    invalid, valid, won = {"invalid_action": True}, {"invalid_action": False}, {"success": True}
+    outcomes = [
+        [(1.0, True, won)],
+        [(-0.1, False, invalid), (1.0, True, won)],
+        [(-0.1, False, invalid), (0.0, False, valid), (0.5, True, valid)],
+    ]
+    reset, step, calls = scripted_env(outcomes)
+    engine = Scripted(tokenizer, WRONG)
+    episodes = run_episodes(3, reset, engine, step, turns, max_context_tokens=4096)
+    assert [len(p) for p in engine.prompts] == [3, 2, 1] and calls == [[0, 1, 2], [1, 2], [2]]
+
+    summed, last = to_rollouts(episodes, "sum"), to_rollouts(episodes, "last")
+    assert summed.rewards == pytest.approx([1.0, 0.9, 0.4]) and last.rewards == [1.0, 1.0, 0.5]
+    assert summed.scores == {
+        "env/success": [1.0, 1.0, 0.0],
+        "env/turns": [1.0, 2.0, 3.0],
+        "env/invalid_actions": [0.0, 1.0, 1.0],
+    }
+    assert summed.texts[2] == "\n".join(WRONG) and summed.finish_reasons == ["stop"] * 3
+    assert summed.response_lengths == [sum(ep.loss_mask) for ep in episodes]

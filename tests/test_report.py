@@ -1,0 +1,96 @@
+"""The run report: curves PNG and sample completions from a run directory's files alone."""
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from system.report import write_report
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EVAL_EVERY = 20
+
+
+def fake_run(run_dir, steps=60) -> None:
+    """metrics.jsonl as the launcher writes it (eval keys on eval steps only, no KL before step 5)
+    and three eval files of five samples each, the first completion of the last one very long."""
+    os.makedirs(os.path.join(run_dir, "eval"))
+    with open(os.path.join(run_dir, "metrics.jsonl"), "w") as f:
+        for step in range(steps):
+            progress = step / steps
+            record = {"step": step, "reward/mean": progress + 0.1 * math.sin(step),
+                      "reward/countdown/mean": 0.8 * progress, "reward/format/mean": 0.2 + 0.1 * progress,
+                      "reward/accuracy": 0.7 * progress, "response/length_mean": 200 - 50 * progress,
+                      "response/length_max": 512, "sync/checksum_ok": 1.0,
+                      "timing/generate_s": 3.0, "timing/reward_s": 0.2, "timing/train_s": 2.0,
+                      "timing/sync_s": 0.5, "timing/step_s": 5.7}
+            if step >= 5:
+                record |= {"kl/mean": 0.01 * progress, "timing/reference_s": 0.8}
+            if step % EVAL_EVERY == 0:
+                record |= {"eval/reward_mean": progress, "eval/accuracy": progress / 2,
+                           "eval/pass@1": progress / 2, "eval/pass@4": progress, "eval/pass@16": 1.0}
+            f.write(json.dumps(record) + "\n")
+    for step in range(0, steps, EVAL_EVERY):
+        with open(os.path.join(run_dir, "eval", f"step_{step:06d}.jsonl"), "w") as f:
+            for i in range(5):
+                completion = "x" * 2000 if (step, i) == (40, 0) else f"<think>step {step} sample {i}</think>"
+                f.write(json.dumps({"prompt": f"Use 3, 5, 7 to make 22 (#{i})", "completion": completion,
+                                    "reward": 1.0 if i == 1 else 0.1, "correct": i == 1}) + "\n")
+
+
+def check_png(path) -> None:
+    with Image.open(path) as image:
+        image.verify()
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        width, height = image.size
+    assert 800 <= width <= 4000 and 400 <= height <= 3000, image.size
+
+
+def test_report_writes_curves_and_samples(tmp_path):
+    fake_run(tmp_path)
+    paths = write_report(str(tmp_path))
+    assert paths == [str(tmp_path / "report.png"), str(tmp_path / "samples.md")]
+    check_png(paths[0])
+
+    samples = (tmp_path / "samples.md").read_text()
+    headers = [line for line in samples.splitlines() if line.startswith("## Step")]
+    assert headers == ["## Step 40", "## Step 20", "## Step 0"]  # newest eval first
+    assert "<think>step 20 sample 2</think>" in samples
+    assert "sample 3" not in samples  # only the first three of each eval
+    assert "x" * 600 + " […1400 more characters]" in samples and "x" * 601 not in samples
+    assert "5 samples saved, 1 correct, mean reward 0.280." in samples
+    assert "### Sample 2: reward 1.000, correct" in samples
+
+
+def test_report_with_few_metrics_and_no_evals(tmp_path):
+    with open(tmp_path / "metrics.jsonl", "w") as f:
+        for step in range(3):
+            f.write(json.dumps({"step": step, "reward/mean": 0.1 * step, "kl/mean": None}) + "\n")
+    png, samples = write_report(str(tmp_path))
+    with Image.open(png) as image:
+        assert image.format == "PNG"
+    assert "No eval results" in open(samples).read()
+
+
+def test_report_needs_metrics(tmp_path):
+    with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "metrics.jsonl"))):
+        write_report(str(tmp_path))
+
+
+def test_launcher(tmp_path):
+    fake_run(tmp_path / "run")
+    script = os.path.join(ROOT, "launcher", "report.py")
+    done = subprocess.run([sys.executable, script, str(tmp_path / "run")], capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(tmp_path / "run" / "report.png"), str(tmp_path / "run" / "samples.md")]
+    check_png(tmp_path / "run" / "report.png")
+
+    failed = subprocess.run([sys.executable, script, str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
+    assert failed.returncode != 0 and "no metrics at" in failed.stderr and "Traceback" not in failed.stderr

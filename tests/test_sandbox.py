@@ -1,0 +1,195 @@
+"""Hostile programs in the code sandbox: each is contained, ends within seconds and leaves the host as it was.
+
+Some protections exist only when the tests run as root (a user id of its own per run, pid and
+mount namespaces; see system/rewards/sandbox.py); the checks that depend on them are skipped
+otherwise. Limits are small so the whole file runs in a few seconds per test.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from system.rewards.code import make_code
+from system.rewards.sandbox import Limits, run_python
+from system.rewards.sandbox_child import UID_BASE
+
+LIMITS = Limits(wall_s=2.0, cpu_s=2, memory_bytes=256 << 20, output_bytes=1 << 20, processes=8)
+ROOT = os.geteuid() == 0
+root_only = pytest.mark.skipif(not ROOT, reason="needs root: per-run user id and namespaces")
+
+
+def run(source: str, stdin: str = ""):
+    result = run_python(source, stdin, LIMITS)
+    assert result.duration_s < LIMITS.wall_s + 2, result
+    return result
+
+
+def sandbox_processes() -> list[int]:
+    """Processes running as a sandbox's own user (root mode): none may outlive its run."""
+    return [int(p) for p in os.listdir("/proc") if p.isdigit() and _uid(p) >= UID_BASE]
+
+
+def _uid(pid: str) -> int:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except FileNotFoundError:
+        return -1
+
+
+def test_a_plain_program_runs_and_reads_stdin():
+    result = run("import sys\nprint(sum(map(int, sys.stdin.read().split())))", stdin="1 2 3\n")
+    assert (result.status, result.stdout, result.returncode) == ("ok", "6\n", 0)
+
+
+def test_an_exception_is_an_error_with_its_traceback():
+    result = run("raise ValueError('boom')")
+    assert result.status == "error" and "ValueError: boom" in result.stderr
+
+
+def test_no_network():
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.settimeout(0.2)
+        port = server.getsockname()[1]
+        result = run(f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=1)\nprint('connected')")
+        assert result.status == "error" and "connected" not in result.stdout
+        with pytest.raises(socket.timeout):
+            server.accept()
+
+
+def test_environment_is_scrubbed(monkeypatch):
+    monkeypatch.setenv("R1RAY_FAKE_SECRET", "hunter2")
+    result = run("import os\nprint(dict(os.environ))")
+    assert result.ok and "hunter2" not in result.stdout and "R1RAY_FAKE_SECRET" not in result.stdout
+
+
+@root_only
+def test_parent_environment_is_not_readable_through_proc(monkeypatch):
+    monkeypatch.setenv("R1RAY_FAKE_SECRET", "hunter2")
+    result = run(f"print(open('/proc/{os.getpid()}/environ').read())\nprint(open('/proc/1/environ').read())")
+    assert result.status == "error" and "hunter2" not in result.stdout
+
+
+@root_only
+def test_writing_or_deleting_outside_the_work_dir_fails(tmp_path):
+    keep = tmp_path / "keep.txt"
+    keep.write_text("precious")
+    result = run(
+        "import os, shutil\n"
+        f"open({str(tmp_path / 'pwned')!r}, 'w').write('x')\n"
+        f"os.remove({str(keep)!r})\n"
+        f"shutil.rmtree({str(tmp_path)!r})\n"
+    )
+    assert result.status == "error"  # PermissionError, or not even visible (private /tmp)
+    assert keep.read_text() == "precious" and not (tmp_path / "pwned").exists()
+
+
+@root_only
+def test_writes_to_tmp_stay_private_and_cd_out_cannot_write():
+    name = f"r1ray-sandbox-escape-{os.getpid()}"
+    result = run(f"import os\nopen('/tmp/{name}', 'w').write('x')\nos.chdir('/')\nopen('{name}', 'w').write('x')")
+    assert result.status == "error" and "PermissionError" in result.stderr
+    assert not os.path.exists(f"/tmp/{name}") and not os.path.exists(f"/{name}")
+
+
+@root_only
+def test_shell_commands_cannot_touch_the_host(tmp_path):
+    target = tmp_path / "pwned-by-shell"
+    result = run(f"__import__('os').system('touch {target}; sudo touch {target}; echo ran')")
+    assert "ran" in result.stdout and not target.exists()
+
+
+def test_fork_bomb_is_bounded():
+    result = run("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass")
+    assert result.status in ("timeout", "error")
+    if ROOT:  # all reaped, not even zombies left to the host's init
+        assert sandbox_processes() == []
+
+
+def test_allocating_10_gb_is_a_memory_failure():
+    result = run("x = bytearray(10 * 1024**3)\nprint('allocated')")
+    assert result.status == "memory" and "allocated" not in result.stdout
+
+
+def test_infinite_loop_is_killed_at_the_time_limit():
+    result = run("while True:\n    pass")
+    assert result.status == "timeout" and result.duration_s >= LIMITS.wall_s - 0.5
+
+
+def test_sleeping_past_the_limit_is_a_timeout():
+    result = run("import time\ntime.sleep(60)\nprint('woke')")
+    assert result.status == "timeout" and "woke" not in result.stdout
+
+
+def test_a_background_child_does_not_outlive_the_run():
+    result = run("import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\nprint('parent done')")
+    assert result.stdout == "parent done\n"
+    if ROOT:
+        assert sandbox_processes() == []
+
+
+@root_only
+def test_signalling_the_caller_does_not_reach_it():
+    received = []
+    previous = signal.signal(signal.SIGUSR1, lambda *args: received.append(True))
+    try:
+        result = run(
+            "import os, signal\n"
+            "for pid in (os.getppid(), %d):\n"
+            "    try:\n"
+            "        os.kill(pid, signal.SIGUSR1)\n"
+            "    except OSError as e:\n"
+            "        print(type(e).__name__)\n" % os.getpid()
+        )
+        time.sleep(0.1)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert received == [] and "ProcessLookupError" in result.stdout
+
+
+def test_printing_100_mb_hits_the_output_cap():
+    result = run("import sys\nfor _ in range(100):\n    sys.stdout.write('x' * 1024 * 1024)")
+    assert result.status == "output_limit" and len(result.stdout) <= LIMITS.output_bytes
+    assert result.duration_s < 1.5
+
+
+def test_recursion_bombs_fail():
+    assert run("def f():\n    return f()\nf()").status == "error"
+    deep = run("import sys\nsys.setrecursionlimit(10**9)\ndef f(n):\n    return f(n + 1)\nf(0)")
+    assert deep.status in ("error", "memory", "timeout")
+
+
+def test_import_tricks_find_nothing_to_import():
+    result = run("import main")  # the program itself, or anything next to the sandbox code
+    assert result.status == "error" and "ModuleNotFoundError" in result.stderr
+    result = run("import system.rewards.sandbox")
+    assert result.status == "error" and "ModuleNotFoundError" in result.stderr
+
+
+def test_the_code_reward_scores_hostile_programs_zero_and_keeps_serving():
+    hostile = [
+        "while True:\n    pass",
+        "import os\nwhile True:\n    os.fork()",
+        "x = bytearray(10 * 1024**3)",
+        "while True:\n    print('x' * 10**6)",
+        "import socket\nsocket.create_connection(('127.0.0.1', 22), timeout=1)",
+    ]
+    if ROOT:  # without root the program runs as our user and could signal this very test process
+        hostile.append("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)")
+    good = "a, b = map(int, input().split())\nprint(a + b)"
+    reward = make_code(limits=LIMITS)
+    completions = [f"```python\n{p}\n```" for p in hostile + [good]]
+    scores = reward(completions, inputs=[["1 2"]] * len(completions), outputs=[["3"]] * len(completions))
+    assert scores == [0.0] * len(hostile) + [1.0]
+    assert reward([f"```python\n{good}\n```"], inputs=[["2 2"]], outputs=[["4"]]) == [1.0]
+
+
+def test_parallel_runs_do_not_mix():
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda i: run(f"print(input() * 2, {i})", stdin=f"{i}\n"), range(8)))
+    assert [r.stdout for r in results] == [f"{i}{i} {i}\n" for i in range(8)]
