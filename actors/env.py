@@ -44,7 +44,7 @@ class EnvPool:
         if not options:
             raise ValueError("env.num_workers must be >= 1 to train on an environment")
         params = dict(env_cfg.params)
-        make_env(env_cfg.cls, **params)  # a bad env name or param fails here, with its message, not in an actor
+        make_env(env_cfg.cls, **params)  # a bad name or param fails here with its message, not in an actor
         self.workers = [EnvWorker.options(name=f"env-{i}", **opts).remote(env_cfg.cls, params)
                         for i, opts in enumerate(options)]
 
@@ -59,8 +59,8 @@ class EnvPool:
         k = len(self.workers)
         shares = [[j for j, key in enumerate(keys) if key % k == w] for w in range(k)]
         futures = [
-            (share, getattr(self.workers[w], method).remote([keys[j] for j in share], [values[j] for j in share]))
-            for w, share in enumerate(shares) if share
+            (share, getattr(worker, method).remote([keys[j] for j in share], [values[j] for j in share]))
+            for worker, share in zip(self.workers, shares) if share
         ]
         out: list = [None] * len(keys)
         for share, future in futures:
@@ -75,8 +75,8 @@ def multi_turn_rollout(env_seeds: list[int], engines: list, env_pool: EnvPool, t
     reply (one engine call per engine, a distinct sampling seed per episode and turn), then the pool
     steps them all."""
     if cfg.env.max_context_tokens > cfg.rollout.max_model_len:
-        raise ValueError(f"env.max_context_tokens={cfg.env.max_context_tokens} exceeds what the engine holds: "
-                         f"rollout.max_model_len={cfg.rollout.max_model_len}")
+        raise ValueError(f"env.max_context_tokens={cfg.env.max_context_tokens} exceeds what the engine "
+                         f"holds: rollout.max_model_len={cfg.rollout.max_model_len}")
     seeds = [s for s in env_seeds for _ in range(n)]
     count = len(seeds)
 

@@ -24,10 +24,11 @@ class RewardPool:
     def __init__(self, names: list[str], num_workers: int, options: list[dict]):
         self.workers = [RewardWorker.options(name=f"reward-{i}", **options[i]).remote(names) for i in range(num_workers)]
 
-    def score(self, completions: list[str], columns: dict[str, list]) -> dict[str, list]:
-        """Split the batch into one contiguous chunk per worker; scores come back in order."""
-        n, k = len(completions), len(self.workers)
-        bounds = [n * i // k for i in range(k + 1)]
+    def score(self, completions: list[str], columns: dict[str, list], group_size: int = 1) -> dict[str, list]:
+        """Split the batch into one contiguous chunk per worker, at group boundaries (group-aware
+        rewards such as `length` see whole groups); scores come back in order."""
+        groups, k = len(completions) // group_size, len(self.workers)
+        bounds = [groups * i // k * group_size for i in range(k + 1)]
         futures = [
             w.score.remote(completions[a:b], {c: v[a:b] for c, v in columns.items()})
             for w, a, b in zip(self.workers, bounds, bounds[1:]) if b > a

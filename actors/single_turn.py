@@ -26,14 +26,16 @@ def generate(engines: list, prompts: list[list[int]], cfg, seed: int, n: int, te
 def single_turn_rollout(rows: list[dict], engines: list, reward_pool, tokenizer, cfg, seed: int, timings: dict,
                         n: int, temperature: float) -> Rollouts:
     """`n` samples per row (contiguous), scored by every configured reward function."""
-    prompts = [encode_chat(tokenizer, row["messages"]) for row in rows]
+    prefix = cfg.data.response_prefix
+    prompts = [encode_chat(tokenizer, row["messages"], prefix) for row in rows]
     with timed(timings, "generate"):
         groups = generate(engines, prompts, cfg.rollout, seed, n, temperature)
     samples = [(p, s) for p, group in zip(prompts, groups) for s in group]
-    texts = [s["text"] for _, s in samples]
+    texts = [prefix + s["text"] for _, s in samples]  # the whole reply, as rewards must judge it
     with timed(timings, "reward"):
         columns = {key: [row[key] for row in rows for _ in range(n)] for key in rows[0] if key != "messages"}
-        scores = reward_pool.score(texts, columns)
+        columns["completion_tokens"] = [len(s["response"]) for _, s in samples]  # for length-shaped rewards
+        scores = reward_pool.score(texts, columns, n)
         total = combine_rewards(scores, cfg.reward.functions, cfg.reward.mode, cfg.reward.gate)
     return Rollouts(
         tokens=[p + s["response"] for p, s in samples],

@@ -45,6 +45,9 @@ class DataConfig:
     # The user message; `{...}` fields are filled from the row's columns.
     prompt_template: str = "countdown"
     system_prompt: Optional[str] = None
+    # Text the assistant's reply starts with, part of the prompt (TinyZero starts it with "<think>"):
+    # the model continues it, and rewards score prefix + completion.
+    response_prefix: str = ""
 
 
 @dataclass
@@ -207,7 +210,17 @@ def _closest(key: str) -> str:
     return f" (did you mean '{match[0]}'?)" if match else ""
 
 
+# Mappings that a later layer replaces instead of merging into (a recipe's reward functions
+# must not silently keep the base file's).
+REPLACED_MAPPINGS = ("reward.functions", "env.params")
+
+
 def _merge(base: DictConfig, update: Any, origin: str) -> DictConfig:
+    for key in REPLACED_MAPPINGS:
+        section, name = key.split(".")
+        if isinstance(update.get(section), dict) and name in update[section]:
+            base = base.copy()
+            OmegaConf.update(base, key, {}, merge=False)
     try:
         return OmegaConf.merge(base, update)
     except ConfigKeyError as e:

@@ -32,7 +32,9 @@ class Platform:
     def vllm_kwargs(self, gpu_memory_utilization: float) -> dict:
         if self.is_gpu:
             return {"gpu_memory_utilization": gpu_memory_utilization}
-        return {"enforce_eager": True}
+        # No chunked prefill on CPU: vLLM 0.32's CPU runner crashes rewinding a seeded request's
+        # generator when a chunked prefill discards its sample ("CPU Generator does not use offset").
+        return {"enforce_eager": True, "enable_chunked_prefill": False}
 
     def set_threads(self, threads: int) -> None:
         """Actors share the host's cores; torch defaults to one thread per Ray CPU slot."""

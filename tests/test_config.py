@@ -37,6 +37,13 @@ def test_errors_name_the_key(override, message):
     assert message in str(e.value)
 
 
+def test_reward_functions_replace_instead_of_merging(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"base: {DEMO}\nreward:\n  functions: {{accuracy: 1.0}}\n")
+    assert load_config(str(recipe)).reward.functions == {"accuracy": 1.0}
+    assert load_config(DEMO, ["reward.functions={format: 1.0}"]).reward.functions == {"format": 1.0}
+
+
 def test_unknown_key_in_yaml_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(f"base: {DEMO}\nrollout:\n  temprature: 0.7\n")

@@ -156,7 +156,8 @@ def test_context_limit_cuts_the_reply_and_ends_the_episode(tokenizer, turns):
     second_reply = [a for m, a, b in segments(full.loss_mask) if m == 1][1]
 
     reset, step, log = local_envs("twenty_four", [4], max_turns=3)
-    [ep] = run_episodes(1, reset, Scripted(tokenizer, WRONG), step, turns, max_context_tokens=second_reply + 3)
+    limit = second_reply + 3
+    [ep] = run_episodes(1, reset, Scripted(tokenizer, WRONG), step, turns, max_context_tokens=limit)
     assert ep.finish_reason == "truncated" and ep.done
     assert ep.tokens == full.tokens[: second_reply + 3] and ep.loss_mask[-3:] == [1, 1, 1]
     assert log["steps"] == [[0]], "a cut reply is not sent to the env"
@@ -169,7 +170,8 @@ def test_context_limit_drops_an_observation_that_leaves_no_room(tokenizer, turns
     first_reply_end = [b for m, a, b in segments(full.loss_mask) if m == 1][0]
 
     reset, step, _ = local_envs("twenty_four", [4], max_turns=3)
-    [ep] = run_episodes(1, reset, Scripted(tokenizer, WRONG), step, turns, max_context_tokens=first_reply_end + 5)
+    limit = first_reply_end + 5
+    [ep] = run_episodes(1, reset, Scripted(tokenizer, WRONG), step, turns, max_context_tokens=limit)
     assert ep.finish_reason == "truncated" and ep.tokens == full.tokens[:first_reply_end]
     assert len(ep.rewards) == 1  # the reply was complete: the env judged it
 

@@ -7,7 +7,9 @@ from system.rewards.code import make_code
 from system.rewards.extract import code_block
 from system.rewards.sandbox import Limits
 
-LIMITS = Limits(wall_s=2.0, cpu_s=2, memory_bytes=256 << 20)
+# long enough that a loaded machine does not fail correct programs; short for the one that loops
+LIMITS = Limits(wall_s=10.0, cpu_s=10, memory_bytes=256 << 20)
+SHORT = Limits(wall_s=1.5, cpu_s=1, memory_bytes=256 << 20)
 TEST = "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n"
 
 
@@ -21,12 +23,13 @@ def test_humaneval_style():
         fenced("def add(a, b):\n    return a - b"),  # fails the asserts
         fenced("def plus(a, b):\n    return a + b"),  # wrong name
         "def add(a, b):\n    return a + b",  # not in a code block
-        fenced("def add(a, b):\n    while True:\n        pass"),  # never returns
         fenced("def add(a, b)\n    return a + b"),  # syntax error
     ]
     n = len(completions)
     scores = make_code(limits=LIMITS)(completions, test=[TEST] * n, entry_point=["add"] * n, prompt=["p"] * n)
-    assert scores == [1.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    assert scores == [1.0, 0.0, 0.0, 0.0, 0.0]
+    endless = fenced("def add(a, b):\n    while True:\n        pass")
+    assert make_code(limits=SHORT)([endless], test=[TEST], entry_point=["add"]) == [0.0]
 
 
 def test_stdin_stdout_pass_fraction_and_binary():
@@ -36,7 +39,8 @@ def test_stdin_stdout_pass_fraction_and_binary():
     inputs = [["1 2\n", "3 4", "5 5"]] * 3
     outputs = [["3\n", "7  \n\n", "10"]] * 3  # trailing whitespace does not matter
     assert make_code(limits=LIMITS)(completions, inputs=inputs, outputs=outputs) == [1.0, 2 / 3, 1.0]
-    assert make_code(binary=True, limits=LIMITS)(completions, inputs=inputs, outputs=outputs) == [1.0, 0.0, 1.0]
+    binary = make_code(binary=True, limits=LIMITS)
+    assert binary(completions, inputs=inputs, outputs=outputs) == [1.0, 0.0, 1.0]
 
 
 def test_cases_given_as_lists_of_lines():

@@ -17,6 +17,8 @@ CASES = [
     ("<answer>0.5</answer>", "\\frac{1}{2}", 1.0),
     ("so the answer is \\boxed{1/2}.", "\\frac12", 1.0),
     ("<answer>x^2+2x+1</answer>", "(x+1)^2", 1.0),
+    ("<answer>(x^2+1)^2</answer>", "x^4+2x^2+1", 1.0),
+    ("<answer>3!</answer>", "6", 1.0),
     ("<answer>\\sqrt{2}</answer>", "\\sqrt 2", 1.0),
     ("<answer>2^{10}</answer>", "1024", 1.0),
     ("<answer>$\\pi$</answer>", "\\pi", 1.0),
@@ -38,6 +40,7 @@ CASES = [
     ("<answer>2^{100000}</answer>", "3", 0.0),
     ("<answer>(10^{999})^{999}</answer>", "3", 0.0),
     ("<answer>99999!</answer>", "3", 0.0),
+    ("<answer>(3!)!</answer>", "720", 0.0),
     ("<answer>" + "1+" * 600 + "1</answer>", "1201", 0.0),
 ]
 

@@ -29,7 +29,8 @@ def user_module(tmp_path, monkeypatch):
 
 def test_every_shipped_reward_is_registered_and_takes_unknown_columns():
     assert set(SHIPPED) <= set(available_rewards())
-    columns = {"answer": ["1"], "nums": [[1]], "target": [1], "test": [None], "entry_point": [None], "extra": [0]}
+    columns = {"answer": ["1"], "nums": [[1]], "target": [1], "test": [None], "entry_point": [None]}
+    columns["unknown_extra"] = [0]
     for name in SHIPPED:
         scores = get_reward(name)(["<think>x</think><answer>1</answer>"], **columns)
         assert len(scores) == 1 and (scores[0] is None or isinstance(scores[0], float)), name

@@ -30,7 +30,8 @@ def test_format(completion, expected):
 
 def test_format_and_tag_count_with_other_tags():
     custom = make_format(think="reasoning", answer="final")
-    assert custom(["<reasoning>a</reasoning><final>1</final>", "<think>a</think><answer>1</answer>"]) == [1.0, 0.0]
+    completions = ["<reasoning>a</reasoning><final>1</final>", "<think>a</think><answer>1</answer>"]
+    assert custom(completions) == [1.0, 0.0]
     assert make_tag_count("reasoning", "final")(["<reasoning>a</reasoning><final>1"]) == [0.75]
 
 
@@ -113,6 +114,7 @@ def test_length_is_relative_within_each_group():
 def test_soft_overlong():
     punish = make_soft_overlong(max_length=100, cache=20)
     assert punish(["x"] * 5, completion_tokens=[50, 80, 90, 100, 101]) == [0.0, 0.0, -0.5, -1.0, -1.0]
-    assert get_reward("soft_overlong")(["x" * 3072, "x" * 3584, "x" * 5000]) == [0.0, -0.5, -1.0]  # characters
+    by_chars = get_reward("soft_overlong")(["x" * 3072, "x" * 3584, "x" * 5000])  # default 4096, cache 1024
+    assert by_chars == [0.0, -0.5, -1.0]
     with pytest.raises(ValueError):
         make_soft_overlong(max_length=10, cache=20)

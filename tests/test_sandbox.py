@@ -2,11 +2,13 @@
 
 Some protections exist only when the tests run as root (a user id of its own per run, pid and
 mount namespaces; see system/rewards/sandbox.py); the checks that depend on them are skipped
-otherwise. Limits are small so the whole file runs in a few seconds per test.
+otherwise. Programs that must be stopped get a short wall time (the whole file takes seconds);
+programs that end by themselves get a long one, so a loaded machine cannot turn them into timeouts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -19,14 +21,15 @@ from system.rewards.code import make_code
 from system.rewards.sandbox import Limits, run_python
 from system.rewards.sandbox_child import UID_BASE
 
-LIMITS = Limits(wall_s=2.0, cpu_s=2, memory_bytes=256 << 20, output_bytes=1 << 20, processes=8)
+LIMITS = Limits(wall_s=10.0, cpu_s=10, memory_bytes=256 << 20, output_bytes=1 << 20, processes=8)
+SHORT = dataclasses.replace(LIMITS, wall_s=1.5, cpu_s=1)  # for programs that never end by themselves
 ROOT = os.geteuid() == 0
 root_only = pytest.mark.skipif(not ROOT, reason="needs root: per-run user id and namespaces")
 
 
-def run(source: str, stdin: str = ""):
-    result = run_python(source, stdin, LIMITS)
-    assert result.duration_s < LIMITS.wall_s + 2, result
+def run(source: str, stdin: str = "", limits: Limits = LIMITS):
+    result = run_python(source, stdin, limits)
+    assert result.duration_s < limits.wall_s + 5, result
     return result
 
 
@@ -47,6 +50,12 @@ def test_a_plain_program_runs_and_reads_stdin():
     assert (result.status, result.stdout, result.returncode) == ("ok", "6\n", 0)
 
 
+@root_only
+def test_as_root_every_layer_applies():
+    isolation = run("print(1)").isolation
+    assert isolation["network_namespace"] and isolation["namespaces"] and isolation["own_user"] >= UID_BASE
+
+
 def test_an_exception_is_an_error_with_its_traceback():
     result = run("raise ValueError('boom')")
     assert result.status == "error" and "ValueError: boom" in result.stderr
@@ -56,7 +65,8 @@ def test_no_network():
     with socket.create_server(("127.0.0.1", 0)) as server:
         server.settimeout(0.2)
         port = server.getsockname()[1]
-        result = run(f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=1)\nprint('connected')")
+        connect = f"socket.create_connection(('127.0.0.1', {port}), timeout=1)"
+        result = run(f"import socket\n{connect}\nprint('connected')")
         assert result.status == "error" and "connected" not in result.stdout
         with pytest.raises(socket.timeout):
             server.accept()
@@ -92,7 +102,7 @@ def test_writing_or_deleting_outside_the_work_dir_fails(tmp_path):
 @root_only
 def test_writes_to_tmp_stay_private_and_cd_out_cannot_write():
     name = f"r1ray-sandbox-escape-{os.getpid()}"
-    result = run(f"import os\nopen('/tmp/{name}', 'w').write('x')\nos.chdir('/')\nopen('{name}', 'w').write('x')")
+    result = run(f"import os\nopen('/tmp/{name}', 'w').write('x')\nos.chdir('/')\nopen('{name}', 'w')")
     assert result.status == "error" and "PermissionError" in result.stderr
     assert not os.path.exists(f"/tmp/{name}") and not os.path.exists(f"/{name}")
 
@@ -105,7 +115,8 @@ def test_shell_commands_cannot_touch_the_host(tmp_path):
 
 
 def test_fork_bomb_is_bounded():
-    result = run("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass")
+    bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
+    result = run(bomb, limits=SHORT)
     assert result.status in ("timeout", "error")
     if ROOT:  # all reaped, not even zombies left to the host's init
         assert sandbox_processes() == []
@@ -117,18 +128,18 @@ def test_allocating_10_gb_is_a_memory_failure():
 
 
 def test_infinite_loop_is_killed_at_the_time_limit():
-    result = run("while True:\n    pass")
-    assert result.status == "timeout" and result.duration_s >= LIMITS.wall_s - 0.5
+    result = run("while True:\n    pass", limits=SHORT)
+    assert result.status == "timeout" and result.duration_s >= SHORT.wall_s - 0.5
 
 
 def test_sleeping_past_the_limit_is_a_timeout():
-    result = run("import time\ntime.sleep(60)\nprint('woke')")
+    result = run("import time\ntime.sleep(60)\nprint('woke')", limits=SHORT)
     assert result.status == "timeout" and "woke" not in result.stdout
 
 
 def test_a_background_child_does_not_outlive_the_run():
-    result = run("import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\nprint('parent done')")
-    assert result.stdout == "parent done\n"
+    result = run("import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(20)\nprint('done')")
+    assert result.stdout == "done\n"
     if ROOT:
         assert sandbox_processes() == []
 
@@ -155,12 +166,11 @@ def test_signalling_the_caller_does_not_reach_it():
 def test_printing_100_mb_hits_the_output_cap():
     result = run("import sys\nfor _ in range(100):\n    sys.stdout.write('x' * 1024 * 1024)")
     assert result.status == "output_limit" and len(result.stdout) <= LIMITS.output_bytes
-    assert result.duration_s < 1.5
 
 
 def test_recursion_bombs_fail():
     assert run("def f():\n    return f()\nf()").status == "error"
-    deep = run("import sys\nsys.setrecursionlimit(10**9)\ndef f(n):\n    return f(n + 1)\nf(0)")
+    deep = run("import sys\nsys.setrecursionlimit(10**9)\ndef f(n):\n    return f(n + 1)\nf(0)", limits=SHORT)
     assert deep.status in ("error", "memory", "timeout")
 
 
@@ -181,12 +191,12 @@ def test_the_code_reward_scores_hostile_programs_zero_and_keeps_serving():
     ]
     if ROOT:  # without root the program runs as our user and could signal this very test process
         hostile.append("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)")
-    good = "a, b = map(int, input().split())\nprint(a + b)"
-    reward = make_code(limits=LIMITS)
-    completions = [f"```python\n{p}\n```" for p in hostile + [good]]
-    scores = reward(completions, inputs=[["1 2"]] * len(completions), outputs=[["3"]] * len(completions))
-    assert scores == [0.0] * len(hostile) + [1.0]
-    assert reward([f"```python\n{good}\n```"], inputs=[["2 2"]], outputs=[["4"]]) == [1.0]
+    completions = [f"```python\n{p}\n```" for p in hostile]
+    n = len(completions)
+    assert make_code(limits=SHORT)(completions, inputs=[["1 2"]] * n, outputs=[["3"]] * n) == [0.0] * n
+    good = "```python\na, b = map(int, input().split())\nprint(a + b)\n```"
+    scores = make_code(limits=LIMITS)([good, good], inputs=[["1 2"], ["2 2"]], outputs=[["3"], ["4"]])
+    assert scores == [1.0, 1.0]
 
 
 def test_parallel_runs_do_not_mix():

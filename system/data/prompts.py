@@ -15,6 +15,11 @@ TEMPLATES = {
         "<think> </think> tags, then give only the equation in <answer> </answer> tags, for "
         "example <answer> (1 + 2) * 3 </answer>."
     ),
+    # For small models: the answer alone, in the tags the reward reads (pairs with response_prefix "<answer>").
+    "countdown_answer": (
+        "Make {target} from the numbers {nums} using + - * /, each number once. Respond with only the "
+        "equation inside answer tags, like <answer> 3 + 4 </answer>."
+    ),
     "math": "{question}\nThink step by step in <think> </think> tags, then give the final answer in <answer> </answer> tags.",
     "plain": "{prompt}",
 }
@@ -35,7 +40,8 @@ def render_messages(row: dict, template: str, system_prompt: str | None) -> list
     return messages
 
 
-def encode_chat(tokenizer, messages: list[dict]) -> list[int]:
-    """Prompt token ids: the chat template with the assistant turn opened, tokenised once."""
+def encode_chat(tokenizer, messages: list[dict], response_prefix: str = "") -> list[int]:
+    """Prompt token ids: the chat template with the assistant turn opened (and started with
+    `response_prefix`), tokenised once."""
     text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+    return tokenizer(text + response_prefix, add_special_tokens=False)["input_ids"]

@@ -42,7 +42,7 @@ def cases_for(program: str, test=None, entry_point=None, inputs=None, outputs=No
     return []
 
 
-def make_code(binary: bool = False, limits: Limits = Limits(wall_s=5.0, cpu_s=5), max_workers: Optional[int] = None):
+def make_code(binary: bool = False, limits: Limits = Limits(wall_s=5.0, cpu_s=5), max_workers: int = 0):
     """A code reward; `limits` bound each run, `max_workers` runs go at once (default: CPU count)."""
 
     def passes(case: Case) -> bool:

@@ -34,7 +34,9 @@ def score_equation(
 def make_countdown(format_score: float = 0.1, tag: str = "answer", fixed_target: Optional[int] = None):
     """A countdown reward reading columns `nums` and `target` (or a fixed target, as in the 24 game)."""
 
-    def countdown(completions: list[str], nums: Optional[list] = None, target: Optional[list] = None, **kwargs):
+    def countdown(
+        completions: list[str], nums: Optional[list] = None, target: Optional[list] = None, **kwargs
+    ) -> list[Optional[float]]:
         targets = target if fixed_target is None else [fixed_target] * len(completions)
         if nums is None or targets is None:
             raise ValueError("the countdown reward needs the columns 'nums' and 'target'")

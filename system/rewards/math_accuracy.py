@@ -26,7 +26,8 @@ from system.rewards.registry import register_reward
 MAX_CHARS = 1000  # longer gold or answer texts are not parsed
 MAX_EXPONENT = 1000  # |numeric exponent| and factorial argument above this are not evaluated
 TIMEOUT_S = 5  # math-verify's own timeout, where it can have one (the main thread)
-_EXPLOSIVE = (sympy.Pow, sympy.factorial, sympy.factorial2, sympy.subfactorial)
+_FACTORIALS = (sympy.factorial, sympy.factorial2, sympy.subfactorial)
+_EXPLOSIVE = (sympy.Pow, *_FACTORIALS)
 
 
 def _timeout() -> Optional[int]:
@@ -41,14 +42,16 @@ def _parse(text: str) -> list:
 
 
 def _bounded(node) -> bool:
-    """False for a numeric power or factorial that could take unbounded time or memory to evaluate."""
+    """False if evaluating `node` could take unbounded time or memory: a numeric exponent above
+    MAX_EXPONENT or itself a power (9^{9^9}), a number raised to a power of a power
+    ((10^{999})^{999}), or a factorial of more than MAX_EXPONENT or of an expression ((3!)!)."""
     if isinstance(node, sympy.Pow) and node.exp.is_number:
-        size = abs(node.exp)
-        if node.exp.has(*_EXPLOSIVE) or _exceeds(size, MAX_EXPONENT) or (
-            _exceeds(size, 1) and node.base.has(*_EXPLOSIVE)
-        ):
+        exponent = abs(node.exp)
+        if node.exp.has(*_EXPLOSIVE) or _exceeds(exponent, MAX_EXPONENT):
             return False
-    elif isinstance(node, _EXPLOSIVE[1:]) and not (node.args[0].is_Integer and node.args[0] <= MAX_EXPONENT):
+        if node.base.is_number and node.base.has(*_EXPLOSIVE) and _exceeds(exponent, 1):
+            return False
+    elif isinstance(node, _FACTORIALS) and not (node.args[0].is_Integer and node.args[0] <= MAX_EXPONENT):
         return False
     return all(_bounded(arg) for arg in node.args)
 
@@ -82,7 +85,9 @@ def math_correct(completion: str, gold: Optional[str]) -> Optional[bool]:
 
 
 @register_reward("accuracy")
-def accuracy(completions: list[str], answer: Optional[list] = None, solution: Optional[list] = None, **kwargs):
+def accuracy(
+    completions: list[str], answer: Optional[list] = None, solution: Optional[list] = None, **kwargs
+) -> list[Optional[float]]:
     """1.0 when the final answer equals the gold (column `answer`, else `solution`), 0.0 if not."""
     golds = answer if answer is not None else solution
     if golds is None:

@@ -20,8 +20,9 @@ def register_reward(name: str) -> Callable[[RewardFn], RewardFn]:
     """Decorator: make `fn` available to configs as `name`."""
 
     def decorate(fn: RewardFn) -> RewardFn:
-        if name in _REGISTRY and _REGISTRY[name] is not fn:
-            raise ValueError(f"reward {name!r} is already registered (by {_REGISTRY[name].__module__})")
+        taken = _REGISTRY.get(name)
+        if taken is not None and _path(taken) != _path(fn):  # the same function again: a re-import
+            raise ValueError(f"reward {name!r} is already registered by {_path(taken)}")
         _REGISTRY[name] = fn
         return fn
 
@@ -44,6 +45,10 @@ def get_reward(name: str) -> RewardFn:
         f"unknown reward {name!r}{hint}. Registered: {', '.join(available_rewards())}; "
         "or give a 'package.module:function' path"
     )
+
+
+def _path(fn: RewardFn) -> str:
+    return f"{fn.__module__}:{fn.__qualname__}"
 
 
 def _import(path: str) -> RewardFn:

@@ -1,8 +1,10 @@
 """Run untrusted Python (model-written code) in a separate, limited, throwaway process.
 
 `run_python(source, stdin, limits)` never raises for anything the program does: a crash, a
-timeout or an attack is a `SandboxResult` with a failure status. It is safe to call from many
-threads at once (the code reward runs samples in parallel).
+timeout or an attack is a `SandboxResult` with a failure status, and `result.isolation` says
+which of the layers below applied. It is safe to call from many threads at once (the code
+reward runs samples in parallel). It raises `SandboxSetupError` only for a host that cannot run
+it at all (as root, with Python's files in a private directory and no mount namespace).
 
 What is isolated, always:
 - a separate process, `python -I -S` (no environment variables, user site or site-packages read);
@@ -19,18 +21,20 @@ What is isolated, always:
 Additionally, when the caller runs as root (as in most containers):
 - a user id of its own per run (1e9 + pid): file permissions protect every file it does not own,
   it cannot signal other processes, and RLIMIT_NPROC caps its processes (a fork bomb stops at
-  `processes`); root would ignore that limit;
-- a new pid namespace: it sees and can signal only its own processes, and all of them die with
-  it (no escape by `setsid` or double fork);
-- a new mount namespace with private, size-capped tmpfs on /tmp, /var/tmp and /dev/shm (its
-  working dir is there), a fresh /proc, and directories its user could not enter (like /root)
-  replaced by empty ones, so it cannot fill the host's temp space or read the caller's files.
+  `processes`; root would ignore that limit);
+- where the kernel allows it (as root on a plain host it does; Docker's default seccomp profile
+  does not): a new pid namespace, so it sees and can signal only its own processes and all of
+  them die with it (no escape by `setsid` or a double fork; without it, what is left is killed
+  by user id), and a new mount namespace with private, size-capped tmpfs on /tmp, /var/tmp and
+  /dev/shm (its working dir is there), a fresh /proc, and directories its user could not enter
+  (like /root) replaced by empty ones: it cannot fill the host's temp space or see its files.
 
 Not isolated: the program can read files that every user may read (/etc, /usr, the repository
 if world-readable) and it shares the host kernel (no seccomp filter, no VM). Without root, it
-runs as the caller's user: it can write and delete whatever that user can, read that user's other
-processes' environments under /proc, and RLIMIT_NPROC counts all of that user's processes. So
-run reward workers as root in a container, or as a user that owns nothing of value.
+runs as the caller's user: it can write and delete whatever that user can, signal that user's
+processes (the reward worker included), read their environments under /proc, and leave a
+`setsid` child running; RLIMIT_NPROC counts all of that user's processes. So run reward workers
+as root in a container, or at least as a user that owns nothing of value.
 """
 
 from __future__ import annotations
@@ -46,12 +50,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
+
+from system.rewards.sandbox_child import UID_BASE
 
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox_child.py")
 ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": "/tmp"}
 STATUSES = ("ok", "timeout", "error", "memory", "output_limit")
+
+
+class SandboxSetupError(RuntimeError):
+    """This host cannot run the sandbox as configured (not something the program did)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,8 @@ class SandboxResult:
     stderr: str  # its last `stderr_chars` characters
     duration_s: float
     returncode: Optional[int] = None  # negative: killed by that signal
+    # what applied: network_namespace, namespaces (pid + mount), own_user (its uid, as root)
+    isolation: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -80,37 +92,79 @@ class SandboxResult:
 
 
 def run_python(source: str, stdin: str = "", limits: Limits = Limits()) -> SandboxResult:
-    """Run `source` as a program with `stdin` as its input; wait at most `limits.wall_s`."""
+    """Run `source` as a program with `stdin` as its input; wait at most `limits.wall_s`.
+
+    Raises SandboxSetupError only when this host cannot isolate programs at all.
+    """
     start = time.monotonic()
     workdir = tempfile.mkdtemp(prefix="r1ray-sandbox-")
+    report_read, report_write = os.pipe()  # the child says what isolation it got
     try:
         with open(os.path.join(workdir, "main.py"), "w") as f:
             f.write(source)
-        with tempfile.TemporaryFile() as input_file:
-            input_file.write(stdin.encode())
-            input_file.seek(0)
-            proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", CHILD, json.dumps(dataclasses.asdict(limits))],
-                cwd=workdir,
-                env=ENV,
-                stdin=input_file,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,  # its own process group, killed as a whole
-            )
+        try:
+            proc = _start(workdir, stdin, limits, report_write)
+        except OSError as e:  # the host could not start it (out of processes, memory)
+            return SandboxResult("error", "", f"sandbox: {e}", time.monotonic() - start)
+        finally:
+            os.close(report_write)
         with proc:
             status, out, err = _collect(proc, limits, start + limits.wall_s)
+            isolation = _read_report(report_read)
+            _stop(proc, isolation)
             returncode = proc.wait()
-    except OSError as e:  # the host could not start it (out of processes, memory)
-        return SandboxResult("error", "", f"sandbox: {e}", time.monotonic() - start)
+        if isolation.get("own_user") and not isolation.get("namespaces"):
+            _kill_user(isolation["own_user"])  # a child that left the process group
     finally:
+        os.close(report_read)
         shutil.rmtree(workdir, ignore_errors=True)
-    stderr = err.decode(errors="replace")
-    if status is None:
-        status = _status(returncode, stderr)
+    if "error" in isolation:
+        raise SandboxSetupError(isolation["error"])
+    stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
     return SandboxResult(
-        status, out.decode(errors="replace"), stderr[-limits.stderr_chars :], time.monotonic() - start, returncode
+        status or _status(returncode, stderr),
+        stdout,
+        stderr[-limits.stderr_chars :],
+        time.monotonic() - start,
+        returncode,
+        isolation,
     )
+
+
+def _start(workdir: str, stdin: str, limits: Limits, report_fd: int) -> subprocess.Popen:
+    with tempfile.TemporaryFile() as input_file:
+        input_file.write(stdin.encode())
+        input_file.seek(0)
+        return subprocess.Popen(
+            [sys.executable, "-I", "-S", CHILD, json.dumps(dataclasses.asdict(limits)), str(report_fd)],
+            cwd=workdir,
+            env=ENV,
+            stdin=input_file,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=(report_fd,),
+            start_new_session=True,  # its own process group, killed as a whole
+        )
+
+
+def _kill_user(uid: int) -> None:
+    """Kill every process of the run's own user id (root without a pid namespace to do it)."""
+    if uid < UID_BASE:  # never the caller's, nor any real user's
+        raise ValueError(f"refusing to kill the processes of uid {uid}")
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        subprocess.run(
+            ["kill", "-KILL", "-1"], user=uid, group=uid, extra_groups=[], env=ENV, timeout=5,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+
+
+def _read_report(fd: int) -> dict:
+    """What the child reported before the program started (nothing if it was killed before)."""
+    os.set_blocking(fd, False)
+    try:
+        return json.loads(os.read(fd, 1 << 16) or b"{}")
+    except (BlockingIOError, ValueError):
+        return {}
 
 
 def _status(returncode: int, stderr: str) -> str:
@@ -122,7 +176,7 @@ def _status(returncode: int, stderr: str) -> str:
 
 
 def _collect(proc: subprocess.Popen, limits: Limits, deadline: float) -> tuple[Optional[str], bytes, bytes]:
-    """Read stdout and stderr up to the caps until the program exits or the deadline; then stop it.
+    """Read stdout and stderr up to the caps until the program exits or the deadline.
 
     Returns a status if the run was cut short (timeout, output_limit), else None.
     """
@@ -148,23 +202,24 @@ def _collect(proc: subprocess.Popen, limits: Limits, deadline: float) -> tuple[O
         if time.monotonic() >= deadline:
             status = "timeout"
         time.sleep(0.01)
-    _stop(proc)
     out, err = buffers.values()
     return status, bytes(out[: limits.output_bytes]), bytes(err[: limits.output_bytes])
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def _stop(proc: subprocess.Popen, isolation: dict) -> None:
     """End the run and anything it started, before reaping it (so its group id cannot be reused).
 
-    SIGTERM first: as root, the process we started only relays, and on SIGTERM it kills the
-    program's pid namespace and reaps it (no zombies left to the host's init). Then SIGKILL to
-    the whole process group, for what is left (everything, without namespaces).
+    With namespaces, the process we started only relays: SIGTERM makes it kill the program's pid
+    namespace and reap it, leaving no zombie to the host's init; it may take a while on a loaded
+    machine. Without a report the child was still setting up: SIGTERM ends it, whatever it is.
+    Then SIGKILL to the whole process group, for what is left (everything, without namespaces).
     """
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(proc.pid, signal.SIGTERM)
-    grace = time.monotonic() + 1.0
-    while not _exited(proc) and time.monotonic() < grace:
-        time.sleep(0.01)
+    if isolation.get("namespaces") or not isolation:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+        grace = time.monotonic() + (10.0 if isolation else 1.0)
+        while not _exited(proc) and time.monotonic() < grace:
+            time.sleep(0.01)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
 

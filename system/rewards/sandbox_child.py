@@ -1,9 +1,10 @@
 """The first code run in a sandbox process: isolate it, then run the untrusted program.
 
-Run by `sandbox.py` as `python -I -S sandbox_child.py LIMITS_JSON` in a fresh working dir holding
-`main.py`. Not imported by anything: every step here happens in the child, before a line of the
-program runs, and none can be undone by it. Steps that the kernel or our privileges refuse are
-skipped, and the weaker fallback is used (see the `sandbox` module docstring for the list).
+Run by `sandbox.py` as `python -I -S sandbox_child.py LIMITS_JSON REPORT_FD` in a fresh working
+dir holding `main.py`. Every step happens before a line of the program runs, and none can be
+undone by it. Steps that the kernel or our privileges refuse are skipped for a weaker fallback
+(see the `sandbox` module docstring). What was applied is written as JSON to REPORT_FD, which is
+closed before the program starts, so the program cannot forge the report.
 """
 
 import ctypes
@@ -31,6 +32,18 @@ def mount(source, target, fstype, flags, data=None) -> bool:
     return call("mount", encode(source), encode(target), encode(fstype), ctypes.c_ulong(flags), encode(data))
 
 
+def report(fd: int, **facts) -> None:
+    os.write(fd, json.dumps(facts).encode())
+    os.close(fd)
+
+
+def closed_ancestor(path: str):
+    """The first directory on the way to `path` that other users may not enter, or None."""
+    parts = os.path.abspath(path).split(os.sep)[1:]
+    ancestors = ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
+    return next((p for p in ancestors if not os.stat(p).st_mode & 0o001), None)
+
+
 def block_sockets() -> None:
     """Fallback without a network namespace: creating a socket raises. A determined program can
     get around this (e.g. through ctypes), unlike a namespace."""
@@ -42,15 +55,16 @@ def block_sockets() -> None:
     socket.socket = socket.create_connection = socket.socketpair = socket.fromfd = refuse
 
 
-def run_in_private_namespaces(limits: dict) -> None:
+def enter_private_namespaces(limits: dict, report_fd: int) -> bool:
     """As root: a new pid and mount namespace. Returns in the program's process (pid 1 of the
     namespace, so all its descendants die with it); the forked-off parent stays outside to relay
     its exit status, and on SIGTERM kills it and reaps it, so that no zombie is left behind."""
     if not call("unshare", CLONE_NEWPID | CLONE_NEWNS) or not mount(None, "/", None, MS_REC | MS_PRIVATE):
-        return
+        return False
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     pid = os.fork()
     if pid:
+        os.close(report_fd)
         signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGKILL))
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         relay_exit(os.waitpid(pid, 0)[1])
@@ -62,7 +76,7 @@ def run_in_private_namespaces(limits: dict) -> None:
             mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={limits['tmp_bytes']},mode=1777")
     # A directory the program's user cannot enter (e.g. /root, 0700, over /root/.pyenv) is
     # replaced by an empty one, and the interpreter's own directory is mounted back inside.
-    closed = next((p for p in _ancestors(sys.base_prefix) if not os.stat(p).st_mode & 0o001), None)
+    closed = closed_ancestor(sys.base_prefix)
     if closed:
         mount("tmpfs", closed, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=755")
     if closed or not os.path.isdir(sys.base_prefix):
@@ -71,19 +85,16 @@ def run_in_private_namespaces(limits: dict) -> None:
     os.close(stdlib)
     os.makedirs("/tmp/work", mode=0o777)
     os.chdir("/tmp/work")
+    return True
 
 
 def relay_exit(status: int) -> None:
     """Exit as the child did: with its exit code, or killed by the same signal."""
     if os.WIFSIGNALED(status):
-        signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+        if os.WTERMSIG(status) != signal.SIGKILL:  # which cannot be caught, nor reset
+            signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
         os.kill(os.getpid(), os.WTERMSIG(status))
     os._exit(os.waitstatus_to_exitcode(status))
-
-
-def _ancestors(path: str) -> list:
-    parts = os.path.abspath(path).split(os.sep)[1:]
-    return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
 def drop_privileges(uid: int) -> None:
@@ -110,21 +121,29 @@ def set_limits(limits: dict) -> None:
 
 
 def main() -> None:
-    limits = json.loads(sys.argv[1])
+    limits, report_fd = json.loads(sys.argv[1]), int(sys.argv[2])
     with open("main.py") as f:
         source = f.read()
-    root = os.geteuid() == 0
-    isolated_network = call("unshare", CLONE_NEWNET)
-    if root:
+    isolation = {"network_namespace": call("unshare", CLONE_NEWNET), "namespaces": False, "own_user": None}
+    if os.geteuid() == 0:
         uid = UID_BASE + os.getpid()
-        run_in_private_namespaces(limits)
+        isolation["namespaces"] = enter_private_namespaces(limits, report_fd)
+        closed = closed_ancestor(sys.base_prefix)
+        if closed:  # only without the mount namespace, which would have opened it
+            problem = f"the sandbox's user cannot read Python's files under {closed} (mode 0700?)"
+            report(report_fd, error=f"{problem} and no mount namespace was allowed; install Python "
+                   "where every user can read it")
+            os._exit(1)
         drop_privileges(uid)
+        isolation["own_user"] = uid
     set_limits(limits)
     libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)  # no setuid binaries (sudo, su) from here on
-    if not isolated_network:
+    if not isolation["network_namespace"]:
         block_sockets()
+    report(report_fd, **isolation)
     sys.argv = ["main.py"]
-    exec(compile(source, "main.py", "exec"), {"__name__": "__main__", "__file__": "main.py", "__builtins__": __builtins__})
+    program = {"__name__": "__main__", "__file__": "main.py", "__builtins__": __builtins__}
+    exec(compile(source, "main.py", "exec"), program)
 
 
 if __name__ == "__main__":

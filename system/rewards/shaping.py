@@ -46,7 +46,10 @@ def make_cosine(
                 continue
             cos = math.cos(min(length / max_length, 1.0) * math.pi)
             # wrong answers run the other way: the longest is the least penalised
-            low, high = (min_value_correct, max_value_correct) if correct else (max_value_wrong, min_value_wrong)
+            if correct:
+                low, high = min_value_correct, max_value_correct
+            else:
+                low, high = max_value_wrong, min_value_wrong
             scores.append(low + 0.5 * (high - low) * (1.0 + cos))
         return scores
 
@@ -93,7 +96,7 @@ def make_length(correctness: str = "accuracy"):
 
 
 def make_soft_overlong(max_length: int = 4096, cache: int = 1024):
-    """DAPO's soft overlong punishment: (max_length - cache - len) / cache past the cache start, -1 past the end."""
+    """DAPO's soft overlong punishment: 0, then (max_length - cache - len) / cache, -1 past max_length."""
     if not 0 < cache <= max_length:
         raise ValueError(f"need 0 < cache <= max_length, got cache={cache}, max_length={max_length}")
 

@@ -42,7 +42,8 @@ class ChatTurns:
         self.end_of_turn = self.encode(closed[self.reply_end:])
 
     def _render(self, messages: list[dict], generation_prompt: bool) -> str:
-        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=False)
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=generation_prompt,
+                                                  tokenize=False)
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
