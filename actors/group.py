@@ -11,6 +11,8 @@ import socket
 
 import ray
 
+from system.platform import current_platform
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -19,17 +21,23 @@ def free_port() -> int:
 
 
 class DistributedActor:
-    """Mixin for actors that join a torch.distributed group with their peers."""
+    """Base of the model-holding ranks (policy, reference, SFT): one rank of a torch.distributed
+    group. Construction is cheap; `init(master)` joins the group and loads the model."""
+
+    def __init__(self, rank: int, world_size: int, model_path: str, cfg, pad_id: int):
+        self.rank, self.world_size, self.model_path, self.cfg, self.pad_id = rank, world_size, model_path, cfg, pad_id
+        self.platform = current_platform()
+        self.platform.set_threads(cfg.placement.threads_per_actor)
 
     def node_address(self) -> tuple[str, int]:
         return ray.util.get_node_ip_address(), free_port()
 
-    def _init_distributed(self, rank: int, world_size: int, master: tuple[str, int], backend: str) -> None:
+    def _init_distributed(self, master: tuple[str, int]) -> None:
         import deepspeed
 
-        os.environ.update(MASTER_ADDR=master[0], MASTER_PORT=str(master[1]), RANK=str(rank),
-                          WORLD_SIZE=str(world_size), LOCAL_RANK="0")
-        deepspeed.init_distributed(dist_backend=backend)
+        os.environ.update(MASTER_ADDR=master[0], MASTER_PORT=str(master[1]), RANK=str(self.rank),
+                          WORLD_SIZE=str(self.world_size), LOCAL_RANK="0")
+        deepspeed.init_distributed(dist_backend=self.platform.dist_backend)
 
 
 class ActorGroup:

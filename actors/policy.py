@@ -12,21 +12,14 @@ import ray
 import torch
 
 from actors.group import DistributedActor
-from system.platform import current_platform
 from system.sync import broadcast, checksum, flatten_bucket, init_sync_group, plan_buckets
 from system.training import compute_logprobs, grpo_update, init_train_engine
 
 
 @ray.remote
 class PolicyTrainer(DistributedActor):
-    def __init__(self, rank: int, world_size: int, model_path: str, cfg, pad_id: int):
-        self.rank, self.world_size, self.cfg, self.pad_id = rank, world_size, cfg, pad_id
-        self.platform = current_platform()
-        self.platform.set_threads(cfg.placement.threads_per_actor)
-        self.model_path = model_path
-
     def init(self, master: tuple[str, int]) -> None:
-        self._init_distributed(self.rank, self.world_size, master, self.platform.dist_backend)
+        self._init_distributed(master)
         t = self.cfg.train
         per_rank = self.cfg.prompts_per_step * self.cfg.rollout.group_size // t.num_minibatches // self.world_size
         grad_accum = math.ceil(per_rank / t.micro_batch_size)

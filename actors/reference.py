@@ -6,20 +6,13 @@ import ray
 import torch
 
 from actors.group import DistributedActor
-from system.platform import current_platform
 from system.training import compute_logprobs, init_eval_engine
 
 
 @ray.remote
 class ReferenceModel(DistributedActor):
-    def __init__(self, rank: int, world_size: int, model_path: str, cfg, pad_id: int):
-        self.rank, self.world_size, self.cfg, self.pad_id = rank, world_size, cfg, pad_id
-        self.platform = current_platform()
-        self.platform.set_threads(cfg.placement.threads_per_actor)
-        self.model_path = model_path
-
     def init(self, master: tuple[str, int]) -> None:
-        self._init_distributed(self.rank, self.world_size, master, self.platform.dist_backend)
+        self._init_distributed(master)
         r = self.cfg.reference
         self.engine = init_eval_engine(self.model_path, r.zero_stage, r.micro_batch_size, self.cfg.model.dtype,
                                        self.world_size)

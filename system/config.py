@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import os
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -205,8 +205,8 @@ def _valid_keys(node: Any, prefix: str = "") -> list[str]:
     return keys
 
 
-def _closest(key: str) -> str:
-    match = difflib.get_close_matches(key, _valid_keys(Config()), n=1, cutoff=0.5)
+def _closest(key: str, schema: type) -> str:
+    match = difflib.get_close_matches(key, _valid_keys(schema()), n=1, cutoff=0.5)
     return f" (did you mean '{match[0]}'?)" if match else ""
 
 
@@ -215,17 +215,17 @@ def _closest(key: str) -> str:
 REPLACED_MAPPINGS = ("reward.functions", "env.params")
 
 
-def _merge(base: DictConfig, update: Any, origin: str) -> DictConfig:
+def _merge(base: DictConfig, update: Any, origin: str, schema: type) -> DictConfig:
     for key in REPLACED_MAPPINGS:
         section, name = key.split(".")
-        if isinstance(update.get(section), dict) and name in update[section]:
+        if isinstance(update.get(section), dict) and name in update[section] and section in base:
             base = base.copy()
             OmegaConf.update(base, key, {}, merge=False)
     try:
         return OmegaConf.merge(base, update)
     except ConfigKeyError as e:
         key = e.full_key or str(e.key)
-        raise ConfigError(f"{origin}: unknown config key '{key}'{_closest(key)}") from None
+        raise ConfigError(f"{origin}: unknown config key '{key}'{_closest(key, schema)}") from None
     except ValidationError as e:
         raise ConfigError(f"{origin}: bad value for '{e.full_key}': {e.msg.splitlines()[0]}") from None
     except OmegaConfBaseException as e:
@@ -292,11 +292,14 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"'reward.gate'={cfg.reward.gate} must be one of reward.functions")
 
 
-def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = None) -> Config:
-    """Schema defaults <- base files <- the file <- command-line overrides; then validate."""
-    cfg = OmegaConf.structured(Config)
+def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = None, schema: type = Config,
+                check: Optional[Callable[[Any], None]] = validate) -> Any:
+    """Schema defaults <- base files <- the file <- command-line overrides; then `check`.
+    `schema`: the run's dataclass (GRPO's `Config` by default; SFT and the other launchers
+    bring their own), `check` its cross-field validation."""
+    cfg = OmegaConf.structured(schema)
     for file, data in _read_yaml(path) if path else []:
-        cfg = _merge(cfg, data, file)
+        cfg = _merge(cfg, data, file, schema)
     for key, value in parse_overrides(overrides or []):
         nested: dict = {}
         node = nested
@@ -304,16 +307,17 @@ def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = Non
         for part in parents:
             node = node.setdefault(part, {})
         node[last] = value
-        cfg = _merge(cfg, nested, f"override '{key}'")
-    config: Config = OmegaConf.to_object(cfg)
-    validate(config)
+        cfg = _merge(cfg, nested, f"override '{key}'", schema)
+    config = OmegaConf.to_object(cfg)
+    if check is not None:
+        check(config)
     return config
 
 
-def to_yaml(cfg: Config) -> str:
+def to_yaml(cfg: Any) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
 
 
-def save_config(cfg: Config, path: str) -> None:
+def save_config(cfg: Any, path: str) -> None:
     with open(path, "w") as f:
         f.write(to_yaml(cfg))

@@ -182,7 +182,7 @@ def test_make_env_imports_a_users_module_outside_the_package(tmp_path, monkeypat
         ("twenty_four", {"max_turns": 0}, "max_turns must be >= 1"),
         ("twenty_fuor", {}, "unknown env 'twenty_fuor' (did you mean 'twenty_four'?)"),
         ("no_such_module_xyz:Env", {}, "cannot import module 'no_such_module_xyz'"),
-        ("system.envs.examples.guess_number:Nope", {}, "guess_number.Nope is nothing"),
+        ("system.envs.examples.guess_number:Nope", {}, "has no attribute 'Nope'"),
         ("system.envs.examples.guess_number:GuessConfig", {}, "not a TextEnv subclass"),
     ],
 )

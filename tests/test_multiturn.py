@@ -76,11 +76,16 @@ def segments(mask: list[int]) -> list[tuple[int, int, int]]:
 WRONG = ["Let me try. <answer>1 + 2</answer>", "Hmm. <answer>3 * 8 * 1 * 1</answer>", "No idea."]
 
 
-def test_tokens_equal_the_chat_template_of_the_same_conversation(tokenizer, turns):
-    reset, step, log = local_envs("twenty_four", [5], max_turns=3)
-    engine = Scripted(tokenizer, WRONG)
-    [ep] = run_episodes(1, reset, engine, step, turns, max_context_tokens=4096)
+def play_24(tokenizer, turns, seed: int, limit: int = 4096, max_turns: int = 3, reply_limit=None):
+    """One 24-game episode of the WRONG replies: (episode, env log, fake engine)."""
+    reset, step, log = local_envs("twenty_four", [seed], max_turns=max_turns)
+    engine = Scripted(tokenizer, WRONG, reply_limit)
+    [ep] = run_episodes(1, reset, engine, step, turns, max_context_tokens=limit)
+    return ep, log, engine
 
+
+def test_tokens_equal_the_chat_template_of_the_same_conversation(tokenizer, turns):
+    ep, log, engine = play_24(tokenizer, turns, 5)
     assert ep.done and len(ep.rewards) == 3 and ep.finish_reason == "stop"
     system, observations = make_env("twenty_four", max_turns=3).system_prompt, log["observations"][0]
     conversation = [{"role": "system", "content": system}]
@@ -115,8 +120,7 @@ def test_only_the_models_tokens_carry_loss_and_logprobs(tokenizer, turns):
 
 
 def test_a_reply_cut_by_the_token_limit_gets_its_end_of_turn_outside_the_loss(tokenizer, turns):
-    reset, step, _ = local_envs("twenty_four", [3], max_turns=2)
-    [ep] = run_episodes(1, reset, Scripted(tokenizer, WRONG, limit=4), step, turns, max_context_tokens=4096)
+    ep, _, _ = play_24(tokenizer, turns, 3, max_turns=2, reply_limit=4)
     assert ep.finish_reason == "length" and len(ep.replies) == 2
     for m, a, b in segments(ep.loss_mask)[1:]:
         if m == 1:
@@ -151,13 +155,9 @@ def test_a_template_with_other_turn_markers(tokenizer):
 
 
 def test_context_limit_cuts_the_reply_and_ends_the_episode(tokenizer, turns):
-    reset, step, log = local_envs("twenty_four", [4], max_turns=3)
-    [full] = run_episodes(1, reset, Scripted(tokenizer, WRONG), step, turns, max_context_tokens=4096)
+    full, _, _ = play_24(tokenizer, turns, 4)
     second_reply = [a for m, a, b in segments(full.loss_mask) if m == 1][1]
-
-    reset, step, log = local_envs("twenty_four", [4], max_turns=3)
-    limit = second_reply + 3
-    [ep] = run_episodes(1, reset, Scripted(tokenizer, WRONG), step, turns, max_context_tokens=limit)
+    ep, log, _ = play_24(tokenizer, turns, 4, limit=second_reply + 3)
     assert ep.finish_reason == "truncated" and ep.done
     assert ep.tokens == full.tokens[: second_reply + 3] and ep.loss_mask[-3:] == [1, 1, 1]
     assert log["steps"] == [[0]], "a cut reply is not sent to the env"
@@ -165,21 +165,15 @@ def test_context_limit_cuts_the_reply_and_ends_the_episode(tokenizer, turns):
 
 
 def test_context_limit_drops_an_observation_that_leaves_no_room(tokenizer, turns):
-    reset, step, _ = local_envs("twenty_four", [4], max_turns=3)
-    [full] = run_episodes(1, reset, Scripted(tokenizer, WRONG), step, turns, max_context_tokens=4096)
+    full, _, _ = play_24(tokenizer, turns, 4)
     first_reply_end = [b for m, a, b in segments(full.loss_mask) if m == 1][0]
-
-    reset, step, _ = local_envs("twenty_four", [4], max_turns=3)
-    limit = first_reply_end + 5
-    [ep] = run_episodes(1, reset, Scripted(tokenizer, WRONG), step, turns, max_context_tokens=limit)
+    ep, _, _ = play_24(tokenizer, turns, 4, limit=first_reply_end + 5)
     assert ep.finish_reason == "truncated" and ep.tokens == full.tokens[:first_reply_end]
     assert len(ep.rewards) == 1  # the reply was complete: the env judged it
 
 
 def test_a_prompt_over_the_limit_never_generates(tokenizer, turns):
-    reset, step, _ = local_envs("twenty_four", [0], max_turns=3)
-    engine = Scripted(tokenizer, WRONG)
-    [ep] = run_episodes(1, reset, engine, step, turns, max_context_tokens=10)
+    ep, _, engine = play_24(tokenizer, turns, 0, limit=10)
     assert engine.prompts == [] and ep.finish_reason == "truncated" and sum(ep.loss_mask) == 0
 
 

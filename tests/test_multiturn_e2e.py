@@ -11,6 +11,7 @@ import actors.env
 from launcher.grpo import train
 from system.config import load_config
 from system.metrics import read_metrics
+from tests.test_multiturn import segments
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_RUN = [
@@ -24,12 +25,6 @@ EXPECTED_KEYS = ["reward/mean", "reward/accuracy", "env/success", "env/turns", "
 # What may follow a reply: the end of turn the model did not write, the env's user turn, the assistant opened.
 OBSERVATION = re.compile(r"(<\|im_end\|>)?\n<\|im_start\|>user\n.+<\|im_end\|>\n<\|im_start\|>assistant\n",
                          re.S)
-
-
-def runs(mask: list[int]) -> list[tuple[int, int, int]]:
-    """(value, start, end) of each maximal run of equal mask values."""
-    bounds = [0] + [i for i in range(1, len(mask)) if mask[i] != mask[i - 1]] + [len(mask)]
-    return [(mask[a], a, b) for a, b in zip(bounds, bounds[1:])]
 
 
 @pytest.mark.e2e
@@ -69,7 +64,7 @@ def test_two_multi_turn_grpo_steps(ray_job, tiny_model, tmp_path, monkeypatch):
             assert len(tokens) == len(mask) == len(logprobs) <= cfg.env.max_context_tokens
             assert all((lp != 0.0) == (m == 1) for m, lp in zip(mask, logprobs)), "log-probs off the actions"
             # No observation token in the loss: every masked-out run after the prompt is an env turn.
-            for value, a, b in runs(mask)[2:]:
+            for value, a, b in segments(mask)[2:]:
                 if value == 0:
                     assert OBSERVATION.fullmatch(tokenizer.decode(tokens[a:b])), tokenizer.decode(tokens[a:b])
             # The sampled log-probs line up with the action tokens: the engine scores them the same.

@@ -62,7 +62,7 @@ def test_register_reward_refuses_a_second_function_under_a_taken_name():
         return [0.5] * len(completions)
 
     assert get_reward("test_only_constant") is constant
-    with pytest.raises(ValueError, match="already registered"):
+    with pytest.raises(ValueError, match="already taken"):
         register_reward("test_only_constant")(lambda completions, **kwargs: [1.0] * len(completions))
 
 

@@ -11,23 +11,13 @@ from typing import Callable
 
 import torch
 
+from system.registry import Registry
+
 Estimator = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
-ADVANTAGES: dict[str, Estimator] = {}
+ADVANTAGES = Registry("advantage estimator")
+register_advantage = ADVANTAGES.register
+get_advantage = ADVANTAGES.get
 EPS = 1e-6
-
-
-def register_advantage(name: str):
-    def wrap(fn: Estimator) -> Estimator:
-        ADVANTAGES[name] = fn
-        return fn
-
-    return wrap
-
-
-def get_advantage(name: str) -> Estimator:
-    if name not in ADVANTAGES:
-        raise KeyError(f"unknown advantage estimator '{name}'; known: {sorted(ADVANTAGES)}")
-    return ADVANTAGES[name]
 
 
 def _group_stats(rewards: torch.Tensor, valid: torch.Tensor, group_size: int):

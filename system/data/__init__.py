@@ -1,4 +1,5 @@
-"""Datasets for RL: generated tasks or jsonl/parquet files, split into train and a held-out eval.
+"""Datasets for RL: generated tasks, jsonl/parquet files or hub datasets, split into train and a
+held-out eval.
 
 Every row keeps its columns (the rewards read them: `nums`, `target`, `answer`, ...) and gains
 `messages`, the chat prompt. A malformed row is an error that names the file, row and column;
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 
-from system.data.generators import generate
+from system.data.generators import GENERATORS, generate
 from system.data.prompts import render_messages, template_fields, template_text
 
 
@@ -51,17 +52,36 @@ def _with_prompts(rows: list[dict], cfg, origin: str) -> list[dict]:
 
 def load_splits(cfg) -> tuple[list[dict], list[dict]]:
     """(train, eval) rows for a DataConfig. The eval rows never appear in train."""
-    if os.path.splitext(cfg.source)[1] in (".jsonl", ".json", ".parquet"):
-        if not os.path.exists(cfg.source):
-            raise DataError(f"data file not found: {cfg.source}")
-        rows = _read_file(cfg.source)
+    if cfg.source not in GENERATORS.names():  # a file, or a hub dataset id where a hub is reachable
+        if os.path.splitext(cfg.source)[1] in (".jsonl", ".json", ".parquet"):
+            if not os.path.exists(cfg.source):
+                raise DataError(f"data file not found: {cfg.source}")
+            rows = _read_file(cfg.source)
+        else:
+            import datasets
+
+            rows = datasets.load_dataset(cfg.source, split="train").to_list()
         if len(rows) <= cfg.num_eval:
             raise DataError(f"{cfg.source}: {len(rows)} rows, not enough for num_eval={cfg.num_eval} plus training")
         rows = _with_prompts(rows, cfg, cfg.source)
         return rows[cfg.num_eval:][: cfg.num_train], rows[: cfg.num_eval]
+    # The held-out rows first (their own seed), then training rows that are none of them.
     params = dict(min_numbers=cfg.min_numbers, max_numbers=cfg.max_numbers, max_number=cfg.max_number)
-    train = generate(cfg.source, cfg.num_train, cfg.seed, **params)
-    seen = {json.dumps(r, sort_keys=True) for r in train}
-    candidates = generate(cfg.source, cfg.num_eval * 20, cfg.seed + 10_000, **params)
-    held_out = [r for r in candidates if json.dumps(r, sort_keys=True) not in seen][: cfg.num_eval]
-    return _with_prompts(train, cfg, cfg.source), _with_prompts(held_out, cfg, cfg.source + " (eval)")
+    held_out = _distinct(generate(cfg.source, cfg.num_eval * 10, cfg.seed + 10_000, **params))[: cfg.num_eval]
+    if len(held_out) < cfg.num_eval:
+        raise DataError(f"{cfg.source}: only {len(held_out)} distinct tasks for num_eval={cfg.num_eval}: "
+                        "raise data.max_number or the number count")
+    excluded = {_key(r) for r in held_out}
+    train = [r for r in generate(cfg.source, cfg.num_train * 2, cfg.seed, **params) if _key(r) not in excluded]
+    if len(train) < cfg.num_train:
+        raise DataError(f"{cfg.source}: the task space is too small for num_train={cfg.num_train} rows besides "
+                        f"the held-out ones: raise data.max_number or lower data.num_eval")
+    return _with_prompts(train[: cfg.num_train], cfg, cfg.source), _with_prompts(held_out, cfg, cfg.source + " (eval)")
+
+
+def _key(row: dict) -> str:
+    return json.dumps(row, sort_keys=True)
+
+
+def _distinct(rows: list[dict]) -> list[dict]:
+    return list({_key(r): r for r in rows}.values())

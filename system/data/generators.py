@@ -8,17 +8,13 @@ over the given numbers, each used once (TinyZero's task, with a difficulty we ca
 from __future__ import annotations
 
 import random
-from typing import Callable, Iterator
+from typing import Iterator
 
-GENERATORS: dict[str, Callable[..., Iterator[dict]]] = {}
+from system.registry import Registry
+from system.rewards.expression import evaluate_expression
 
-
-def register_generator(name: str):
-    def wrap(fn):
-        GENERATORS[name] = fn
-        return fn
-
-    return wrap
+GENERATORS = Registry("data generator")
+register_generator = GENERATORS.register
 
 
 @register_generator("countdown")
@@ -36,31 +32,16 @@ def countdown(rng: random.Random, min_numbers: int = 3, max_numbers: int = 3, ma
 
 
 @register_generator("arithmetic")
-def arithmetic(rng: random.Random, min_numbers: int = 2, max_numbers: int = 3, max_number: int = 20, **_) -> Iterator[dict]:
+def arithmetic(rng: random.Random, min_numbers: int = 2, max_numbers: int = 3, max_number: int = 20) -> Iterator[dict]:
     """`a + b * c`-style questions with a numeric gold answer (for the math-verify reward)."""
     while True:
         nums = [rng.randint(1, max_number) for _ in range(rng.randint(min_numbers, max_numbers))]
-        expr = str(nums[0])
-        for n in nums[1:]:
-            expr += f" {rng.choice('+-*')} {n}"
-        value = 0
-        for term in expr.split(" + "):  # evaluate by hand: products bind first, then + and -
-            parts = term.split(" - ")
-            prods = [eval_product(p) for p in parts]
-            value += prods[0] - sum(prods[1:])
-        yield {"question": expr, "answer": str(value)}
-
-
-def eval_product(text: str) -> int:
-    result = 1
-    for factor in text.split(" * "):
-        result *= int(factor)
-    return result
+        question = " ".join(f"{rng.choice('+-*')} {n}" for n in nums[1:])
+        question = f"{nums[0]} {question}"
+        yield {"question": question, "answer": str(evaluate_expression(question))}
 
 
 def generate(name: str, count: int, seed: int, **params) -> list[dict]:
-    if name not in GENERATORS:
-        raise KeyError(f"unknown generator '{name}'; known: {sorted(GENERATORS)}")
     rng = random.Random(seed)
-    stream = GENERATORS[name](rng, **params)
+    stream = GENERATORS.get(name)(rng, **params)
     return [next(stream) for _ in range(count)]

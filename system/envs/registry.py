@@ -10,56 +10,17 @@ file fails at start-up with the closest valid name, not as a silent default hour
 from __future__ import annotations
 
 import difflib
-import importlib
 import typing
 from dataclasses import fields
-from typing import Any, Callable, TypeVar
+from typing import Any
 
 from system.envs.base import EnvConfig, TextEnv
+from system.registry import Registry
 
-E = TypeVar("E", bound=type[TextEnv])
-
-_ENVS: dict[str, type[TextEnv]] = {}
-
-
-def register_env(name: str) -> Callable[[E], E]:
-    """Class decorator: `make_env(name)` builds this env once its module has been imported."""
-
-    def add(cls: E) -> E:
-        if not (isinstance(cls, type) and issubclass(cls, TextEnv)):
-            raise TypeError(f"register_env('{name}'): {cls!r} is not a TextEnv subclass")
-        taken = _ENVS.get(name)
-        if taken is not None and _path(taken) != _path(cls):
-            raise ValueError(f"env name '{name}' is already taken by {_path(taken)}")
-        _ENVS[name] = cls
-        return cls
-
-    return add
-
-
-def available_envs() -> list[str]:
-    return sorted(_ENVS)
-
-
-def resolve_env(name_or_path: str) -> type[TextEnv]:
-    """The env class for a registered name or a `package.module:Class` path."""
-    if ":" not in name_or_path:
-        if name_or_path not in _ENVS:
-            raise ValueError(
-                f"unknown env '{name_or_path}'{_did_you_mean(name_or_path, _ENVS)}; registered: "
-                f"{available_envs()}, or give a 'package.module:Class' path"
-            )
-        return _ENVS[name_or_path]
-    module_name, _, attr = name_or_path.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ValueError(f"env '{name_or_path}': cannot import module '{module_name}': {e}") from e
-    cls = getattr(module, attr, None)
-    if not (isinstance(cls, type) and issubclass(cls, TextEnv)):
-        found = "nothing" if cls is None else repr(cls)
-        raise ValueError(f"env '{name_or_path}': {module_name}.{attr} is {found}, not a TextEnv subclass")
-    return cls
+ENVS = Registry("env", lambda obj: isinstance(obj, type) and issubclass(obj, TextEnv), "a TextEnv subclass")
+register_env = ENVS.register  # class decorator: make_env(name) builds it once its module is imported
+resolve_env = ENVS.get  # the env class for a registered name or a `package.module:Class` path
+available_envs = ENVS.names
 
 
 def make_env(name_or_path: str, **params: Any) -> TextEnv:
@@ -93,7 +54,3 @@ def _check_type(key: str, value: Any, hint: Any, where: str) -> None:
 def _did_you_mean(name: str, options) -> str:
     match = difflib.get_close_matches(name, list(options), n=1, cutoff=0.5)
     return f" (did you mean '{match[0]}'?)" if match else ""
-
-
-def _path(cls: type) -> str:
-    return f"{cls.__module__}:{cls.__qualname__}"

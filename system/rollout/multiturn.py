@@ -35,11 +35,10 @@ class ChatTurns:
 
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
-        closed = self._render(ANCHOR + [{"role": "assistant", "content": SENTINEL}], False)
-        self.closed = closed
-        self.reply_end = closed.rindex(SENTINEL) + len(SENTINEL)
-        # What closes a reply ("<|im_end|>\n" in ChatML); the model writes the first part (EOS) itself.
-        self.end_of_turn = self.encode(closed[self.reply_end:])
+        self.closed = self._render(ANCHOR + [{"role": "assistant", "content": SENTINEL}], False)
+        self.reply_end = self.closed.rindex(SENTINEL) + len(SENTINEL)
+        # What closes a reply ("<|im_end|>\n" in ChatML); a model that ends its turn writes its EOS part.
+        self.end_of_turn = self.encode(self.closed[self.reply_end:])
 
     def _render(self, messages: list[dict], generation_prompt: bool) -> str:
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=generation_prompt,
