@@ -6,14 +6,13 @@ Rank 0 also sends the weights to the rollout engines after every update.
 from __future__ import annotations
 
 import math
-import os
 
 import ray
 import torch
 
 from actors.group import DistributedActor
 from system.sync import broadcast, checksum, flatten_bucket, init_sync_group, plan_buckets
-from system.training import compute_logprobs, grpo_update, init_train_engine
+from system.training import compute_logprobs, grpo_update, init_train_engine, load_checkpoint, save_checkpoint
 
 
 @ray.remote
@@ -62,22 +61,10 @@ class PolicyTrainer(DistributedActor):
 
     def save_checkpoint(self, path: str) -> None:
         """All ranks: DeepSpeed's optimizer/scheduler state; rank 0 also the HF folder of the policy."""
-        from transformers import AutoTokenizer
-
-        self.engine.save_checkpoint(os.path.join(path, "deepspeed"), tag="state")
-        if self.cfg.train.zero_stage == 3:
-            state_dict = self.engine._zero3_consolidated_16bit_state_dict()  # collective gather
-        else:
-            state_dict = self.model.state_dict()
-        if self.rank == 0:
-            self.model.save_pretrained(os.path.join(path, "policy"), state_dict=state_dict, safe_serialization=True)
-            AutoTokenizer.from_pretrained(self.model_path).save_pretrained(os.path.join(path, "policy"))
+        save_checkpoint(self.engine, path, self.model_path, self.cfg.train.zero_stage, self.rank)
 
     def load_checkpoint(self, path: str) -> None:
-        """Weights, optimizer, LR schedule and step counters, exactly as saved."""
-        load_dir, _ = self.engine.load_checkpoint(os.path.join(path, "deepspeed"), tag="state")
-        if load_dir is None:
-            raise RuntimeError(f"no DeepSpeed state in checkpoint {path}")
+        load_checkpoint(self.engine, path)
 
     def logprobs(self, seqs: list[dict], temperature: float = 1.0) -> list[torch.Tensor]:
         self.engine.eval()

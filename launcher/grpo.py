@@ -31,7 +31,7 @@ from system.algorithms.advantages import get_advantage, zero_variance_groups  # 
 from system.algorithms.kl import kl_penalty  # noqa: E402
 from system.checkpoint import (complete_checkpoint, latest_checkpoint, load_driver_state,  # noqa: E402
                                save_driver_state, temp_checkpoint_dir)
-from system.config import ConfigError, load_config, save_config, to_yaml  # noqa: E402
+from system.config import Config, ConfigError, load_config, save_config, to_yaml, validate  # noqa: E402
 from system.data import load_splits  # noqa: E402
 from system.data.sampler import PromptSampler  # noqa: E402
 from system.evaluation import correctness_reward, eval_metrics, solved, write_samples  # noqa: E402
@@ -166,12 +166,24 @@ def evaluate(step: int, cfg, actors, eval_rows: list[dict], tokenizer, run_dir: 
     return {**metrics, "timing/eval_s": sum(timings.values())}
 
 
-def save_checkpoint(step: int, cfg, actors, sampler: PromptSampler, run_dir: str) -> str:
-    """`step` = updates done so far = the step a resumed run starts with."""
+def save_checkpoint(step: int, cfg, trainer, sampler: PromptSampler, run_dir: str) -> str:
+    """`step` = updates done so far = the step a resumed run starts with (trainer: the ranks' ActorGroup)."""
     tmp = temp_checkpoint_dir(run_dir, step)
-    ray.get(actors.policy.call("save_checkpoint", tmp))
+    ray.get(trainer.call("save_checkpoint", tmp))
     save_driver_state(tmp, step, sampler.state(), os.path.join(run_dir, "metrics.jsonl"))
     return complete_checkpoint(tmp, cfg.checkpoint.keep_last)
+
+
+def restore_checkpoint(cfg, trainer, sampler: PromptSampler, run_dir: str) -> int:
+    """Continue exactly: weights, optimizer, data position, RNGs, metrics so far; returns the next step."""
+    checkpoint = cfg.resume if os.path.isdir(cfg.resume) else latest_checkpoint(run_dir)
+    if checkpoint is None:
+        raise FileNotFoundError(f"resume: no complete checkpoint in {run_dir}/checkpoints")
+    state = load_driver_state(checkpoint, os.path.join(run_dir, "metrics.jsonl"))
+    sampler.load_state(state["sampler"])
+    ray.get(trainer.call("load_checkpoint", checkpoint))
+    print(f"resumed from {checkpoint} at step {state['step']}", flush=True)
+    return state["step"]
 
 
 def train(cfg, run_dir: str):
@@ -184,16 +196,9 @@ def train(cfg, run_dir: str):
     actors = build_actors(cfg, model_path, tokenizer.pad_token_id)
 
     start = 0
-    if cfg.resume:  # continue exactly: weights, optimizer, data position, RNGs, metrics so far
-        checkpoint = cfg.resume if os.path.isdir(cfg.resume) else latest_checkpoint(run_dir)
-        if checkpoint is None:
-            raise FileNotFoundError(f"resume: no complete checkpoint in {run_dir}/checkpoints")
-        state = load_driver_state(checkpoint, os.path.join(run_dir, "metrics.jsonl"))
-        sampler.load_state(state["sampler"])
-        ray.get(actors.policy.call("load_checkpoint", checkpoint))
+    if cfg.resume:
+        start = restore_checkpoint(cfg, actors.policy, sampler, run_dir)
         actors.sync()  # the engines serve the resumed weights
-        start = state["step"]
-        print(f"resumed from {checkpoint} at step {start}", flush=True)
 
     logger = MetricsLogger(run_dir, {"yaml": to_yaml(cfg)}, cfg.logging.wandb_mode, cfg.logging.wandb_project,
                            os.path.basename(run_dir), extra_sinks=[dashboard_sink(os.path.basename(run_dir))])
@@ -208,7 +213,7 @@ def train(cfg, run_dir: str):
         bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", step_s=f"{metrics['timing/step_s']:.1f}")
         done = step + 1
         if (cfg.checkpoint.every and done % cfg.checkpoint.every == 0) or (done == cfg.steps and cfg.checkpoint.save_final):
-            save_checkpoint(done, cfg, actors, sampler, run_dir)
+            save_checkpoint(done, cfg, actors.policy, sampler, run_dir)
     if cfg.eval.every > 0:  # and once after the last update
         logger.log(evaluate(cfg.steps, cfg, actors, eval_rows, tokenizer, run_dir), cfg.steps)
     logger.close()
@@ -217,20 +222,26 @@ def train(cfg, run_dir: str):
 
 
 def main(argv: list[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    return launch(argv, __doc__, Config, validate, lambda cfg, run_dir, _: train(cfg, run_dir).shutdown())
+
+
+def launch(argv: list[str] | None, doc: str, schema: type, check, run) -> str:
+    """Every launcher's command line: `--config FILE key.sub=value ...` -> the config in `schema`
+    (exit 2 with the message on a config error) -> the run directory with config.yaml
+    -> run(cfg, run_dir, config_path)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML config (configs/...)")
     parser.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. rollout.group_size=8")
     args = parser.parse_args(argv)
     try:
-        cfg = load_config(args.config, args.overrides)
+        cfg = load_config(args.config, args.overrides, schema=schema, check=check)
     except ConfigError as e:
         parser.exit(2, f"config error: {e}\n")
     run_dir = make_run_dir(cfg, args.config)
     save_config(cfg, os.path.join(run_dir, "config.yaml"))
     print(f"run directory: {run_dir}", flush=True)
     started_here = not ray.is_initialized() and not (cfg.ray_address or os.environ.get("RAY_ADDRESS"))
-    actors = train(cfg, run_dir)
-    actors.shutdown()
+    run(cfg, run_dir, args.config)
     if started_here:
         ray.shutdown()
     return run_dir

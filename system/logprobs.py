@@ -25,23 +25,31 @@ def pad_sequences(seqs: list[dict], keys: list[str], pad_id: int, device) -> dic
 
 
 def token_logprobs(
-    model, tokens: torch.Tensor, attention_mask: torch.Tensor, temperature: float = 1.0, with_entropy: bool = False
+    model, tokens: torch.Tensor, attention_mask: torch.Tensor, temperature: float = 1.0, with_entropy: bool = False,
+    start: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """log pi(token_t | prefix) at temperature, [batch, length] with column 0 = 0.
+    """log pi(token_t | prefix) at temperature, [batch, length]; columns before `start` are 0.
 
     Temperature divides the logits exactly as the sampler did, so these match the engine's
-    sampling log-probs (vLLM's `processed_logprobs`)."""
-    logits = model(input_ids=tokens, attention_mask=attention_mask, use_cache=False).logits[:, :-1].float()
-    logits = logits / temperature
+    sampling log-probs (vLLM's `processed_logprobs`). Only positions from `start` on (the first
+    generated token) go through the LM head and the vocabulary-wide softmax: with prompts
+    longer than answers, that is most of the work saved."""
+    keep = tokens.shape[1] - start + 1  # logits at positions start-1 .. L-1 predict tokens start .. L
+    out = model(input_ids=tokens, attention_mask=attention_mask, use_cache=False, logits_to_keep=keep)
+    logits = out.logits[:, :-1].float() / temperature
     log_norm = torch.logsumexp(logits, dim=-1)
-    logp = logits.gather(-1, tokens[:, 1:].unsqueeze(-1)).squeeze(-1) - log_norm
+    logp = logits.gather(-1, tokens[:, start:].unsqueeze(-1)).squeeze(-1) - log_norm
     entropy = None
     if with_entropy:
         with torch.no_grad():
-            probs = torch.softmax(logits, dim=-1)
-            entropy = log_norm - (probs * logits).sum(-1)
-            entropy = torch.nn.functional.pad(entropy, (1, 0))
-    return torch.nn.functional.pad(logp, (1, 0)), entropy
+            entropy = torch.nn.functional.pad(log_norm - (torch.softmax(logits, -1) * logits).sum(-1), (start, 0))
+    return torch.nn.functional.pad(logp, (start, 0)), entropy
+
+
+def first_loss_position(seqs: list[dict]) -> int:
+    """The earliest token that carries a log-prob we need (>= 1: nothing predicts token 0)."""
+    firsts = [int(torch.nonzero(s["loss_mask"])[0]) for s in seqs if "loss_mask" in s and s["loss_mask"].any()]
+    return max(1, min(firsts)) if len(firsts) == len(seqs) else 1
 
 
 def micro_batches(seqs: list, size: int) -> list[list]:

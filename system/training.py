@@ -7,13 +7,14 @@ these; everything here runs (and is tested) without Ray.
 from __future__ import annotations
 
 import math
+import os
 
 import deepspeed
 import torch
 from transformers import AutoModelForCausalLM
 
 from system.algorithms.losses import policy_loss
-from system.logprobs import micro_batches, pad_sequences, token_logprobs
+from system.logprobs import first_loss_position, micro_batches, pad_sequences, token_logprobs
 
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}
 
@@ -64,13 +65,38 @@ def init_eval_engine(model_path: str, zero_stage: int, micro_batch: int, dtype: 
     return engine
 
 
+def save_model(engine, path: str, tokenizer_path: str, zero_stage: int, rank: int) -> None:
+    """The model as an HF folder (transformers and vLLM load it as any model), written by rank 0.
+    Every rank calls it: under ZeRO-3 the shards are gathered collectively first."""
+    from transformers import AutoTokenizer
+
+    state_dict = engine._zero3_consolidated_16bit_state_dict() if zero_stage == 3 else engine.module.state_dict()
+    if rank == 0:
+        engine.module.save_pretrained(path, state_dict=state_dict, safe_serialization=True)
+        AutoTokenizer.from_pretrained(tokenizer_path).save_pretrained(path)
+
+
+def save_checkpoint(engine, path: str, tokenizer_path: str, zero_stage: int, rank: int) -> None:
+    """All ranks: DeepSpeed's optimizer/scheduler state in `path/deepspeed`, the model in `path/policy`."""
+    engine.save_checkpoint(os.path.join(path, "deepspeed"), tag="state")
+    save_model(engine, os.path.join(path, "policy"), tokenizer_path, zero_stage, rank)
+
+
+def load_checkpoint(engine, path: str) -> None:
+    """Weights, optimizer, LR schedule and step counters, exactly as saved."""
+    load_dir, _ = engine.load_checkpoint(os.path.join(path, "deepspeed"), tag="state")
+    if load_dir is None:
+        raise RuntimeError(f"no DeepSpeed state in checkpoint {path}")
+
+
 @torch.no_grad()
 def compute_logprobs(engine, seqs: list[dict], micro_batch: int, pad_id: int, temperature: float) -> list[torch.Tensor]:
     """Per-sequence log-prob tensors (length of each sequence), in the order given."""
     out = []
     for mb in micro_batches(seqs, micro_batch):
         batch = pad_sequences(mb, ["tokens"], pad_id, engine.device)
-        logp, _ = token_logprobs(engine, batch["tokens"], batch["attention_mask"], temperature)
+        logp, _ = token_logprobs(engine, batch["tokens"], batch["attention_mask"], temperature,
+                                 start=first_loss_position(mb))
         out += [logp[i, : len(s["tokens"])].float().cpu() for i, s in enumerate(mb)]
     return out
 
@@ -99,7 +125,8 @@ def grpo_update(engine, minibatches: list[list[dict]], algo, *, micro_batch: int
             for mb in micro_batches(minibatch, micro_batch):
                 b = pad_sequences(mb, keys, pad_id, engine.device)
                 mask = b["loss_mask"].bool()
-                logp, entropy = token_logprobs(engine, b["tokens"], b["attention_mask"], temperature, with_entropy=True)
+                logp, entropy = token_logprobs(engine, b["tokens"], b["attention_mask"], temperature, with_entropy=True,
+                                               start=first_loss_position(mb))
                 old_logp = b["old_logp"] if reuse_old else logp.detach()
                 advantages = torch.tensor([s["advantage"] for s in mb], device=logp.device, dtype=logp.dtype)
                 loss, stats = policy_loss(

@@ -1,0 +1,111 @@
+"""Supervised fine-tuning on chats (R1's cold start, and the student side of distillation), the
+loss on the assistant's tokens only, with the DeepSpeed ranks as Ray actors.
+
+    python launcher/sft.py --config configs/sft_countdown_cpu.yaml [key.sub=value ...]
+
+One step:  a batch of rows (chats, or several packed into one row) -> dealt over the ranks
+           -> forward/backward on the assistant tokens -> one optimizer step -> log.
+Held-out chats give `eval/loss`. The final model is an HF folder at RUN_DIR/final/: the next
+stage of a recipe (GRPO, or distillation with it as teacher) loads it as `model.path`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import ray  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+from transformers import AutoTokenizer  # noqa: E402
+
+from actors.cluster import start_ray  # noqa: E402
+from actors.dashboard import dashboard_sink  # noqa: E402
+from actors.group import ActorGroup  # noqa: E402
+from actors.placement import Placement  # noqa: E402
+from actors.sft import SFTTrainer  # noqa: E402
+from launcher.grpo import launch, restore_checkpoint, save_checkpoint  # noqa: E402
+from system.config import to_yaml  # noqa: E402
+from system.data.sampler import PromptSampler  # noqa: E402
+from system.metrics import MetricsLogger  # noqa: E402
+from system.models import resolve_model  # noqa: E402
+from system.recipe_config import SFTConfig, placement_view, validate_sft  # noqa: E402
+from system.sft import encode_conversation, load_conversations, make_rows  # noqa: E402
+
+
+def sft_step(trainer: ActorGroup, batch: list[dict]) -> dict:
+    k = len(trainer.actors)
+    tokens = sum(float(row["loss_mask"].sum()) for row in batch)  # the loss is a mean over all of them
+    start = time.perf_counter()
+    per_rank = ray.get(trainer.call_sharded("train_step", [batch[r::k] for r in range(k)], tokens))
+    elapsed = time.perf_counter() - start
+    return {
+        "train/loss": sum(r["loss"] for r in per_rank),
+        "train/grad_norm": per_rank[0]["grad_norm"],
+        "train/lr": per_rank[0]["lr"],
+        "train/loss_tokens": tokens,
+        "throughput/tokens_per_s": sum(len(row["tokens"]) for row in batch) / elapsed,
+        "timing/step_s": elapsed,
+    }
+
+
+def evaluate(trainer: ActorGroup, eval_rows: list[dict]) -> dict:
+    """Mean NLL per assistant token over the held-out chats."""
+    k = len(trainer.actors)
+    parts = ray.get(trainer.call_sharded("eval_nll", [eval_rows[r::k] for r in range(k)]))
+    return {"eval/loss": sum(p["nll"] for p in parts) / max(sum(p["tokens"] for p in parts), 1.0)}
+
+
+def train(cfg, run_dir: str) -> str:
+    """The whole run; returns the final model's folder. The trainer actors are gone afterwards."""
+    model_path = resolve_model(cfg.model.path)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    train_chats, eval_chats = load_conversations(cfg.data)
+    rows = lambda chats: make_rows([encode_conversation(tokenizer, c) for c in chats], cfg.max_length,  # noqa: E731
+                                   cfg.packing)
+    train_rows, eval_rows = rows(train_chats), rows(eval_chats)
+    loader = PromptSampler(train_rows, cfg.batch_size, cfg.seed)
+    steps = cfg.steps or cfg.epochs * (len(train_rows) // cfg.batch_size)
+    print(f"SFT: {len(train_chats)} chats in {len(train_rows)} rows, {steps} steps", flush=True)
+
+    view = placement_view(cfg)  # the trainer ranks are the `policy` role
+    start_ray(cfg.ray_address, Placement.logical_cpus(view))
+    placement = Placement(view, ray.cluster_resources().get("GPU", 0) > 0)
+    trainer = ActorGroup(SFTTrainer, "sft", placement.options("policy"), model_path, cfg, tokenizer.pad_token_id)
+    trainer.init()
+    start = restore_checkpoint(cfg, trainer, loader, run_dir) if cfg.resume else 0
+
+    logger = MetricsLogger(run_dir, {"yaml": to_yaml(cfg)}, cfg.logging.wandb_mode, cfg.logging.wandb_project,
+                           os.path.basename(run_dir), extra_sinks=[dashboard_sink(os.path.basename(run_dir))])
+    eval_due = lambda step: cfg.eval_every > 0 and eval_rows and step % cfg.eval_every == 0  # noqa: E731
+    bar = tqdm(range(start, steps), desc="SFT", initial=start, total=steps, disable=not cfg.logging.progress_bar,
+               dynamic_ncols=True)
+    for step in bar:
+        metrics = evaluate(trainer, eval_rows) if eval_due(step) else {}
+        metrics.update(sft_step(trainer, loader.next_batch()))
+        metrics.update({"data/epoch": loader.epoch, "data/position": loader.position})
+        logger.log(metrics, step)
+        bar.set_postfix(loss=f"{metrics['train/loss']:.3f}", step_s=f"{metrics['timing/step_s']:.1f}")
+        done = step + 1
+        if (cfg.checkpoint.every and done % cfg.checkpoint.every == 0) or (done == steps and cfg.checkpoint.save_final):
+            save_checkpoint(done, cfg, trainer, loader, run_dir)
+    if cfg.eval_every > 0 and eval_rows:  # and once after the last step
+        logger.log(evaluate(trainer, eval_rows), steps)
+    final = os.path.join(run_dir, "final")
+    ray.get(trainer.call("save_model", final))
+    logger.close()
+    for actor in trainer.actors:
+        ray.kill(actor)
+    placement.remove()
+    print(f"final model: {final}", flush=True)
+    return final
+
+
+def main(argv: list[str] | None = None) -> str:
+    return launch(argv, __doc__, SFTConfig, validate_sft, lambda cfg, run_dir, _: train(cfg, run_dir))
+
+
+if __name__ == "__main__":
+    main()

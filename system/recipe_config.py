@@ -1,0 +1,150 @@
+"""Config schemas of the R1 recipe's other steps: SFT, distillation, and the multi-stage pipeline.
+
+They are built from the GRPO config's sections (system/config.py), so a key means the same thing
+in every stage, and they load through the same `load_config` (YAML, `base:`, overrides, errors
+that name the key):
+
+    cfg = load_config("configs/sft_countdown_cpu.yaml", ["train.lr=1e-5"], schema=SFTConfig, check=validate_sft)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from system.config import (CHOICES, CheckpointConfig, Config, ConfigError, DataConfig, LoggingConfig, ModelConfig,
+                           PlacementConfig, RewardConfig, RolloutConfig, TrainConfig, load_config, validate)
+
+
+@dataclass
+class SFTConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    # source: a .jsonl/.parquet file (or a hub dataset id, where a hub is reachable) with a
+    # `messages` column; the first num_eval rows are held out for the eval loss, then num_train.
+    data: DataConfig = field(default_factory=lambda: DataConfig(source="", num_eval=16))
+    # lr, warmup, ZeRO stage, micro-batch, ranks; the PPO-only fields (num_minibatches, ppo_epochs) are unused.
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-5))
+    placement: PlacementConfig = field(default_factory=PlacementConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    max_length: int = 1024  # tokens per example (longer ones are cut) and per packed row
+    packing: bool = False  # several examples per row, each attending only to itself
+    batch_size: int = 16  # rows (examples, or packed rows) per optimizer step, over all ranks
+    epochs: int = 1
+    steps: int = 0  # 0: as many as `epochs` take
+    eval_every: int = 10  # steps between eval losses (also before the first step and after the last); 0 = never
+    seed: int = 1
+    ray_address: str = ""
+    resume: str = ""  # as GRPO's: "true" = the latest checkpoint of this run directory, or one checkpoint's path
+
+
+@dataclass
+class DistillConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)  # the teacher
+    data: DataConfig = field(default_factory=lambda: DataConfig(num_eval=0))  # the problems (train split)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)  # group_size = traces sampled per problem
+    reward: RewardConfig = field(default_factory=RewardConfig)  # the verifier of each trace
+    placement: PlacementConfig = field(default_factory=PlacementConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    keep: str = "all"  # all: every distinct correct trace | shortest: the shortest correct one per problem
+    chunk_size: int = 32  # problems per chunk: a chunk's traces are written (and count as done) together
+    seed: int = 1
+    ray_address: str = ""
+    resume: str = ""  # "true": continue the newest run of this config (a run always continues its own directory)
+
+
+@dataclass
+class StageConfig:
+    name: str = ""  # unique; the stage's run directory is PIPELINE_DIR/<n>-<name>
+    kind: str = "sft"  # sft | grpo | distill
+    config: str = ""  # the stage's YAML, relative to the pipeline file
+    overrides: list[str] = field(default_factory=list)  # key=value, as on the stage launcher's command line
+    # Which model the stage starts from (a distill stage: its teacher): "previous" = the output of
+    # the last sft/grpo stage (the config's model.path for the first one); "config" = the stage
+    # config's model.path (R1 restarts its second SFT from the base model); or an earlier stage's name.
+    model_from: str = "previous"
+    data_from: str = ""  # an earlier distill stage: its traces become this stage's data.source
+
+
+@dataclass
+class PipelineConfig:
+    stages: list[StageConfig] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)  # key=value for every stage (keys all kinds have)
+    # Where the pipeline directory goes; wandb_mode, wandb_project and progress_bar apply to every stage.
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    ray_address: str = ""
+    resume: str = ""  # "true": continue the newest pipeline of this recipe (finished stages are not re-run)
+
+
+def _check_choices(cfg, keys: tuple[str, ...]) -> None:
+    for key in keys:
+        section, name = key.split(".")
+        if getattr(getattr(cfg, section), name) not in CHOICES[key]:
+            raise ConfigError(f"'{key}' must be one of {list(CHOICES[key])}, got '{getattr(getattr(cfg, section), name)}'")
+
+
+def validate_sft(cfg: SFTConfig) -> None:
+    _check_choices(cfg, ("model.dtype", "logging.wandb_mode"))
+    if cfg.batch_size < 1 or cfg.batch_size % cfg.train.num_ranks:
+        raise ConfigError(f"'batch_size'={cfg.batch_size} must be a positive multiple of train.num_ranks={cfg.train.num_ranks}")
+    if cfg.max_length < 2:
+        raise ConfigError("'max_length' must be >= 2")
+    if cfg.epochs < 1 and cfg.steps < 1:
+        raise ConfigError("set 'epochs' >= 1 or 'steps' >= 1")
+
+
+def validate_distill(cfg: DistillConfig) -> None:
+    _check_choices(cfg, ("model.dtype", "logging.wandb_mode", "reward.mode"))
+    if cfg.keep not in ("all", "shortest"):
+        raise ConfigError(f"'keep' must be one of ['all', 'shortest'], got '{cfg.keep}'")
+    if cfg.rollout.group_size < 1 or cfg.chunk_size < 1:
+        raise ConfigError("'rollout.group_size' and 'chunk_size' must be >= 1")
+    if not cfg.reward.functions:
+        raise ConfigError("'reward.functions' must name at least one reward (the verifier)")
+    if cfg.reward.mode == "gate" and cfg.reward.gate not in cfg.reward.functions:
+        raise ConfigError(f"'reward.gate'={cfg.reward.gate} must be one of reward.functions")
+
+
+# kind -> (schema, validation, output): a stage's output is a model (HF folder) or a data set.
+STAGE_KINDS = {"sft": (SFTConfig, validate_sft, "model"), "grpo": (Config, validate, "model"),
+               "distill": (DistillConfig, validate_distill, "data")}
+
+
+def validate_pipeline(cfg: PipelineConfig) -> None:
+    """Stages and their references; each stage's own config is checked by `load_stage_config`."""
+    _check_choices(cfg, ("logging.wandb_mode",))
+    if not cfg.stages:
+        raise ConfigError("'stages' must list at least one stage")
+    outputs: dict[str, str] = {}  # earlier stage name -> "model" | "data"
+    for number, stage in enumerate(cfg.stages, 1):
+        where = f"stage {number} ({stage.name or 'unnamed'})"
+        if not stage.name or stage.name in outputs:
+            raise ConfigError(f"{where}: every stage needs a unique 'name'")
+        if stage.kind not in STAGE_KINDS:
+            raise ConfigError(f"{where}: 'kind' must be one of {list(STAGE_KINDS)}, got '{stage.kind}'")
+        if not stage.config:
+            raise ConfigError(f"{where}: 'config' must name the stage's YAML file")
+        if stage.model_from not in ("previous", "config") and outputs.get(stage.model_from) != "model":
+            raise ConfigError(f"{where}: 'model_from' must be previous, config or an earlier sft/grpo stage, got '{stage.model_from}'")
+        if stage.data_from and outputs.get(stage.data_from) != "data":
+            raise ConfigError(f"{where}: 'data_from' must name an earlier distill stage, got '{stage.data_from}'")
+        outputs[stage.name] = STAGE_KINDS[stage.kind][2]
+
+
+def load_stage_config(stage: StageConfig, recipe_dir: str, overrides: list[str]):
+    """The stage's config file (relative to `recipe_dir`) with `overrides`, in its kind's schema."""
+    schema, check, _ = STAGE_KINDS[stage.kind]
+    try:
+        return load_config(os.path.join(recipe_dir, stage.config), overrides, schema=schema, check=check)
+    except ConfigError as e:
+        raise ConfigError(f"stage '{stage.name}': {e}") from None
+
+
+def placement_view(cfg) -> Config:
+    """The GRPO `Config` that actors.placement.Placement reads, with only the roles this run has:
+    an SFT run has trainer ranks (the `policy` role), a distill run engines and reward workers."""
+    if isinstance(cfg, Config):
+        return cfg
+    return Config(rollout=getattr(cfg, "rollout", RolloutConfig(num_engines=0)),
+                  train=getattr(cfg, "train", TrainConfig(num_ranks=0)),
+                  reward=getattr(cfg, "reward", RewardConfig(num_workers=0)), placement=cfg.placement)
