@@ -6,3 +6,8 @@ it does vary in, to get a learning signal through the real stack."""
 
 def response_length(completions: list[str], **columns) -> list[float]:
     return [min(len(c), 200) / 200 for c in completions]
+
+
+def even_length(completions: list[str], **columns) -> list[float]:
+    """Accepts about half of any model's completions, as a verifier for distillation tests."""
+    return [float(len(c) % 2 == 0) for c in completions]

@@ -1,0 +1,113 @@
+"""The R1 recipe as a pipeline, through the real stack: distillation -> SFT -> GRPO, each stage's
+output feeding the next (the tiny model as student, the embedded SmolLM2 as teacher), and a
+finished pipeline that is not re-run. Also: every shipped SFT, distill and pipeline recipe
+(CPU and GPU) parses and validates."""
+
+import glob
+import json
+import os
+
+import pytest
+import yaml
+
+from system.config import ConfigError, load_config
+from system.metrics import read_metrics
+from system.recipe_config import STAGE_KINDS, PipelineConfig, load_stage_config, validate_pipeline
+from tests.test_distill import TEACHER_RUN
+from tests.test_grpo_e2e import ROOT, TINY_RUN
+
+RECIPES = sorted(os.path.relpath(p, ROOT) for kind in ("sft", "distill", "pipeline")
+                 for p in glob.glob(os.path.join(ROOT, "configs", "**", f"{kind}_*.yaml"), recursive=True))
+
+
+def load_pipeline(path: str, overrides=()):
+    return load_config(path, list(overrides), schema=PipelineConfig, check=validate_pipeline)
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_every_shipped_recipe_validates(name):
+    """GPU recipes cannot run here, but they (and every stage of a pipeline) must parse and validate."""
+    path = os.path.join(ROOT, name)
+    kind = os.path.basename(name).split("_")[0]
+    if kind == "pipeline":
+        cfg = load_pipeline(path)
+        for stage in cfg.stages:
+            load_stage_config(stage, os.path.dirname(path), cfg.overrides + stage.overrides)
+    else:
+        schema, check, _ = STAGE_KINDS[kind]
+        load_config(path, schema=schema, check=check)
+
+
+def test_the_recipes_are_there():
+    assert {"configs/sft_countdown_cpu.yaml", "configs/distill_countdown_cpu.yaml", "configs/pipeline_r1_cpu.yaml",
+            "configs/gpu/distill_numinamath_r1-distill-qwen-32b.yaml", "configs/gpu/sft_qwen2.5-1.5b-instruct.yaml",
+            "configs/gpu/pipeline_r1_qwen2.5-1.5b.yaml"} <= set(RECIPES)
+    r1 = load_pipeline(os.path.join(ROOT, "configs/gpu/pipeline_r1_qwen2.5-1.5b.yaml"))
+    assert [s.kind for s in r1.stages] == ["distill", "sft", "grpo", "distill", "sft", "grpo"]  # R1's 2 x SFT + 2 x RL
+    assert r1.stages[4].model_from == "config" and r1.stages[4].data_from == "rejection_sampling"
+
+
+@pytest.mark.parametrize("stage, message", [
+    ({"name": "a", "kind": "dpo", "config": "x.yaml"}, "'kind' must be one of"),
+    ({"name": "a", "kind": "sft", "config": "x.yaml", "data_from": "a"}, "'data_from' must name an earlier distill stage"),
+    ({"name": "a", "kind": "sft", "config": "x.yaml", "model_from": "later"}, "'model_from' must be previous, config"),
+    ({"kind": "sft", "config": "x.yaml"}, "every stage needs a unique 'name'"),
+])
+def test_pipeline_mistakes_name_the_stage(tmp_path, stage, message):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"stages": [stage]}))
+    with pytest.raises(ConfigError, match=message):
+        load_pipeline(str(recipe))
+
+
+def test_a_bad_stage_config_is_found_before_anything_runs(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"stages": [
+        {"name": "student", "kind": "sft", "config": os.path.join(ROOT, "configs", "sft_countdown_cpu.yaml"),
+         "overrides": ["train.lrr=1"]}]}))
+    cfg = load_pipeline(str(recipe))
+    with pytest.raises(ConfigError, match=r"stage 'student': .*unknown config key 'train.lrr' \(did you mean 'train.lr'\?\)"):
+        load_stage_config(cfg.stages[0], str(tmp_path), cfg.stages[0].overrides)
+
+
+@pytest.mark.e2e
+def test_distill_sft_grpo_end_to_end(ray_job, tiny_model, smollm2, tmp_path):
+    from launcher.pipeline import run
+
+    configs = os.path.join(ROOT, "configs")
+    stages = [
+        {"name": "traces", "kind": "distill", "config": os.path.join(configs, "distill_countdown_cpu.yaml"),
+         "model_from": "config", "overrides": TEACHER_RUN},
+        {"name": "student", "kind": "sft", "config": os.path.join(configs, "sft_countdown_cpu.yaml"),
+         "data_from": "traces", "overrides": ["steps=4", "batch_size=2", "train.micro_batch_size=2", "train.lr=1e-3",
+                                              "train.warmup_steps=0", "data.num_eval=1", "eval_every=2", "max_length=128"]},
+        {"name": "rl", "kind": "grpo", "config": os.path.join(configs, "grpo_countdown_cpu.yaml"),
+         "overrides": TINY_RUN + ["steps=1"]},
+    ]
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"stages": stages, "overrides": ["model.path=tiny"]}))
+    cfg = load_pipeline(str(recipe), ["logging.wandb_mode=disabled", "logging.progress_bar=false"])
+    pipe_dir = str(tmp_path / "pipeline")
+    os.makedirs(pipe_dir)
+    final = run(cfg, pipe_dir, str(recipe))
+
+    with open(os.path.join(pipe_dir, "pipeline_state.json")) as f:
+        state = json.load(f)
+    assert list(state) == ["traces", "student", "rl"]
+    traces, student, rl = (state[name] for name in state)
+    assert traces["output"] == os.path.join(pipe_dir, "1-traces", "data.jsonl") and "kept" in traces["summary"]
+    student_cfg = yaml.safe_load(open(os.path.join(student["run_dir"], "config.yaml")))
+    assert student_cfg["data"]["source"] == traces["output"]  # SFT learns the distilled traces...
+    assert student_cfg["model"]["path"] == "tiny"  # ...into the student, not the teacher
+    losses = [m["train/loss"] for m in read_metrics(student["run_dir"]) if "train/loss" in m]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    assert student["output"] == os.path.join(student["run_dir"], "final")
+    rl_cfg = yaml.safe_load(open(os.path.join(rl["run_dir"], "config.yaml")))
+    assert rl_cfg["model"]["path"] == student["output"]  # GRPO starts from the SFT model
+    assert final == rl["output"] == os.path.join(rl["run_dir"], "checkpoints", "step_000001", "policy")
+    assert os.path.exists(os.path.join(final, "config.json")) and os.path.exists(os.path.join(final, "tokenizer.json"))
+
+    # Run again: every stage is finished, none runs (their files stay as they are).
+    stamps = {name: os.path.getmtime(os.path.join(done["run_dir"], "metrics.jsonl")) for name, done in state.items()}
+    assert run(cfg, pipe_dir, str(recipe)) == final
+    assert stamps == {name: os.path.getmtime(os.path.join(done["run_dir"], "metrics.jsonl")) for name, done in state.items()}

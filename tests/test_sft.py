@@ -1,0 +1,96 @@
+"""SFT data: the loss mask covers the assistant's tokens only, tokenised as the engine sees them,
+and packing never lets an example attend to its neighbours."""
+
+import pytest
+import torch
+
+from system.data.prompts import encode_chat
+from system.sft import encode_conversation, make_rows, token_nll
+
+CHAT = [{"role": "user", "content": "Make 7 from [3, 4]"}, {"role": "assistant", "content": "<answer> 3 + 4 </answer>"}]
+TWO_TURNS = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "Make 7 from [3, 4]"},
+    {"role": "assistant", "content": "<answer> 3 + 4 </answer>"},
+    {"role": "user", "content": "And 12?"},
+    {"role": "assistant", "content": "<answer> 3 * 4 </answer>"},
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model)
+
+
+def masked_text(tokenizer, ids, mask, value):
+    return tokenizer.decode([t for t, m in zip(ids, mask) if m == value])
+
+
+def test_loss_mask_covers_the_assistant_tokens_only(tokenizer):
+    ids, mask = encode_conversation(tokenizer, CHAT)
+    assert len(ids) == len(mask)
+    assert masked_text(tokenizer, ids, mask, 1) == "<answer> 3 + 4 </answer><|im_end|>"  # the reply and its end
+    prompt = masked_text(tokenizer, ids, mask, 0)
+    assert "Make 7 from [3, 4]" in prompt and prompt.endswith("<|im_start|>assistant\n")
+    # The prompt is exactly what the rollout engine is given: SFT and GRPO see the same tokens.
+    assert ids[:mask.index(1)] == encode_chat(tokenizer, CHAT[:1])
+
+
+def test_every_assistant_turn_is_trained_and_nothing_else(tokenizer):
+    ids, mask = encode_conversation(tokenizer, TWO_TURNS)
+    assert masked_text(tokenizer, ids, mask, 1) == "<answer> 3 + 4 </answer><|im_end|><answer> 3 * 4 </answer><|im_end|>"
+    untrained = masked_text(tokenizer, ids, mask, 0)
+    assert all(text in untrained for text in ("Be brief.", "Make 7 from [3, 4]", "And 12?"))
+    assert "<answer>" not in untrained
+    assert tokenizer.decode(ids) == tokenizer.apply_chat_template(TWO_TURNS, tokenize=False).rstrip("\n")
+
+
+def test_chats_without_a_reply_or_with_rewriting_templates_are_refused(tokenizer):
+    with pytest.raises(ValueError, match="without an assistant turn"):
+        encode_conversation(tokenizer, CHAT[:1])
+
+    class StripsPastReplies:  # like templates that drop earlier turns' reasoning
+        eos_token = tokenizer.eos_token
+
+        def apply_chat_template(self, messages, tokenize, add_generation_prompt):
+            last = len(messages) - 1
+            text = "".join(f"[{m['role']}] {m['content'] if i == last or m['role'] != 'assistant' else ''}\n"
+                           for i, m in enumerate(messages))
+            return text + ("[assistant] " if add_generation_prompt else "")
+
+        def __call__(self, text, add_special_tokens):
+            return {"input_ids": [ord(c) for c in text]}
+
+    with pytest.raises(ValueError, match="cannot be masked"):
+        encode_conversation(StripsPastReplies(), TWO_TURNS)
+
+
+def test_packing_fills_rows_and_restarts_positions(tokenizer):
+    examples = [encode_conversation(tokenizer, chat) for chat in (CHAT, TWO_TURNS, CHAT, CHAT)]
+    lengths = [len(ids) for ids, _ in examples]
+    limit = lengths[0] + lengths[1]
+    rows = make_rows(examples, limit, packing=True)
+    assert [len(r["tokens"]) for r in rows] == [limit, lengths[2] + lengths[3]]
+    assert rows[0]["positions"].tolist() == list(range(lengths[0])) + list(range(lengths[1]))
+    assert rows[0]["loss_mask"].tolist() == examples[0][1] + examples[1][1]
+    assert len(make_rows(examples, limit, packing=False)) == 4
+    cut = make_rows(examples[:1], 10, packing=False)[0]  # longer examples are cut to max_length
+    assert cut["tokens"].tolist() == examples[0][0][:10] and cut["positions"].tolist() == list(range(10))
+
+
+def test_packed_examples_do_not_attend_to_each_other(tiny_model, tokenizer):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    examples = [encode_conversation(tokenizer, chat) for chat in (TWO_TURNS, CHAT)]
+    packed = make_rows(examples, 4096, packing=True)[0]
+    alone = torch.cat([token_nll(model, r["tokens"][None], r["positions"][None])[0]
+                       for r in make_rows(examples, 4096, packing=False)])
+    together = token_nll(model, packed["tokens"][None], packed["positions"][None])[0]
+    mask = packed["loss_mask"]  # (the first token of an example is a prompt token: never in the loss)
+    torch.testing.assert_close(together * mask, alone * mask, atol=1e-4, rtol=1e-4)
+    # Without restarted positions the second example would see the first: the loss would differ.
+    leaky = token_nll(model, packed["tokens"][None], torch.arange(len(packed["tokens"]))[None])[0]
+    assert ((leaky - alone) * mask).abs().max() > 1e-2
