@@ -35,12 +35,13 @@ class RolloutEngine:
         )
 
     def generate(self, prompts: list[list[int]], n: int, temperature: float, top_p: float, max_tokens: int,
-                 seeds: list[int]) -> list[list[dict]]:
+                 seeds: list[int], stop: list[str] | None = None) -> list[list[dict]]:
         """For each prompt, `n` samples: {"response": ids, "logprobs": floats, "finish_reason", "text"}."""
         from vllm import SamplingParams, TokensPrompt
 
         params = [
-            SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, logprobs=0, seed=seed)
+            SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, logprobs=0, seed=seed,
+                           stop=stop or None, include_stop_str_in_output=True)
             for seed in seeds
         ]
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)

@@ -17,7 +17,7 @@ def generate(engines: list, prompts: list[list[int]], cfg, seed: int, n: int, te
     bounds = [len(prompts) * i // k for i in range(k + 1)]
     futures = [
         engine.generate.remote(prompts[a:b], n, temperature, cfg.top_p, cfg.max_new_tokens,
-                               [seed + i for i in range(a, b)])
+                               [seed + i for i in range(a, b)], cfg.stop)
         for engine, a, b in zip(engines, bounds, bounds[1:]) if b > a
     ]
     return [group for part in ray.get(futures) for group in part]

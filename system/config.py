@@ -58,6 +58,7 @@ class RolloutConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 128
+    stop: list[str] = field(default_factory=list)  # texts that end a sample, kept in it (e.g. "</answer>")
     max_model_len: int = 1024
     gpu_memory_utilization: float = 0.5
     cpu_kv_cache_gib: int = 1
