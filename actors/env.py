@@ -93,5 +93,6 @@ def multi_turn_rollout(env_seeds: list[int], engines: list, env_pool: EnvPool, t
         with timed(timings, "env"):
             return env_pool.step(keys, replies)
 
-    episodes = run_episodes(count, reset, sample, step, ChatTurns(tokenizer), cfg.env.max_context_tokens)
+    turns = ChatTurns(tokenizer, cfg.data.response_prefix)
+    episodes = run_episodes(count, reset, sample, step, turns, cfg.env.max_context_tokens)
     return to_rollouts(episodes, cfg.env.trajectory_reward)

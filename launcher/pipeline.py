@@ -64,7 +64,8 @@ def summarize(kind: str, run_dir: str) -> str:
     if kind == "distill":
         with open(os.path.join(run_dir, "stats.json")) as f:
             s = json.load(f)
-        return f"kept {s['kept']} of {s['samples']} traces ({s['kept_rate']:.1%}); solved {s['solved']} of {s['problems']} problems"
+        return (f"kept {s['kept']} of {s['samples']} traces ({s['kept_rate']:.1%}); "
+                f"solved {s['solved']} of {s['problems']} problems")
     keys = ("train/loss", "eval/loss") if kind == "sft" else ("reward/mean", "reward/accuracy", "eval/accuracy")
     records = read_metrics(run_dir)
     curves = {key: [r[key] for r in records if key in r] for key in keys}

@@ -1,7 +1,7 @@
 """Supervised fine-tuning on chats (R1's cold start, and the student side of distillation), the
 loss on the assistant's tokens only, with the DeepSpeed ranks as Ray actors.
 
-    python launcher/sft.py --config configs/sft_countdown_cpu.yaml [key.sub=value ...]
+    python launcher/sft.py --config configs/sft_arithmetic_cpu.yaml [key.sub=value ...]
 
 One step:  a batch of rows (chats, or several packed into one row) -> dealt over the ranks
            -> forward/backward on the assistant tokens -> one optimizer step -> log.

@@ -15,7 +15,7 @@ import numpy as np
 from system.rollout.sequences import Rollouts
 
 # Rewards that say whether an answer is right (the others shape format, length, ...).
-CORRECTNESS_REWARDS = ("accuracy", "countdown", "twenty_four", "code")
+CORRECTNESS_REWARDS = ("accuracy", "numeric_accuracy", "countdown", "twenty_four", "code")
 
 
 def correctness_reward(functions: dict) -> str | None:

@@ -4,7 +4,7 @@ They are built from the GRPO config's sections (system/config.py), so a key mean
 in every stage, and they load through the same `load_config` (YAML, `base:`, overrides, errors
 that name the key):
 
-    cfg = load_config("configs/sft_countdown_cpu.yaml", ["train.lr=1e-5"], schema=SFTConfig, check=validate_sft)
+    cfg = load_config("configs/sft_arithmetic_cpu.yaml", ["train.lr=1e-5"], schema=SFTConfig, check=validate_sft)
 """
 
 from __future__ import annotations
@@ -79,14 +79,16 @@ class PipelineConfig:
 def _check_choices(cfg, keys: tuple[str, ...]) -> None:
     for key in keys:
         section, name = key.split(".")
-        if getattr(getattr(cfg, section), name) not in CHOICES[key]:
-            raise ConfigError(f"'{key}' must be one of {list(CHOICES[key])}, got '{getattr(getattr(cfg, section), name)}'")
+        value = getattr(getattr(cfg, section), name)
+        if value not in CHOICES[key]:
+            raise ConfigError(f"'{key}' must be one of {list(CHOICES[key])}, got '{value}'")
 
 
 def validate_sft(cfg: SFTConfig) -> None:
     _check_choices(cfg, ("model.dtype", "logging.wandb_mode"))
     if cfg.batch_size < 1 or cfg.batch_size % cfg.train.num_ranks:
-        raise ConfigError(f"'batch_size'={cfg.batch_size} must be a positive multiple of train.num_ranks={cfg.train.num_ranks}")
+        raise ConfigError(f"'batch_size'={cfg.batch_size} must be a positive multiple of "
+                          f"train.num_ranks={cfg.train.num_ranks}")
     if cfg.max_length < 2:
         raise ConfigError("'max_length' must be >= 2")
     if cfg.epochs < 1 and cfg.steps < 1:
@@ -125,7 +127,8 @@ def validate_pipeline(cfg: PipelineConfig) -> None:
         if not stage.config:
             raise ConfigError(f"{where}: 'config' must name the stage's YAML file")
         if stage.model_from not in ("previous", "config") and outputs.get(stage.model_from) != "model":
-            raise ConfigError(f"{where}: 'model_from' must be previous, config or an earlier sft/grpo stage, got '{stage.model_from}'")
+            raise ConfigError(f"{where}: 'model_from' must be previous, config or an earlier sft/grpo stage, "
+                              f"got '{stage.model_from}'")
         if stage.data_from and outputs.get(stage.data_from) != "data":
             raise ConfigError(f"{where}: 'data_from' must name an earlier distill stage, got '{stage.data_from}'")
         outputs[stage.name] = STAGE_KINDS[stage.kind][2]

@@ -137,6 +137,29 @@ def test_after_reply_writes_only_the_missing_end_of_turn(tokenizer, turns):
     assert turns.after_reply(reply + [eos], "obs") == turns.after_reply(reply, "obs")[1:]
 
 
+def test_a_response_prefix_opens_every_turn_and_the_env_reads_it(tokenizer):
+    """As the CPU recipes do for a small model: replies start with "<answer>", stop at "</answer>"."""
+    turns = ChatTurns(tokenizer, "<answer>")
+    replies = ["2 + 2", "(8 - 4) * 6"]
+
+    def stopped_at_tag(prompts, turn):  # a stop string ends the reply: no EOS in the tokens
+        ids = tokenizer(replies[turn] + "</answer>", add_special_tokens=False)["input_ids"]
+        return [{"response": ids, "logprobs": [LOGP] * len(ids), "finish_reason": "stop",
+                 "text": replies[turn] + "</answer>"} for _ in prompts]
+
+    reset, step, log = local_envs("twenty_four", [6], max_turns=2)
+    [ep] = run_episodes(1, reset, stopped_at_tag, step, turns, max_context_tokens=4096)
+    assert ep.replies == [f"<answer>{r}</answer>" for r in replies]
+    assert all("No move found" not in obs for obs in log["observations"][0][1:]), "the env saw the tags"
+    opened = "<|im_start|>assistant\n<answer>"
+    for m, a, b in segments(ep.loss_mask):
+        text = tokenizer.decode(ep.tokens[a:b])
+        if m == 0:  # outside the loss: the prefix, and the whole end of turn (the model wrote no EOS)
+            assert text.endswith(opened) and (a == 0 or text.startswith("<|im_end|>\n<|im_start|>user\n"))
+        else:
+            assert text.endswith("</answer>") and "<answer>" not in text
+
+
 def test_a_template_with_other_turn_markers(tokenizer):
     """Nothing is hard-coded for ChatML: the turn markers are read off whatever template is set."""
     other = AutoTokenizer.from_pretrained(tiny_model_path())

@@ -22,9 +22,10 @@ TINY_RUN = [
 ]
 EXPECTED_KEYS = ["reward/mean", "reward/accuracy", "env/success", "env/turns", "env/invalid_actions",
                  "response/length_mean", "timing/generate_s", "timing/env_s", "sync/logprob_abs_diff_mean"]
-# What may follow a reply: the end of turn the model did not write, the env's user turn, the assistant opened.
-OBSERVATION = re.compile(r"(<\|im_end\|>)?\n<\|im_start\|>user\n.+<\|im_end\|>\n<\|im_start\|>assistant\n",
-                         re.S)
+# What may follow a reply: the end of turn the model did not write, the env's user turn, the assistant
+# turn opened and started with the recipe's response prefix ("<answer>").
+OBSERVATION = re.compile(
+    r"(<\|im_end\|>)?\n<\|im_start\|>user\n.+<\|im_end\|>\n<\|im_start\|>assistant\n<answer>", re.S)
 
 
 @pytest.mark.e2e

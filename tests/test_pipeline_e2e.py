@@ -6,6 +6,8 @@ finished pipeline that is not re-run. Also: every shipped SFT, distill and pipel
 import glob
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -39,7 +41,7 @@ def test_every_shipped_recipe_validates(name):
 
 
 def test_the_recipes_are_there():
-    assert {"configs/sft_countdown_cpu.yaml", "configs/distill_countdown_cpu.yaml", "configs/pipeline_r1_cpu.yaml",
+    assert {"configs/sft_arithmetic_cpu.yaml", "configs/distill_countdown_cpu.yaml", "configs/pipeline_r1_cpu.yaml",
             "configs/gpu/distill_numinamath_r1-distill-qwen-32b.yaml", "configs/gpu/sft_qwen2.5-1.5b-instruct.yaml",
             "configs/gpu/pipeline_r1_qwen2.5-1.5b.yaml"} <= set(RECIPES)
     r1 = load_pipeline(os.path.join(ROOT, "configs/gpu/pipeline_r1_qwen2.5-1.5b.yaml"))
@@ -63,11 +65,22 @@ def test_pipeline_mistakes_name_the_stage(tmp_path, stage, message):
 def test_a_bad_stage_config_is_found_before_anything_runs(tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump({"stages": [
-        {"name": "student", "kind": "sft", "config": os.path.join(ROOT, "configs", "sft_countdown_cpu.yaml"),
+        {"name": "student", "kind": "sft", "config": os.path.join(ROOT, "configs", "sft_arithmetic_cpu.yaml"),
          "overrides": ["train.lrr=1"]}]}))
     cfg = load_pipeline(str(recipe))
-    with pytest.raises(ConfigError, match=r"stage 'student': .*unknown config key 'train.lrr' \(did you mean 'train.lr'\?\)"):
+    with pytest.raises(ConfigError, match=r"stage 'student': .*unknown config key 'train.lrr' \(did you mean"):
         load_stage_config(cfg.stages[0], str(tmp_path), cfg.stages[0].overrides)
+
+
+@pytest.mark.parametrize("launcher, config, override, message", [
+    ("sft.py", "sft_arithmetic_cpu.yaml", "train.lrr=1", "did you mean 'train.lr'"),
+    ("distill.py", "distill_countdown_cpu.yaml", "keep=best", "'keep' must be one of ['all', 'shortest']"),
+    ("pipeline.py", "pipeline_r1_cpu.yaml", "logging.wandb_mod=x", "did you mean 'logging.wandb_mode'"),
+])
+def test_launchers_exit_with_the_config_error(launcher, config, override, message):
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "launcher", launcher), "--config",
+                          os.path.join(ROOT, "configs", config), override], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and message in out.stderr
 
 
 @pytest.mark.e2e
@@ -78,7 +91,7 @@ def test_distill_sft_grpo_end_to_end(ray_job, tiny_model, smollm2, tmp_path):
     stages = [
         {"name": "traces", "kind": "distill", "config": os.path.join(configs, "distill_countdown_cpu.yaml"),
          "model_from": "config", "overrides": TEACHER_RUN},
-        {"name": "student", "kind": "sft", "config": os.path.join(configs, "sft_countdown_cpu.yaml"),
+        {"name": "student", "kind": "sft", "config": os.path.join(configs, "sft_arithmetic_cpu.yaml"),
          "data_from": "traces", "overrides": ["steps=4", "batch_size=2", "train.micro_batch_size=2", "train.lr=1e-3",
                                               "train.warmup_steps=0", "data.num_eval=1", "eval_every=2", "max_length=128"]},
         {"name": "rl", "kind": "grpo", "config": os.path.join(configs, "grpo_countdown_cpu.yaml"),
@@ -105,9 +118,10 @@ def test_distill_sft_grpo_end_to_end(ray_job, tiny_model, smollm2, tmp_path):
     rl_cfg = yaml.safe_load(open(os.path.join(rl["run_dir"], "config.yaml")))
     assert rl_cfg["model"]["path"] == student["output"]  # GRPO starts from the SFT model
     assert final == rl["output"] == os.path.join(rl["run_dir"], "checkpoints", "step_000001", "policy")
-    assert os.path.exists(os.path.join(final, "config.json")) and os.path.exists(os.path.join(final, "tokenizer.json"))
+    assert all(os.path.exists(os.path.join(final, name)) for name in ("config.json", "tokenizer.json"))
 
     # Run again: every stage is finished, none runs (their files stay as they are).
-    stamps = {name: os.path.getmtime(os.path.join(done["run_dir"], "metrics.jsonl")) for name, done in state.items()}
+    stamps = lambda: [os.path.getmtime(os.path.join(done["run_dir"], "metrics.jsonl")) for done in state.values()]  # noqa: E731
+    before = stamps()
     assert run(cfg, pipe_dir, str(recipe)) == final
-    assert stamps == {name: os.path.getmtime(os.path.join(done["run_dir"], "metrics.jsonl")) for name, done in state.items()}
+    assert stamps() == before

@@ -84,3 +84,11 @@ def test_batch_columns_and_solution_column():
 )
 def test_answer_extraction(text, tag, boxed, final):
     assert (tag_content(text), boxed_content(text), final_answer(text)) == (tag, boxed, final)
+
+
+def test_numeric_accuracy_wants_the_value_not_the_question_copied_back():
+    numeric, accuracy = get_reward("numeric_accuracy"), get_reward("accuracy")
+    completions = ["<answer>7 - 1</answer>", "<answer>6</answer>", "<answer>7 - 1 = 6</answer>", "<answer>5</answer>"]
+    assert accuracy(completions, answer=["6"] * 4) == [1.0, 1.0, 1.0, 0.0]  # math-verify evaluates "7 - 1"
+    assert numeric(completions, answer=["6"] * 4) == [0.0, 1.0, 1.0, 0.0]
+    assert numeric(["<answer>-3</answer>", "<answer>x</answer>"], answer=["-3", "1/2"]) == [1.0, None]

@@ -14,6 +14,7 @@ of powers, big exponents, factorials) score 0.0 before sympy tries to evaluate t
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Optional
 
@@ -26,6 +27,7 @@ from system.rewards.registry import register_reward
 MAX_CHARS = 1000  # longer gold or answer texts are not parsed
 MAX_EXPONENT = 1000  # |numeric exponent| and factorial argument above this are not evaluated
 TIMEOUT_S = 5  # math-verify's own timeout, where it can have one (the main thread)
+_NUMBER = re.compile(r"-?\d+(\.\d+)?")
 _FACTORIALS = (sympy.factorial, sympy.factorial2, sympy.subfactorial)
 _EXPLOSIVE = (sympy.Pow, *_FACTORIALS)
 
@@ -94,3 +96,21 @@ def accuracy(
         raise ValueError("the accuracy reward needs an 'answer' or 'solution' column")
     correct = [math_correct(c, g) for c, g in zip(completions, golds)]
     return [None if ok is None else float(ok) for ok in correct]
+
+
+@register_reward("numeric_accuracy")
+def numeric_accuracy(completions: list[str], answer: Optional[list] = None, **kwargs) -> list[Optional[float]]:
+    """1.0 when the final answer (or the right side of a final `... = x`) is a number equal to the
+    numeric gold `answer`. For questions that are expressions themselves (the `arithmetic`
+    generator's "7 - 1"): `accuracy` would take the question copied back as its own answer."""
+    if answer is None:
+        raise ValueError("the numeric_accuracy reward needs an 'answer' column")
+    scores = []
+    for completion, gold in zip(completions, answer):
+        value = (final_answer(completion) or "").rsplit("=", 1)[-1].strip()
+        if not _NUMBER.fullmatch(str(gold).strip()):
+            scores.append(None)
+        else:
+            scores.append(float(bool(_NUMBER.fullmatch(value)) and float(value) == float(gold)))
+    return scores
+

@@ -31,10 +31,12 @@ ANCHOR = [{"role": "user", "content": "U"}]  # any conversation before the reply
 
 
 class ChatTurns:
-    """The token ids that go around the model's replies under a tokenizer's chat template."""
+    """The token ids that go around the model's replies under a tokenizer's chat template.
+    `response_prefix` opens every assistant turn (e.g. "<answer>" for a small model): it is part of
+    the prompt, not of the loss, and the env reads it in front of the reply."""
 
-    def __init__(self, tokenizer):
-        self.tokenizer = tokenizer
+    def __init__(self, tokenizer, response_prefix: str = ""):
+        self.tokenizer, self.response_prefix = tokenizer, response_prefix
         self.closed = self._render(ANCHOR + [{"role": "assistant", "content": SENTINEL}], False)
         self.reply_end = self.closed.rindex(SENTINEL) + len(SENTINEL)
         # What closes a reply ("<|im_end|>\n" in ChatML); a model that ends its turn writes its EOS part.
@@ -53,11 +55,12 @@ class ChatTurns:
     def prompt(self, system_prompt: str, observation: str) -> list[int]:
         """The first prompt: the system prompt, the first observation as a user turn, the assistant opened."""
         system = [{"role": "system", "content": system_prompt}] if system_prompt else []
-        return encode_chat(self.tokenizer, system + [{"role": "user", "content": observation}])
+        messages = system + [{"role": "user", "content": observation}]
+        return encode_chat(self.tokenizer, messages, self.response_prefix)
 
     def after_reply(self, reply: list[int], observation: str) -> list[int]:
         """Tokens that follow a reply: the end of its turn (the part the model did not write), the
-        observation as a user turn, and the next assistant turn opened.
+        observation as a user turn, and the next assistant turn opened (and started with the prefix).
 
         The template renders [anchor, reply] and [anchor, reply, user(observation)]; the difference
         is exactly the text after the reply. A reply that ended with EOS already holds the start of
@@ -67,7 +70,7 @@ class ChatTurns:
         if not opened.startswith(self.closed):
             raise ValueError("the chat template renders earlier turns differently once a user turn follows; "
                              "multi-turn rollouts need a template that only appends")
-        tail = self.encode(opened[self.reply_end:])
+        tail = self.encode(opened[self.reply_end:] + self.response_prefix)
         written = max(k for k in range(min(len(self.end_of_turn), len(reply)) + 1)
                       if reply[len(reply) - k:] == tail[:k])
         return tail[written:]
@@ -80,7 +83,7 @@ class Trajectory:
     tokens: list[int] = field(default_factory=list)
     loss_mask: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
-    replies: list[str] = field(default_factory=list)  # the model's text per turn
+    replies: list[str] = field(default_factory=list)  # per turn, as the env reads it: prefix + text
     rewards: list[float] = field(default_factory=list)  # per env step
     infos: list[dict] = field(default_factory=list)
     finish_reason: str = "stop"  # of the last reply, or "truncated" when the context limit ended it
@@ -128,10 +131,10 @@ def run_episodes(count: int, reset: Reset, generate: Generate, step: Step, turns
             room = max_context_tokens - len(ep.tokens)
             ep.extend(reply[:room], 1, sample["logprobs"][:room])
             if len(reply) > room:
-                ep.replies.append(turns.decode(reply[:room]))
+                ep.replies.append(turns.response_prefix + turns.decode(reply[:room]))
                 ep.finish_reason, ep.done = "truncated", True
             else:
-                ep.replies.append(sample["text"])
+                ep.replies.append(turns.response_prefix + sample["text"])
                 ep.finish_reason = sample["finish_reason"]
                 acted.append((k, reply))
         results = step([k for k, _ in acted], [episodes[k].replies[-1] for k, _ in acted]) if acted else []
