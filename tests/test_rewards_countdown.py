@@ -24,6 +24,11 @@ from system.rewards.expression import ExpressionError, evaluate_expression, numb
         ("<answer>1 + 2 + 3 + 4</answer>", 0.1),  # 4 is not given
         ("<answer>6</answer>", 0.1),
         ("<answer>1 + 2 + 3 =</answer>", 0.1),
+        ("<answer>1 + 2 + 3 = 6</answer>", 1.0),  # an equation: its left side is scored
+        ("<answer>1 + 2 + 3 = 7</answer>", 1.0),  # a wrong claim does not undo a right left side
+        ("<answer>1 + 2 * 3 = 6</answer>", 0.1),  # the left side is 7
+        ("<answer>6 = 6</answer>", 0.1),
+        ("<answer>1 + 2 + 3 = 6 = 6</answer>", 0.1),
         ("<answer>9**9**9</answer>", 0.1),
         ("<answer>__import__('os').system('id')</answer>", 0.1),
         ("<answer>3 / (2 - 2) + 1</answer>", 0.1),  # division by zero

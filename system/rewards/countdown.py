@@ -4,15 +4,22 @@ No `<answer>` -> 0.0; an answer that is not a valid expression, does not use eac
 exactly once, or misses the target -> `format_score` (0.1); the target reached -> 1.0. The small
 format score teaches the answer format early in R1-Zero-style training, before the model can
 solve anything. Expressions go through the safe evaluator in `expression.py`, never `eval`.
+
+One departure from TinyZero: the prompt asks for "an equation that equals {target}", and models
+answer `3 + 4 = 7`; TinyZero counts the 7 as an extra number (format score only), here the left
+side is scored and the number after a final `=` is the model's claim, not a use of a number.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Optional, Sequence
 
 from system.rewards.expression import ExpressionError, evaluate_expression, numbers_used
 from system.rewards.extract import tag_content
 from system.rewards.registry import register_reward
+
+_CLAIMED_RESULT = re.compile(r"=\s*-?\d+(\.\d+)?\s*$")
 
 
 def score_equation(
@@ -22,6 +29,7 @@ def score_equation(
     answer = tag_content(completion, tag)
     if answer is None:
         return 0.0
+    answer = _CLAIMED_RESULT.sub("", answer)  # "3 + 4 = 7" -> "3 + 4"
     try:
         if sorted(numbers_used(answer)) != sorted(numbers):
             return format_score
