@@ -50,6 +50,13 @@ def test_countdown_is_exact_with_fractions_and_skips_rows_without_a_task():
         countdown(completions, nums=[[1]] * 3)
 
 
+def test_countdown_numbers_rewards_any_valid_equation_over_the_given_numbers():
+    completions = ["<answer>1 + 2 + 3</answer>", "<answer>(1 + 2) * 3 = 9</answer>", "<answer>1 + 2</answer>",
+                   "<answer>12</answer>", "<answer>1 + 2 + 3 + 3</answer>", "1 + 2 + 3", "<answer>1 + 2 + 3</answer>"]
+    nums = [[1, 2, 3]] * 6 + [None]
+    assert get_reward("countdown_numbers")(completions, nums=nums) == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, None]
+
+
 def test_countdown_parameters():
     strict = make_countdown(format_score=0.0, tag="eq")
     assert strict(["<eq>1 + 2 + 3</eq>", "<eq>1 + 2</eq>", "<answer>1 + 2 + 3</answer>"],

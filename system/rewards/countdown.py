@@ -22,21 +22,29 @@ from system.rewards.registry import register_reward
 _CLAIMED_RESULT = re.compile(r"=\s*-?\d+(\.\d+)?\s*$")
 
 
+def equation_value(completion: str, numbers: Sequence[int], tag: str = "answer") -> tuple[bool, Optional[float]]:
+    """(whether there is an answer, its value if it is a valid expression that uses each given
+    number exactly once, else None)."""
+    answer = tag_content(completion, tag)
+    if answer is None:
+        return False, None
+    answer = _CLAIMED_RESULT.sub("", answer)  # "3 + 4 = 7" -> "3 + 4"
+    try:
+        if sorted(numbers_used(answer)) != sorted(numbers):
+            return True, None
+        return True, evaluate_expression(answer)
+    except ExpressionError:
+        return True, None
+
+
 def score_equation(
     completion: str, numbers: Sequence[int], target: float, format_score: float = 0.1, tag: str = "answer"
 ) -> float:
     """TinyZero's score of one completion for one (numbers, target) task."""
-    answer = tag_content(completion, tag)
-    if answer is None:
+    answered, value = equation_value(completion, numbers, tag)
+    if not answered:
         return 0.0
-    answer = _CLAIMED_RESULT.sub("", answer)  # "3 + 4 = 7" -> "3 + 4"
-    try:
-        if sorted(numbers_used(answer)) != sorted(numbers):
-            return format_score
-        value = evaluate_expression(answer)
-    except ExpressionError:
-        return format_score
-    return 1.0 if abs(value - target) < 1e-5 else format_score
+    return 1.0 if value is not None and abs(value - target) < 1e-5 else format_score
 
 
 def make_countdown(format_score: float = 0.1, tag: str = "answer", fixed_target: Optional[int] = None):
@@ -58,3 +66,14 @@ def make_countdown(format_score: float = 0.1, tag: str = "answer", fixed_target:
 
 countdown = register_reward("countdown")(make_countdown())
 twenty_four = register_reward("twenty_four")(make_countdown(fixed_target=24))
+
+
+@register_reward("countdown_numbers")
+def countdown_numbers(completions: list[str], nums: Optional[list] = None, **kwargs) -> list[Optional[float]]:
+    """1.0 for a valid expression over exactly the given numbers, whatever its value. A rung that
+    TinyZero's ladder lacks: added to `countdown` with a small weight, it makes an equation over
+    the given numbers worth more than any other well-formed answer, so a small model whose groups
+    all earn the format score (a constant answer such as `<answer>12</answer>`) still has a signal."""
+    if nums is None:
+        raise ValueError("the countdown_numbers reward needs the column 'nums'")
+    return [None if n is None else float(equation_value(c, n)[1] is not None) for c, n in zip(completions, nums)]
