@@ -44,7 +44,8 @@ class EnvPool:
         if not options:
             raise ValueError("env.num_workers must be >= 1 to train on an environment")
         params = dict(env_cfg.params)
-        make_env(env_cfg.cls, **params)  # a bad name or param fails here with its message, not in an actor
+        # A bad name or param fails here with its message, not in an actor.
+        self.max_turns = make_env(env_cfg.cls, **params).max_turns
         self.workers = [EnvWorker.options(name=f"env-{i}", **opts).remote(env_cfg.cls, params)
                         for i, opts in enumerate(options)]
 

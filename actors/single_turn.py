@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ray
 
-from system.data.prompts import encode_chat
+from system.data.prompts import encode_prompt
 from system.metrics import timed
 from system.rewards import combine_rewards
 from system.rollout.sequences import Rollouts
@@ -27,7 +27,7 @@ def single_turn_rollout(rows: list[dict], engines: list, reward_pool, tokenizer,
                         n: int, temperature: float) -> Rollouts:
     """`n` samples per row (contiguous), scored by every configured reward function."""
     prefix = cfg.data.response_prefix
-    prompts = [encode_chat(tokenizer, row["messages"], prefix) for row in rows]
+    prompts = [encode_prompt(tokenizer, row["messages"], prefix, cfg.data.prompt_format) for row in rows]
     with timed(timings, "generate"):
         groups = generate(engines, prompts, cfg.rollout, seed, n, temperature)
     samples = [(p, s) for p, group in zip(prompts, groups) for s in group]

@@ -38,6 +38,7 @@ from system.evaluation import correctness_reward, eval_metrics, solved, write_sa
 from system.metrics import MetricsLogger, timed  # noqa: E402
 from system.models import resolve_model  # noqa: E402
 from system.report import write_report  # noqa: E402
+from system.rollout.multiturn import eval_seeds, response_token_budget, train_seeds  # noqa: E402
 from system.rollout.sequences import make_sequence, split_for_training  # noqa: E402
 
 def grpo_step(step: int, cfg, actors, sampler: PromptSampler, tokenizer) -> dict:
@@ -49,7 +50,7 @@ def grpo_step(step: int, cfg, actors, sampler: PromptSampler, tokenizer) -> dict
     if actors.envs is not None:  # multi-turn: the policy acts in environments (actors/env.py)
         from actors.env import multi_turn_rollout
 
-        env_seeds = [seed + i for i in range(cfg.prompts_per_step)]
+        env_seeds = train_seeds(seed, cfg.prompts_per_step)  # even; held-out eval seeds are odd
         rollouts = multi_turn_rollout(env_seeds, actors.engines, actors.envs, tokenizer, cfg, seed, timings, n,
                                       cfg.rollout.temperature)
     else:
@@ -83,9 +84,12 @@ def grpo_step(step: int, cfg, actors, sampler: PromptSampler, tokenizer) -> dict
             s["loss_mask"] = torch.zeros_like(s["loss_mask"])
 
     # 5. Update the policy: clipped surrogate (+ KL) over mini-batches, sharded over DP ranks.
+    max_response = cfg.rollout.max_new_tokens  # Dr. GRPO's length constant: the most tokens a sample holds
+    if actors.envs is not None:  # an episode: every turn's reply
+        max_response = response_token_budget(actors.envs.max_turns, max_response, cfg.env.max_context_tokens)
     with timed(timings, "train"):
         shards = split_for_training(seqs, cfg.train.num_minibatches, cfg.train.num_ranks, cfg.algorithm.loss_agg,
-                                    cfg.rollout.max_new_tokens, seed=cfg.seed + step)
+                                    max_response, seed=cfg.seed + step)
         per_rank = ray.get(actors.policy.call_sharded("update", shards))
 
     # 6. Sync the new weights into every engine (skipped only to show what a stale engine looks like).
@@ -153,16 +157,25 @@ def make_run_dir(cfg, config_path: str | None) -> str:
 
 
 def evaluate(step: int, cfg, actors, eval_rows: list[dict], tokenizer, run_dir: str) -> dict:
-    """Greedy accuracy and pass@k on held-out rows that never enter training."""
+    """Greedy accuracy and pass@k on held-out problems that training never sees: data rows, or
+    whole episodes on env seeds that training never plays."""
     timings: dict[str, float] = {}
     seed = 999_983 * (cfg.seed + 1)  # the same samples for every eval of a run: curves compare like with like
-    greedy = single_turn_rollout(eval_rows, actors.engines, actors.rewards, tokenizer, cfg, seed, timings, 1, 0.0)
-    sampled = single_turn_rollout(eval_rows, actors.engines, actors.rewards, tokenizer, cfg, seed, timings,
-                                  cfg.eval.num_samples, cfg.eval.temperature)
-    correctness = correctness_reward(cfg.reward.functions)
+    if actors.envs is not None:
+        from actors.env import multi_turn_rollout as rollout
+
+        problems, pool, correctness = eval_seeds(cfg.env.num_eval_seeds), actors.envs, "env/success"
+        prompts = [f"{cfg.env.cls}, seed {s}" for s in problems]
+    else:
+        rollout, problems, pool = single_turn_rollout, eval_rows, actors.rewards
+        correctness = correctness_reward(cfg.reward.functions)
+        prompts = [r["messages"][-1]["content"] for r in eval_rows]
+    greedy = rollout(problems, actors.engines, pool, tokenizer, cfg, seed, timings, 1, 0.0)
+    sampled = rollout(problems, actors.engines, pool, tokenizer, cfg, seed, timings, cfg.eval.num_samples,
+                      cfg.eval.temperature)
     metrics = eval_metrics(greedy, sampled, cfg.eval.num_samples, cfg.eval.pass_k, correctness)
-    write_samples(run_dir, step, [r["messages"][-1]["content"] for r in eval_rows], greedy.texts, greedy.rewards,
-                  solved(greedy.scores, correctness, greedy.rewards), cfg.eval.num_logged)
+    correct = solved(greedy.scores, correctness, greedy.rewards)
+    write_samples(run_dir, step, prompts, greedy.texts, greedy.rewards, correct, cfg.eval.num_logged)
     return {**metrics, "timing/eval_s": sum(timings.values())}
 
 

@@ -33,18 +33,31 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    # A generator name ("countdown", "arithmetic") or a .jsonl/.parquet file with a `prompt` column.
+    # Where the rows come from (docs/data.md): a generator ("countdown", "twenty_four", "arithmetic"),
+    # a local file (.jsonl, .json, .parquet, .arrow), a folder written by `datasets`' save_to_disk,
+    # or a hub dataset id where a hub is reachable.
     source: str = "countdown"
+    split: str = "train"  # of a hub dataset or a saved DatasetDict folder
     num_train: int = 2000
-    num_eval: int = 64
+    num_eval: int = 64  # held out: a file's first rows; a generator's own seed, never in train
     seed: int = 0
-    # Generator knobs (countdown): how many numbers and how large.
+    # Dataset column -> the name templates and rewards read, e.g. {problem: question, solution: answer}.
+    columns: dict[str, str] = field(default_factory=dict)
+    # A column (after renaming) whose last \boxed{} or \fbox{} becomes the gold `answer`, e.g. "solution"
+    # (open-r1 on NuminaMath-TIR). A row without one is an error, or with skip_unboxed skipped and counted.
+    answer_from_boxed: str = ""
+    skip_unboxed: bool = False
+    # Generator knobs: how many numbers (countdown: 2-6 and more), how large, the largest countdown target.
     min_numbers: int = 3
     max_numbers: int = 3
     max_number: int = 20
-    # The user message; `{...}` fields are filled from the row's columns.
-    prompt_template: str = "countdown"
+    max_target: int = 1000
+    # The user message: a template name (system/data/prompts.py) or a text whose `{...}` fields are filled
+    # from the row's columns; "" = the generator's own, or the row's messages / prompt / problem / question.
+    prompt_template: str = ""
     system_prompt: Optional[str] = None
+    # chat: through the tokenizer's chat template; base: R1-Zero-style plain text for base models.
+    prompt_format: str = "chat"
     # Text the assistant's reply starts with, part of the prompt (TinyZero starts it with "<think>"):
     # the model continues it, and rewards score prefix + completion.
     response_prefix: str = ""
@@ -115,7 +128,7 @@ class EnvSection:
     num_workers: int = 2  # env-worker actors
     max_context_tokens: int = 1024  # a trajectory reaching this ends, marked truncated
     trajectory_reward: str = "sum"  # sum | last: of the step rewards
-    num_eval_seeds: int = 64
+    num_eval_seeds: int = 64  # held-out env seeds each eval plays (odd ones; training plays even ones)
 
 
 @dataclass
@@ -140,7 +153,7 @@ class PlacementConfig:
 @dataclass
 class EvalConfig:
     every: int = 10  # steps between evaluations (also before the first update); 0 = never
-    num_samples: int = 8  # n samples per held-out problem for pass@k
+    num_samples: int = 8  # n samples (env runs: episodes) per held-out problem (env seed) for pass@k
     pass_k: list[int] = field(default_factory=lambda: [1, 4, 8])
     temperature: float = 1.0  # for the pass@k samples; accuracy is greedy
     num_logged: int = 8  # sample completions written to eval/step_*.jsonl
@@ -194,6 +207,7 @@ CHOICES = {
     "logging.wandb_mode": ("offline", "online", "disabled"),
     "model.dtype": ("bfloat16", "float32", "float16"),
     "env.trajectory_reward": ("sum", "last"),
+    "data.prompt_format": ("chat", "base"),
 }
 
 
@@ -212,12 +226,15 @@ def _closest(key: str, schema: type) -> str:
 
 
 # Mappings that a later layer replaces instead of merging into (a recipe's reward functions
-# must not silently keep the base file's).
-REPLACED_MAPPINGS = ("reward.functions", "env.params")
+# must not silently keep the base file's). A dotted override of one key inside them
+# (`env.params.max_turns=3`) sets that key only.
+REPLACED_MAPPINGS = ("reward.functions", "env.params", "data.columns")
 
 
-def _merge(base: DictConfig, update: Any, origin: str, schema: type) -> DictConfig:
-    for key in REPLACED_MAPPINGS:
+def _merge(base: DictConfig, update: Any, origin: str, schema: type,
+           replacing: tuple[str, ...] = REPLACED_MAPPINGS) -> DictConfig:
+    """`update` merged over `base`; of the `replacing` mappings, those that `update` gives are replaced."""
+    for key in replacing:
         section, name = key.split(".")
         if isinstance(update.get(section), dict) and name in update[section] and section in base:
             base = base.copy()
@@ -285,12 +302,16 @@ def validate(cfg: Config) -> None:
         raise ConfigError("'rollout.group_size' must be >= 2: GRPO normalises within a group")
     if cfg.algorithm.eps_low < 0 or cfg.algorithm.eps_high < 0:
         raise ConfigError("'algorithm.eps_low' and 'algorithm.eps_high' must be >= 0")
+    if cfg.env.cls and cfg.eval.every > 0 and cfg.env.num_eval_seeds < 1:
+        raise ConfigError("'env.num_eval_seeds' must be >= 1 when eval.every > 0")
     if any(k > cfg.eval.num_samples or k < 1 for k in cfg.eval.pass_k):
         raise ConfigError(f"'eval.pass_k' values must be between 1 and eval.num_samples={cfg.eval.num_samples}")
     if not cfg.reward.functions:
         raise ConfigError("'reward.functions' must name at least one reward")
     if cfg.reward.mode == "gate" and cfg.reward.gate not in cfg.reward.functions:
         raise ConfigError(f"'reward.gate'={cfg.reward.gate} must be one of reward.functions")
+    if cfg.data.prompt_format == "base" and cfg.env.cls:
+        raise ConfigError("'data.prompt_format' base is for single-turn data: multi-turn envs need a chat template")
 
 
 def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = None, schema: type = Config,
@@ -308,7 +329,8 @@ def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = Non
         for part in parents:
             node = node.setdefault(part, {})
         node[last] = value
-        cfg = _merge(cfg, nested, f"override '{key}'", schema)
+        replacing = tuple(m for m in REPLACED_MAPPINGS if (m + ".").startswith(key + "."))  # key is m or above it
+        cfg = _merge(cfg, nested, f"override '{key}'", schema, replacing)
     config = OmegaConf.to_object(cfg)
     if check is not None:
         check(config)

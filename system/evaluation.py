@@ -47,6 +47,9 @@ def eval_metrics(greedy: Rollouts, sampled: Rollouts, n: int, ks: list[int], cor
     per_problem = [sum(sampled_ok[i:i + n]) for i in range(0, len(sampled_ok), n)]
     for k in ks:
         metrics[f"eval/pass@{k}"] = float(np.mean([pass_at_k(n, c, k) for c in per_problem]))
+    for name, values in greedy.scores.items():  # env statistics of the greedy episodes: eval/turns, ...
+        if name.startswith("env/") and name != correctness:
+            metrics["eval/" + name[len("env/"):]] = float(np.mean(values))
     return metrics
 
 

@@ -45,6 +45,19 @@ def test_reward_functions_replace_instead_of_merging(tmp_path):
     assert load_config(DEMO, ["reward.functions={format: 1.0}"]).reward.functions == {"format": 1.0}
 
 
+def test_a_dotted_override_sets_one_key_of_a_replaced_mapping():
+    lake = os.path.join(ROOT, "configs", "grpo_frozen_lake_cpu.yaml")
+    # A YAML layer replaces its base's env.params (the 24 game's would not fit FrozenLake) ...
+    assert load_config(lake).env.params == {"max_turns": 6, "size": 3}
+    # ... a dotted override sets one key and keeps the rest ...
+    assert load_config(lake, ["env.params.max_turns=3"]).env.params == {"max_turns": 3, "size": 3}
+    demo = load_config(DEMO).reward.functions
+    assert load_config(DEMO, ["reward.functions.format=0.5"]).reward.functions == {**demo, "format": 0.5}
+    # ... and a whole mapping, given as the mapping or inside its section, still replaces.
+    assert load_config(lake, ["env.params={max_turns: 3}"]).env.params == {"max_turns": 3}
+    assert load_config(lake, ["env={params: {size: 4}}"]).env.params == {"size": 4}
+
+
 def test_unknown_key_in_yaml_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(f"base: {DEMO}\nrollout:\n  temprature: 0.7\n")

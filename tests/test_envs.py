@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from system.config import load_config
 from system.envs import (
     EnvCheckError,
     EnvConfig,
@@ -78,6 +79,22 @@ SHIPPED = available_envs()
 @pytest.mark.parametrize("name", SHIPPED)
 def test_check_env_passes_on_shipped_envs(name):
     check_env(lambda: make_env(name))
+
+
+ENV_CONFIGS = sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("configs/**/grpo_*.yaml")
+                     if load_config(str(p), check=None).env.cls)
+
+
+@pytest.mark.parametrize("name", ENV_CONFIGS)
+def test_every_env_config_builds_its_env(name):
+    """env.params are checked when the env workers start; a recipe's typo must fail here, not on a GPU."""
+    env = load_config(str(ROOT / name)).env
+    check_env(lambda: make_env(env.cls, **env.params))
+
+
+def test_env_configs_are_there():
+    assert {"configs/grpo_24point_cpu.yaml", "configs/grpo_frozen_lake_cpu.yaml",
+            "configs/gpu/grpo_24point_qwen2.5-0.5b-instruct.yaml"} <= set(ENV_CONFIGS)
 
 
 def test_shipped_envs_and_the_example_are_registered():

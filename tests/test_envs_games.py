@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from system.envs import make_env
+from system.envs import check_env, make_env
 from system.envs.frozen_lake import has_path
 from system.envs.twenty_four import solve
 from system.rewards.expression import evaluate_expression, numbers_used
@@ -21,9 +21,10 @@ def twenty_four(numbers, **params):
     "answer, message, reward",
     [
         ("2 * (3 + 5) + 8", "Correct: 2 * (3 + 5) + 8 = 24.", 1.0),
-        ("(5 + 5) * 3 - 2", "(5 + 5) * 3 - 2 uses 5 twice and does not use 8.", -0.1),
-        ("2 * 3 * 8", "2 * 3 * 8 does not use 5.", -0.1),
-        ("2 * (3 + 5) + 8 + 1", "2 * (3 + 5) + 8 + 1 uses 1 (not one of the numbers).", -0.1),
+        ("(5 + 5) * 3 - 2", "(5 + 5) * 3 - 2 uses 5 twice and does not use 8.", -0.0125),
+        ("2 * 3 * 8", "2 * 3 * 8 does not use 5.", -0.0125),
+        ("2 * (3 + 5) + 8 + 1", "2 * (3 + 5) + 8 + 1 uses 1 (not one of the numbers).", -0.01),
+        ("(13 - 7) * (1 + 1)", "uses 1 (not one of the numbers), uses 7 (not one of the numbers), uses 13", -0.05),
         ("2 * 3 * 5 - 8", "2 * 3 * 5 - 8 evaluates to 22, not 24.", 0.0),
         ("(2 + 3) / (8 * 5)", "(2 + 3) / (8 * 5) evaluates to 1/8, not 24.", 0.0),
         ("2 + 3 + 5 +", "2 + 3 + 5 + is not a valid expression", -0.1),
@@ -34,11 +35,25 @@ def test_twenty_four_feedback(answer, message, reward):
     env = twenty_four([2, 3, 5, 8])
     observation, got_reward, done, info = env.step(f"Let me see. <answer>{answer}</answer>")
     assert message in observation
-    assert got_reward == reward
+    assert got_reward == pytest.approx(reward)
     assert done == info["success"] == (reward == 1.0)
     assert info["invalid_action"] == (reward < 0)
     if not done:
         assert observation.endswith("Try again (3 turns left).")
+
+
+def test_twenty_four_grades_wrong_answers_by_how_close_they_come():
+    """no move < not an expression < wrong numbers (by the share right) < wrong value < solved;
+    each grade a config field."""
+    grades = dict(invalid_penalty=-1.0, wrong_numbers_penalty=-0.5, wrong_value_penalty=-0.2)
+    answers = ["2 +", "7 * 9", "2 * 3 * 7 * 9", "2 * 3", "2 * 3 * 5 * 8 * 8", "2 * 3 * 5 - 8", "2 * (3 + 5) + 8"]
+    replies = ["no tags"] + [f"<answer>{a}</answer>" for a in answers]
+    rewards = [twenty_four([2, 3, 5, 8], max_turns=5, **grades).step(reply)[1] for reply in replies]
+    assert rewards == pytest.approx([-1.0, -1.0, -0.5, -0.35, -0.35, -0.26, -0.2, 1.0])
+    assert make_env("twenty_four", **grades).reward_range == (-1.0, 1.0)
+    check_env(lambda: make_env("twenty_four", **grades))
+    with pytest.raises(ValueError, match="must stay below 1"):
+        make_env("countdown", wrong_value_penalty=1.0)
 
 
 def test_twenty_four_retries_are_discounted_and_limited():

@@ -8,7 +8,8 @@ from transformers import AutoTokenizer
 
 from system.envs import make_env
 from system.models import tiny_model_path
-from system.rollout.multiturn import ChatTurns, run_episodes, to_rollouts
+from system.rollout.multiturn import (ChatTurns, eval_seeds, response_token_budget, run_episodes, to_rollouts,
+                                      train_seeds)
 
 LOGP = -0.5  # every fake sampled token's log-prob: nonzero, so misplaced log-probs show
 
@@ -239,5 +240,19 @@ def test_live_episodes_generate_together_and_finished_ones_drop_out(tokenizer, t
         "env/turns": [1.0, 2.0, 3.0],
         "env/invalid_actions": [0.0, 1.0, 1.0],
     }
-    assert summed.texts[2] == "\n".join(WRONG) and summed.finish_reasons == ["stop"] * 3
+    assert summed.texts[2] == "\n".join(f"[env] {o}\n[model] {r}" for o, r in zip(
+        ["Episode 2.", "Turn 1 over.", "Turn 2 over."], WRONG)) + "\n[env] Turn 3 over."
+    assert summed.finish_reasons == ["stop"] * 3
     assert summed.response_lengths == [sum(ep.loss_mask) for ep in episodes]
+
+
+def test_eval_seeds_are_never_training_seeds():
+    trained = {seed for step_seed in range(0, 10**6, 997) for seed in train_seeds(step_seed, 64)}
+    held_out = eval_seeds(256)
+    assert len(set(held_out)) == 256 and not trained & set(held_out)
+    assert train_seeds(7, 3) == [14, 16, 18] and eval_seeds(3) == [1, 3, 5]
+
+
+def test_dr_grpo_length_constant_covers_every_turn():
+    assert response_token_budget(max_turns=3, max_new_tokens=32, max_context_tokens=1024) == 96
+    assert response_token_budget(max_turns=10, max_new_tokens=400, max_context_tokens=3600) == 3600

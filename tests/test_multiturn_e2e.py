@@ -1,6 +1,8 @@
 """Multi-turn GRPO through the real stack: env workers, vLLM engine, DeepSpeed policy and reference,
-gloo weight sync; 2 steps of the 24 game with the tiny random model."""
+gloo weight sync; 2 steps of the 24 game with the tiny random model, and env-mode evaluation on 2
+held-out seeds before the first and after the last update."""
 
+import json
 import os
 import re
 
@@ -18,8 +20,10 @@ TINY_RUN = [
     "model.path=tiny", "steps=2", "prompts_per_step=2", "rollout.group_size=2", "rollout.max_new_tokens=16",
     "rollout.max_model_len=512", "env.max_context_tokens=512", "env.params.max_turns=2", "env.num_workers=2",
     "train.lr=1e-3", "train.micro_batch_size=4", "algorithm.kl_coef=0.01", "logging.wandb_mode=disabled",
-    "logging.progress_bar=false", "sync.bucket_mb=4", "eval.every=0", "checkpoint.save_final=false",
+    "logging.progress_bar=false", "sync.bucket_mb=4", "checkpoint.save_final=false",
+    "eval.every=2", "env.num_eval_seeds=2", "eval.num_samples=2", "eval.pass_k=[1,2]",
 ]
+EVAL_KEYS = ["eval/reward_mean", "eval/accuracy", "eval/pass@1", "eval/pass@2", "eval/turns", "eval/invalid_actions"]
 EXPECTED_KEYS = ["reward/mean", "reward/accuracy", "env/success", "env/turns", "env/invalid_actions",
                  "response/length_mean", "timing/generate_s", "timing/env_s", "sync/logprob_abs_diff_mean"]
 # What may follow a reply: the end of turn the model did not write, the env's user turn, the assistant
@@ -32,27 +36,43 @@ OBSERVATION = re.compile(
 def test_two_multi_turn_grpo_steps(ray_job, tiny_model, tmp_path, monkeypatch):
     from transformers import AutoTokenizer
 
-    seen = []  # per step: the rollouts, and the engine's log-probs of their tokens before the update
+    calls = []  # per rollout: env seeds, episodes per seed, temperature, the rollouts, the engine's log-probs
     real = actors.env.multi_turn_rollout
 
-    def recording(env_seeds, engines, *args, **kwargs):
-        rollouts = real(env_seeds, engines, *args, **kwargs)
-        seen.append((rollouts, ray_job.get(engines[0].score.remote(rollouts.tokens))))
+    def recording(env_seeds, engines, pool, tokenizer, cfg, seed, timings, n, temperature):
+        rollouts = real(env_seeds, engines, pool, tokenizer, cfg, seed, timings, n, temperature)
+        calls.append((env_seeds, n, temperature, rollouts, ray_job.get(engines[0].score.remote(rollouts.tokens))))
         return rollouts
 
     monkeypatch.setattr(actors.env, "multi_turn_rollout", recording)
-    cfg = load_config(os.path.join(ROOT, "configs", "grpo_twenty_four_cpu.yaml"),
+    cfg = load_config(os.path.join(ROOT, "configs", "grpo_24point_cpu.yaml"),
                       TINY_RUN + [f"logging.output_dir={tmp_path}", "logging.run_name=run"])
     run_dir = os.path.join(str(tmp_path), "run")
     os.makedirs(run_dir)
     trained = train(cfg, run_dir)
     metrics = read_metrics(run_dir)
 
-    assert [m["step"] for m in metrics] == [0, 1] and len(seen) == 2
-    for m in metrics:
+    # Eval (greedy, then 2 sampled episodes per seed) at step 0 and after the last update; 2 training steps.
+    assert [(n, t) for _, n, t, *_ in calls] == [(1, 0.0), (2, 1.0), (2, 1.0), (2, 1.0), (1, 0.0), (2, 1.0)]
+    evals, seen = [calls[i][3] for i in (0, 1, 4, 5)], [c[3:] for c in calls[2:4]]
+    trained_seeds = {s for seeds, *_ in calls[2:4] for s in seeds}
+    assert all(list(calls[i][0]) == [1, 3] for i in (0, 1, 4, 5)) and not trained_seeds & {1, 3}
+    assert [m["step"] for m in metrics] == [0, 1, 2]
+    for m in metrics[:2]:
         assert not [k for k in EXPECTED_KEYS if k not in m], "missing metric keys"
         assert 1.0 <= m["env/turns"] <= 2.0
         assert m["sync/checksum_ok"] == 1.0 and m["sync/logprob_abs_diff_mean"] < 0.05
+    for m, (greedy, sampled) in [(metrics[0], evals[:2]), (metrics[2], evals[2:])]:
+        assert not [k for k in EVAL_KEYS if k not in m], "missing eval keys"
+        assert m["eval/turns"] == sum(greedy.scores["env/turns"]) / 2 and 1.0 <= m["eval/turns"] <= 2.0
+        assert m["eval/accuracy"] == sum(greedy.scores["env/success"]) / 2
+        assert m["eval/reward_mean"] == pytest.approx(sum(greedy.rewards) / 2)
+        assert len(sampled.tokens) == 4 and m["eval/pass@1"] == pytest.approx(sum(sampled.scores["env/success"]) / 4)
+    with open(os.path.join(run_dir, "eval", "step_000002.jsonl")) as f:
+        logged = [json.loads(line) for line in f]
+    assert [row["prompt"] for row in logged] == ["twenty_four, seed 1", "twenty_four, seed 3"]
+    assert all(row["completion"].startswith("[env] Numbers: ") and "[model] <answer>" in row["completion"]
+               for row in logged)
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     for rollouts, scored in seen:

@@ -1,8 +1,14 @@
 """Task generators: datasets made locally from a seed, so no hub is needed to train.
 
-Each generator yields rows of plain columns; the prompt template turns a row into a chat.
-Countdown rows are solvable by construction: the target is the value of a random expression
-over the given numbers, each used once (TinyZero's task, with a difficulty we can dial down).
+A generator is `fn(rng, cfg) -> iterator of rows` (cfg: DataConfig, for its knobs); the prompt
+template turns a row into a chat. The tasks are the ones the environments pose (system/envs/), so
+single-turn data and multi-turn envs agree on what a Countdown or 24 task is:
+- countdown: TinyZero's task, `nums` (min_numbers..max_numbers of them, 1..max_number) and a
+  `target` (1..max_target) that is the value of a random expression over all of them (+ - * /,
+  any bracketing): reachable by construction;
+- twenty_four: four numbers from 1-13 that can make 24 (an exact solver over fractions checks
+  each draw; about 79% of draws can), target 24;
+- arithmetic: `a + b * c`-style questions with a numeric gold `answer`.
 """
 
 from __future__ import annotations
@@ -10,38 +16,63 @@ from __future__ import annotations
 import random
 from typing import Iterator
 
+from system.data.rows import DataError
+from system.envs.countdown import CountdownConfig, CountdownEnv
+from system.envs.twenty_four import TwentyFourEnv
 from system.registry import Registry
 from system.rewards.expression import evaluate_expression
 
 GENERATORS = Registry("data generator")
 register_generator = GENERATORS.register
 
+# The prompt template a generator's rows get when data.prompt_template is not set.
+DEFAULT_TEMPLATES = {"countdown": "countdown", "twenty_four": "countdown", "arithmetic": "math"}
+
+
+def _check_counts(cfg, least: int) -> None:
+    if not least <= cfg.min_numbers <= cfg.max_numbers or cfg.max_number < 1:
+        raise DataError(f"data.min_numbers={cfg.min_numbers}, data.max_numbers={cfg.max_numbers}: need "
+                        f"{least} <= min_numbers <= max_numbers, and data.max_number >= 1 (is {cfg.max_number})")
+
+
+def countdown_tasks(rng: random.Random, cfg) -> Iterator[tuple[list[int], int, str]]:
+    """(numbers, target, an expression over the numbers that equals the target), forever."""
+    _check_counts(cfg, 2)
+    if cfg.max_target < 1:
+        raise DataError(f"data.max_target must be >= 1, got {cfg.max_target}")
+    envs = {k: CountdownEnv(CountdownConfig(num_numbers=k, max_number=cfg.max_number, min_target=1,
+                                            max_target=cfg.max_target))
+            for k in range(cfg.min_numbers, cfg.max_numbers + 1)}
+    while True:
+        yield envs[rng.randint(cfg.min_numbers, cfg.max_numbers)].new_task(rng)
+
 
 @register_generator("countdown")
-def countdown(rng: random.Random, min_numbers: int = 3, max_numbers: int = 3, max_number: int = 20) -> Iterator[dict]:
+def countdown(rng: random.Random, cfg) -> Iterator[dict]:
+    for numbers, target, _ in countdown_tasks(rng, cfg):
+        yield {"nums": numbers, "target": target}
+
+
+@register_generator("twenty_four")
+def twenty_four(rng: random.Random, cfg) -> Iterator[dict]:
+    """The 24 game (the count and size knobs do not apply: four numbers from 1-13)."""
+    env = TwentyFourEnv()
     while True:
-        nums = [rng.randint(1, max_number) for _ in range(rng.randint(min_numbers, max_numbers))]
-        value = nums[0]
-        for n in nums[1:]:
-            op = rng.choice("+-*")
-            value = value + n if op == "+" else value - n if op == "-" else value * n
-        if 0 < value <= 1000:
-            shuffled = nums[:]
-            rng.shuffle(shuffled)
-            yield {"nums": shuffled, "target": value}
+        numbers, target, _ = env.new_task(rng)
+        yield {"nums": numbers, "target": target}
 
 
 @register_generator("arithmetic")
-def arithmetic(rng: random.Random, min_numbers: int = 2, max_numbers: int = 3, max_number: int = 20) -> Iterator[dict]:
-    """`a + b * c`-style questions with a numeric gold answer (for the math-verify reward)."""
+def arithmetic(rng: random.Random, cfg) -> Iterator[dict]:
+    """Questions of min_numbers..max_numbers numbers (1..max_number), for the math-verify rewards."""
+    _check_counts(cfg, 1)
     while True:
-        nums = [rng.randint(1, max_number) for _ in range(rng.randint(min_numbers, max_numbers))]
+        nums = [rng.randint(1, cfg.max_number) for _ in range(rng.randint(cfg.min_numbers, cfg.max_numbers))]
         question = " ".join(f"{rng.choice('+-*')} {n}" for n in nums[1:])
         question = f"{nums[0]} {question}"
         yield {"question": question, "answer": str(evaluate_expression(question))}
 
 
-def generate(name: str, count: int, seed: int, **params) -> list[dict]:
-    rng = random.Random(seed)
-    stream = GENERATORS.get(name)(rng, **params)
+def generate(name: str, count: int, seed: int, cfg) -> list[dict]:
+    stream = GENERATORS.get(name)(random.Random(seed), cfg)
     return [next(stream) for _ in range(count)]

@@ -3,6 +3,11 @@
 Single-turn by default (TinyZero's task as an env); with `max_turns` > 1 the model gets told what
 was wrong ("uses 5 twice", "evaluates to 22, not 24") and may try again. Answers are checked by
 the safe evaluator the reward functions share (system/rewards/expression.py), never by `eval`.
+
+Wrong answers are graded, so that a small model that rarely solves a task still sees which of its
+replies came closer: no readable expression < an expression over the wrong numbers (the more of
+the given numbers it uses, the better) < the right numbers with the wrong value < the target. With
+one penalty for every wrong reply, all episodes of a GRPO group score the same and teach nothing.
 """
 
 from __future__ import annotations
@@ -62,6 +67,12 @@ def usage_problems(used: Sequence[int], given: Sequence[int]) -> list[str]:
     return extra + missing
 
 
+def share_right(used: Sequence[int], given: Sequence[int]) -> float:
+    """The share of an expression's numbers that are right: 1.0 only when each given number is used once."""
+    matched = sum((Counter(used) & Counter(given)).values())
+    return matched / max(len(used), len(given))
+
+
 def _join(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
@@ -72,6 +83,11 @@ class ArithmeticConfig(EnvConfig):
 
     max_number: int = 20  # numbers are drawn from 1..max_number
     turn_discount: float = 1.0  # a correct answer on turn t earns turn_discount ** (t - 1)
+    # Misses, worst first (invalid_penalty, -0.1: no move or no valid expression). An expression that
+    # does not use each number once earns wrong_numbers_penalty if none of its numbers is right,
+    # rising towards wrong_value_penalty with the share of them that is.
+    wrong_numbers_penalty: float = -0.05
+    wrong_value_penalty: float = 0.0  # each number used once, but the value is not the target
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -79,6 +95,9 @@ class ArithmeticConfig(EnvConfig):
             raise ValueError(f"max_number must be >= 1, got {self.max_number}")
         if not 0 < self.turn_discount <= 1:
             raise ValueError(f"turn_discount must be in (0, 1], got {self.turn_discount}")
+        if max(self.invalid_penalty, self.wrong_numbers_penalty, self.wrong_value_penalty) >= 1:
+            raise ValueError("invalid_penalty, wrong_numbers_penalty and wrong_value_penalty must stay "
+                             "below 1 (the reward of a solved task)")
 
 
 @dataclass
@@ -104,6 +123,11 @@ class CountdownEnv(TextEnv):
     )
     example_answer = "(1 + 2) * 3"
 
+    @property
+    def reward_range(self) -> tuple[float, float]:
+        cfg = self.config
+        return min(0.0, cfg.invalid_penalty, cfg.wrong_numbers_penalty, cfg.wrong_value_penalty), 1.0
+
     def start(self, rng: random.Random) -> str:
         self.numbers, self.target, self.solution = self.new_task(rng)
         return f"Numbers: {' '.join(map(str, self.numbers))}\nTarget: {self.target}"
@@ -121,15 +145,18 @@ class CountdownEnv(TextEnv):
     def respond(self, answer: str) -> Feedback:
         quoted = shorten(answer)
         try:
-            value = evaluate_expression(answer)
-            problems = usage_problems(numbers_used(answer), self.numbers)
+            value, used = evaluate_expression(answer), numbers_used(answer)
         except ValueError as e:
             reason = shorten(str(e), 120).rstrip(".")
             return self.invalid(f"{quoted} is not a valid expression: {reason}.{self.try_again()}")
+        problems = usage_problems(used, self.numbers)
         if problems:
-            return self.invalid(f"{quoted} {_join(problems)}.{self.try_again()}")
+            low, high = self.config.wrong_numbers_penalty, self.config.wrong_value_penalty
+            reward = low + (high - low) * share_right(used, self.numbers)
+            return Feedback(f"{quoted} {_join(problems)}.{self.try_again()}", reward=reward, invalid=True)
         if value != self.target:
-            return Feedback(f"{quoted} evaluates to {value}, not {self.target}.{self.try_again()}")
+            message = f"{quoted} evaluates to {value}, not {self.target}.{self.try_again()}"
+            return Feedback(message, reward=self.config.wrong_value_penalty)
         reward = self.config.turn_discount ** (self.turn - 1)
         return Feedback(f"Correct: {quoted} = {self.target}.", reward=reward, done=True, success=True)
 

@@ -20,11 +20,11 @@ def tag_content(text: str, tag: str = "answer") -> Optional[str]:
 
 
 def boxed_content(text: str) -> Optional[str]:
-    r"""The text inside the last `\boxed{...}` (braces balanced), or None."""
-    start = text.rfind("\\boxed{")
+    r"""The text inside the last `\boxed{...}` or `\fbox{...}` (braces balanced), or None."""
+    start = max(text.rfind("\\boxed{"), text.rfind("\\fbox{"))
     if start < 0:
         return None
-    depth, begin = 0, start + len("\\boxed{")
+    depth, begin = 0, text.index("{", start) + 1
     for i in range(begin, len(text)):
         if text[i] == "{":
             depth += 1

@@ -21,6 +21,7 @@ actors in training (actors/env.py).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from typing import Callable, Optional
 
 from system.data.prompts import encode_chat
@@ -83,6 +84,7 @@ class Trajectory:
     tokens: list[int] = field(default_factory=list)
     loss_mask: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
+    observations: list[str] = field(default_factory=list)  # what the env said: the task, then after each step
     replies: list[str] = field(default_factory=list)  # per turn, as the env reads it: prefix + text
     rewards: list[float] = field(default_factory=list)  # per env step
     infos: list[dict] = field(default_factory=list)
@@ -102,6 +104,11 @@ class Trajectory:
             return float(self.rewards[-1]) if self.rewards else 0.0
         raise ValueError(f"unknown trajectory reward '{mode}': sum | last")
 
+    def transcript(self) -> str:
+        """The episode as text, for logs: the env's messages and the model's replies in turn."""
+        turns = zip_longest(self.observations, self.replies)
+        return "\n".join(f"[env] {o}\n[model] {r}" if r is not None else f"[env] {o}" for o, r in turns)
+
 
 Reset = Callable[[list[int]], list[tuple[str, str]]]  # keys -> (system prompt, first observation)
 Generate = Callable[[list[list[int]], int], list[dict]]  # prompts, turn -> one sample each (engine format)
@@ -118,6 +125,7 @@ def run_episodes(count: int, reset: Reset, generate: Generate, step: Step, turns
     appended. Either way the episode ends with finish_reason "truncated"."""
     episodes = [Trajectory() for _ in range(count)]
     for ep, (system, observation) in zip(episodes, reset(list(range(count)))):
+        ep.observations.append(observation)
         ep.extend(turns.prompt(system, observation), 0)
         if len(ep.tokens) >= max_context_tokens:
             ep.finish_reason, ep.done = "truncated", True
@@ -142,6 +150,7 @@ def run_episodes(count: int, reset: Reset, generate: Generate, step: Step, turns
             ep = episodes[k]
             ep.rewards.append(float(reward))
             ep.infos.append(info)
+            ep.observations.append(observation)
             if done:
                 ep.done = True
                 continue
@@ -169,5 +178,23 @@ def to_rollouts(episodes: list[Trajectory], trajectory_reward: str) -> Rollouts:
                                     for ep in episodes],
         },
         finish_reasons=[ep.finish_reason for ep in episodes],
-        texts=["\n".join(ep.replies) for ep in episodes],
+        texts=[ep.transcript() for ep in episodes],
     )
+
+
+# Env seeds: training plays even ones, evaluation odd ones, so no held-out seed is ever trained on
+# (whatever the run's seed, step count or batch size). Envs with few distinct tasks (the 24 game
+# has 1362 solvable sets) can still give two seeds the same task.
+def train_seeds(step_seed: int, count: int) -> list[int]:
+    """The env seeds of one training step (`step_seed` differs per step and run)."""
+    return [2 * (step_seed + i) for i in range(count)]
+
+
+def eval_seeds(count: int) -> list[int]:
+    """The held-out env seeds: the same in every run, so eval curves of runs compare."""
+    return [2 * i + 1 for i in range(count)]
+
+
+def response_token_budget(max_turns: int, max_new_tokens: int, max_context_tokens: int) -> int:
+    """The most tokens the model can write in one episode: Dr. GRPO's length constant for multi-turn."""
+    return min(max_turns * max_new_tokens, max_context_tokens)
