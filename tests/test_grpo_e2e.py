@@ -46,9 +46,9 @@ def initial_logprobs(model_path, seq):
 def test_two_grpo_steps_update_and_sync_the_engine(ray_job, tiny_model, tmp_path):
     # Two data-parallel policy ranks under ZeRO-3: gradients are averaged over ranks and the
     # partitioned parameters are gathered before each bucket is sent.
-    # lr 3e-3: two updates move the engine's log-probs well clear of bf16 noise (~0.005 at step 0).
+    # lr 2e-3: two updates move the engine's log-probs well clear of bf16 noise (~0.005 at step 0).
     actors, metrics = run(tmp_path, "train.num_ranks=2", "train.zero_stage=3", "placement.policy_cpus=0.25",
-                          "train.lr=3e-3")
+                          "train.lr=2e-3")
     assert [m["step"] for m in metrics] == [0, 1]
     for m in metrics:
         assert not [k for k in EXPECTED_KEYS if k not in m], "missing metric keys"
@@ -61,8 +61,12 @@ def test_two_grpo_steps_update_and_sync_the_engine(ray_job, tiny_model, tmp_path
     # every ZeRO-3 rank takes part in a forward (parameters are gathered collectively)
     trainer = ray_job.get(actors.policy.call("logprobs", [{"tokens": torch.tensor(seq)}]))[0][0][1:]
     before = initial_logprobs(tiny_model, seq)
-    assert (engine - before).abs().mean() > 0.05, "engine still serves the initial weights"
-    assert (engine - trainer).abs().mean() < 0.02, "engine and trainer disagree after sync"
+    moved, disagree = (engine - before).abs().mean(), (engine - trainer).abs().mean()
+    print(f"engine vs initial weights {moved:.4f}, engine vs trainer {disagree:.4f}")
+    # A stale engine: moved ~0.005 (bf16 noise) and disagree = how far the trainer went. bf16 noise
+    # grows with the distance from the initial weights, so the check is relative.
+    assert moved > 0.02, "engine still serves the initial weights"
+    assert disagree < moved / 2, "the engine is not serving the trainer's weights after sync"
     actors.shutdown()
 
 
