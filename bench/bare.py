@@ -1,0 +1,179 @@
+"""The limit our step is measured against: the same batches through a bare vLLM engine and a bare
+DeepSpeed train step, each in a process of its own, no Ray, no actors, nothing else running.
+
+    .venv/bin/python bench/bare.py generate --steps 5 --batches B.pt --out G.json [key=value ...]
+    .venv/bin/python bench/bare.py train --batches B.pt --out T.json [key=value ...]
+
+`generate`: vllm.LLM in-process with our engine's arguments (actors/rollout.py, system/platform.py),
+the prompts and per-prompt seeds our job uses at steps 0..N-1 (so step 0 samples exactly what our
+engine samples); times `llm.generate` of each step's batch and saves the sequences.
+`train`: system/training.py's DeepSpeed engine, then per batch the least a policy-gradient step
+does: micro-batches of `train.micro_batch_size` padded to their longest sequence, one forward
+(LM head from the first generated token on), a token-mean surrogate, backward, optimizer step;
+then one more step under torch's profiler (its top operators go into the result). `--step ours`:
+the same batches through our grpo_update instead (what the policy actor runs, minus Ray).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import random
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+
+from common import BENCH_CONFIG  # noqa: E402
+from system.config import load_config  # noqa: E402
+from system.logprobs import micro_batches, token_logprobs  # noqa: E402
+from system.models import resolve_model  # noqa: E402
+from system.platform import current_platform  # noqa: E402
+
+
+def bare_generate(cfg, steps: int, batches_path: str) -> dict:
+    from transformers import AutoTokenizer
+
+    from system.data import load_splits
+    from system.data.prompts import encode_chat
+    from system.data.sampler import PromptSampler
+
+    platform = current_platform()
+    os.environ.update(platform.vllm_env(cfg.rollout.cpu_kv_cache_gib))
+    from vllm import LLM, SamplingParams, TokensPrompt
+
+    model_path = resolve_model(cfg.model.path)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    r = cfg.rollout
+    llm = LLM(model=model_path, dtype=cfg.model.dtype, seed=cfg.seed, tensor_parallel_size=1,
+              distributed_executor_backend="uni", max_model_len=r.max_model_len,
+              enable_prefix_caching=r.enable_prefix_caching, logprobs_mode="processed_logprobs",
+              **platform.vllm_kwargs(r.gpu_memory_utilization))
+    sampler = PromptSampler(load_splits(cfg.data)[0], cfg.prompts_per_step, cfg.seed)
+    times, tokens, batches = [], [], []
+    for step in range(steps):
+        seed = (cfg.seed * 100_003 + step) * 10_007  # as launcher/grpo.py seeds step `step`
+        prompts = [encode_chat(tokenizer, row["messages"], cfg.data.response_prefix) for row in sampler.next_batch()]
+        params = [SamplingParams(n=r.group_size, temperature=r.temperature, top_p=r.top_p, max_tokens=r.max_new_tokens,
+                                 logprobs=0, seed=seed + i, stop=r.stop or None, include_stop_str_in_output=True)
+                  for i in range(len(prompts))]
+        start = time.perf_counter()
+        outputs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
+        times.append(time.perf_counter() - start)
+        batch = [(p, list(c.token_ids)) for p, out in zip(prompts, outputs) for c in out.outputs]
+        tokens.append(sum(len(c) for _, c in batch))
+        batches.append(batch)
+    torch.save(batches, batches_path)
+    return {"generate_s": times, "generated_tokens": tokens}
+
+
+def bare_train(cfg, batches_path: str, step: str = "minimal") -> dict:
+    from system.training import init_train_engine
+
+    platform = current_platform()
+    platform.set_threads(cfg.placement.threads_per_actor)  # as our policy actor does
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(29_500 + os.getpid() % 1000), RANK="0",
+                      WORLD_SIZE="1", LOCAL_RANK="0")
+    import deepspeed
+
+    deepspeed.init_distributed(dist_backend=platform.dist_backend)
+    t = cfg.train
+    samples = cfg.prompts_per_step * cfg.rollout.group_size
+    engine = init_train_engine(resolve_model(cfg.model.path), t, cfg.model.dtype, -(-samples // t.micro_batch_size), 1,
+                               platform.device)
+    engine.train()
+    rng = random.Random(0)
+    times, real, padded, padded_sorted = [], [], [], []
+    batches = torch.load(batches_path)
+    train_step = minimal_step if step == "minimal" else functools.partial(our_update, cfg)
+    for batch in batches:
+        start = time.perf_counter()
+        n_real, n_padded = train_step(engine, batch, t.micro_batch_size, cfg.rollout.temperature, rng)
+        times.append(time.perf_counter() - start)
+        real.append(n_real)
+        padded.append(n_padded)
+        # What micro-batches cut from the batch sorted by length would pad to (bucketing by length):
+        lengths = sorted(len(p) + len(c) for p, c in batch)
+        padded_sorted.append(sum(max(mb) * len(mb) for mb in micro_batches(lengths, t.micro_batch_size)))
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        train_step(engine, batches[-1], t.micro_batch_size, cfg.rollout.temperature, rng)
+    top = profile.key_averages().table(sort_by="self_cpu_time_total", row_limit=20)
+    return {"train_s": times, "real_tokens": real, "padded_tokens": padded, "padded_tokens_sorted": padded_sorted,
+            "matmul_gflops": matmul_gflops(),
+            "profile_top_ops": top}
+
+
+def our_update(cfg, engine, batch: list[tuple[list[int], list[int]]], micro_batch: int, temperature: float,
+               rng: random.Random) -> tuple[int, int]:
+    """The same step through our own update code (system/training.py's grpo_update, as the policy actor
+    runs it), without Ray: tells the cost of our update code from the cost of running in an actor."""
+    from system.rollout.sequences import make_sequence, split_for_training
+    from system.training import grpo_update
+
+    seqs = [make_sequence(p + c, [0] * len(p) + [1] * len(c), [0.0] * len(p) + [-1.0] * len(c)) for p, c in batch]
+    for s in seqs:
+        s["advantage"] = rng.choice((-1.0, 1.0))
+        if cfg.algorithm.kl_coef > 0:
+            s["ref_logp"] = s["rollout_logp"].clone()
+    [shard] = split_for_training(seqs, cfg.train.num_minibatches, 1, cfg.algorithm.loss_agg, cfg.rollout.max_new_tokens,
+                                 seed=0)
+    grpo_update(engine, shard, cfg.algorithm, micro_batch=micro_batch, ppo_epochs=cfg.train.ppo_epochs, pad_id=0,
+                temperature=temperature, world_size=1)
+    real = sum(len(s["tokens"]) for s in seqs)
+    return real, sum(max(len(s["tokens"]) for s in mb) * len(mb) for m in shard for mb in micro_batches(m, micro_batch))
+
+
+def minimal_step(engine, batch: list[tuple[list[int], list[int]]], micro_batch: int, temperature: float,
+                 rng: random.Random) -> tuple[int, int]:
+    """One optimizer step over `batch` (prompt ids, completion ids); returns (real, padded) tokens."""
+    n_real = n_padded = 0
+    for mb in micro_batches(batch, micro_batch):
+        length = max(len(p) + len(c) for p, c in mb)
+        first = min(len(p) for p, _ in mb)  # the first generated token of any row
+        tokens = torch.zeros(len(mb), length, dtype=torch.long)  # padding: masked, its id is irrelevant
+        attention = torch.zeros_like(tokens)
+        mask = torch.zeros(len(mb), length)
+        for i, (p, c) in enumerate(mb):
+            tokens[i, :len(p) + len(c)] = torch.tensor(p + c)
+            attention[i, :len(p) + len(c)] = 1
+            mask[i, len(p):len(p) + len(c)] = 1
+        advantages = torch.tensor([rng.choice((-1.0, 1.0)) for _ in mb])
+        logp, _ = token_logprobs(engine, tokens, attention, temperature, start=first)
+        loss = -(logp * mask * advantages[:, None]).sum() / mask.sum()
+        engine.backward(loss)
+        engine.step()
+        n_real += int(attention.sum())
+        n_padded += tokens.numel()
+    return n_real, n_padded
+
+
+def matmul_gflops(repeats: int = 20) -> float:
+    """The CPU's bf16 matmul rate at this model's MLP shape (tokens x 576 @ 576 x 1536): the rate
+    a FLOP-count floor of the training step divides by."""
+    a, b = torch.randn(2048, 576, dtype=torch.bfloat16), torch.randn(576, 1536, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * 2048 * 576 * 1536 * repeats / (time.perf_counter() - start) / 1e9
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=("generate", "train"))
+    parser.add_argument("--batches", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--step", choices=("minimal", "ours"), default="minimal",
+                        help="train: the least a step does, or our grpo_update (system/training.py)")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_intermixed_args()
+    config = load_config(BENCH_CONFIG, args.overrides)
+    result = bare_generate(config, args.steps, args.batches) if args.mode == "generate" else bare_train(config, args.batches, args.step)
+    with open(args.out, "w") as f:
+        json.dump(result, f)

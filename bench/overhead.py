@@ -1,0 +1,109 @@
+"""Table 2: our step time against its limit, bare generate + bare train step of the same batches.
+
+    flock /tmp/r1ray-heavy.lock .venv/bin/python bench/overhead.py [--runs 1] [--steps 4] [key=value ...]
+
+Runs the bare pair (bench/bare.py), our job (bench/run_ours.py) as shipped, and our job again with
+the engine's torch threads fixed (OMP_NUM_THREADS = all cores in the job's environment), `--runs`
+times each; the first step of every run is warm-up and left out. The breakdown puts each of our
+timed phases next to its bare counterpart; what no phase times (driver work between phases) is `other`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+
+from common import ENV, PYTHON, ROOT, fmt, run_ours, save, spread
+
+PHASES = ("generate", "reward", "reference", "train", "sync")
+
+
+def run_bare(steps: int, overrides: list[str]) -> dict:
+    tmp = tempfile.mkdtemp(prefix="bare-")
+    batches = os.path.join(tmp, "batches.pt")
+    result = {}
+    for mode in ("generate", "train"):
+        out = os.path.join(tmp, f"{mode}.json")
+        cmd = [PYTHON, os.path.join(ROOT, "bench", "bare.py"), mode, "--batches", batches, "--out", out,
+               "--steps", str(steps), *overrides]
+        print("$", " ".join(cmd[1:]), flush=True)
+        # All cores: vLLM 0.32 otherwise drops to one torch thread for serving (1.5x slower here).
+        subprocess.run(cmd, cwd=ROOT, env={**ENV, "OMP_NUM_THREADS": str(os.cpu_count())}, check=True)
+        with open(out) as f:
+            result.update(json.load(f))
+    return result
+
+
+def flop_floor(bare: dict, gflops: float) -> float:
+    """Seconds a train step needs at the measured matmul rate: 6 x non-embedding parameters x real
+    tokens (SmolLM2-135M: 106.2M) + the LM head (576 x 49152) forward and backward on the
+    generated tokens only."""
+    body = 6 * 106.2e6 * sum(bare["real_tokens"][1:]) / len(bare["real_tokens"][1:])
+    head = 6 * 576 * 49152 * sum(bare["generated_tokens"][1:]) / len(bare["generated_tokens"][1:])
+    return (body + head) / gflops / 1e9
+
+
+def ours_summary(steps: list[dict]) -> dict:
+    return {
+        "wall_s": spread([s["bench/wall_s"] for s in steps]),
+        "phases_s": {p: spread([s.get(f"timing/{p}_s", 0.0) for s in steps]) for p in PHASES},
+        "other_s": spread([s["bench/wall_s"] - sum(s.get(f"timing/{p}_s", 0.0) for p in PHASES) for s in steps]),
+        "generated_tokens": spread([s["bench/generated_tokens"] for s in steps]),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--name", default="overhead")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides of bench/grpo_bench.yaml, both sides")
+    args = parser.parse_intermixed_args()
+    # Our job as shipped, and with the engine's torch threads fixed (see docs/benchmarks.md): Ray sets
+    # OMP_NUM_THREADS=1 in a 0.5-CPU actor, which vLLM keeps; set in the job's environment, all cores.
+    arms = {"as_shipped": {}, "engine_threads_fixed": {"OMP_NUM_THREADS": str(os.cpu_count())}}
+    ours = {arm: [] for arm in arms}
+    bare = []
+    for i in range(args.runs):
+        bare.append(run_bare(args.steps, args.overrides))
+        for arm, env in arms.items():
+            ours[arm] += run_ours([f"steps={args.steps}", *args.overrides], f"{args.name}-{arm}-{i}", env=env)["steps"][1:]
+
+    gen = spread([t for b in bare for t in b["generate_s"][1:]])
+    train = spread([t for b in bare for t in b["train_s"][1:]])
+    limit = gen["median"] + train["median"]
+    gflops = spread([b["matmul_gflops"] for b in bare])
+    summaries = {arm: ours_summary(steps) for arm, steps in ours.items()}
+    result = {
+        "overrides": args.overrides, "runs": args.runs, "steps_per_run": args.steps,
+        "ours": summaries,
+        "step_over_limit": {arm: s["wall_s"]["median"] / limit for arm, s in summaries.items()},
+        "bare_generate_s": gen, "bare_train_s": train, "limit_s": limit,
+        "bare_generated_tokens": spread([t for b in bare for t in b["generated_tokens"][1:]]),
+        "bare_real_tokens": spread([t for b in bare for t in b["real_tokens"][1:]]),
+        "bare_padded_tokens": spread([t for b in bare for t in b["padded_tokens"][1:]]),
+        "bare_padded_tokens_if_sorted": spread([t for b in bare for t in b["padded_tokens_sorted"][1:]]),
+        "matmul_gflops": gflops,
+        "train_flop_floor_s": flop_floor(bare[0], gflops["median"]),
+        "raw": {"ours": ours, "bare": bare},
+    }
+    save(args.name, result)
+    print(bare[0]["profile_top_ops"])
+    print(f"\nbare generate {fmt(gen)} s + bare train {fmt(train)} s = {limit:.1f} s; train FLOP floor "
+          f"{result['train_flop_floor_s']:.1f} s at {gflops['median']:.0f} GFLOP/s")
+    print("\n| phase | bare s | r1ray as shipped s | r1ray, engine threads fixed s |\n|---|---:|---:|---:|")
+    a, b = summaries["as_shipped"], summaries["engine_threads_fixed"]
+    for p in PHASES:
+        base = {"generate": gen, "train": train}.get(p)
+        print(f"| {p} | {fmt(base, 2) if base else '–'} | {fmt(a['phases_s'][p], 2)} | {fmt(b['phases_s'][p], 2)} |")
+    print(f"| other (driver) | – | {fmt(a['other_s'], 2)} | {fmt(b['other_s'], 2)} |")
+    print(f"| **step** | {limit:.2f} | {fmt(a['wall_s'], 2)} | {fmt(b['wall_s'], 2)} |")
+    print(f"| **step / (bare generate + bare train)** | 1.00 | {result['step_over_limit']['as_shipped']:.2f} "
+          f"| {result['step_over_limit']['engine_threads_fixed']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Our GRPO job, exactly as launcher/grpo.py runs it, plus the wall-clock time of every step.
+
+    .venv/bin/python bench/run_ours.py --out FILE.json --config bench/grpo_bench.yaml [key=value ...]
+
+`timing/step_s` is the sum of the timed phases; the wall time between two logged steps also
+holds what no phase times (building sequences, advantages, logging): the figure a user waits for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import yaml
+
+START = time.perf_counter()
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import launcher.grpo as grpo  # noqa: E402
+from system.metrics import read_metrics  # noqa: E402
+
+clock = {}
+
+
+class WallClockLogger(grpo.MetricsLogger):
+    """The run's logger, stamping each step with the wall time since the previous one."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        clock["startup_s"] = time.perf_counter() - START  # config, model, Ray, every actor, sync group
+        clock["last"] = time.perf_counter()
+
+    def log(self, metrics: dict, step: int) -> None:
+        now = time.perf_counter()
+        super().log({**metrics, "bench/wall_s": now - clock["last"]}, step)
+        clock["last"] = now
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    args, rest = parser.parse_known_args()
+    grpo.MetricsLogger = WallClockLogger
+    run_dir = grpo.main(rest)
+    with open(os.path.join(run_dir, "config.yaml")) as f:
+        cfg = yaml.safe_load(f)
+    steps = read_metrics(run_dir)
+    for s in steps:  # response/length_mean is per sample
+        s["bench/generated_tokens"] = s["response/length_mean"] * cfg["prompts_per_step"] * cfg["rollout"]["group_size"]
+    with open(args.out, "w") as f:
+        json.dump({"run_dir": run_dir, "argv": rest, "startup_s": clock["startup_s"],
+                   "total_s": time.perf_counter() - START, "steps": steps}, f)

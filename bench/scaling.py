@@ -1,0 +1,115 @@
+"""Table 4: generation throughput against rollout engines and group size; step time against
+response length.
+
+    flock /tmp/r1ray-heavy.lock .venv/bin/python bench/scaling.py [--repeats 2] [--steps 3] [--engine-threads N]
+
+Part 1 (engines x group size): our rollout path only (RolloutEngine actors, the driver's split of
+the prompts over them: actors/single_turn.py), 8 prompts x group size, 128 new tokens, over
+`--repeats` batches of prompts (the same for every group size) after a small warm-up batch.
+Part 2 (response length): our whole job (bench/grpo_bench.yaml, no KL term) at 32 / 64 / 128 new
+tokens; the engines cannot be told to ignore EOS, so the table shows how many samples the limit
+cut (clipped: length = the limit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from common import BENCH_CONFIG, fmt, run_ours, save, spread, warn_if_busy
+from system.config import load_config
+
+
+def generation_scaling(engine_counts: list[int], group_sizes: list[int], repeats: int) -> list[dict]:
+    import ray
+    from transformers import AutoTokenizer
+
+    from actors.cluster import start_ray
+    from actors.placement import Placement
+    from actors.rollout import RolloutEngine
+    from actors.single_turn import generate
+    from system.data import load_splits
+    from system.data.prompts import encode_chat
+    from system.data.sampler import PromptSampler
+    from system.models import resolve_model
+
+    rows = []
+    warn_if_busy()
+    for k in engine_counts:
+        cfg = load_config(BENCH_CONFIG, ["algorithm.kl_coef=0", f"rollout.num_engines={k}"])
+        model_path = resolve_model(cfg.model.path)
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        start_ray("", Placement.logical_cpus(cfg))
+        placement = Placement(cfg, use_gpu=False)
+        engines = [RolloutEngine.options(**opts).remote(model_path, cfg.rollout, cfg.seed + i, cfg.model.dtype)
+                   for i, opts in enumerate(placement.options("engine"))]
+        sampler = PromptSampler(load_splits(cfg.data)[0], cfg.prompts_per_step, cfg.seed)
+        batches = [[encode_chat(tokenizer, r["messages"]) for r in sampler.next_batch()] for _ in range(repeats)]
+        generate(engines, batches[0][:k], cfg.rollout, seed=0, n=2, temperature=1.0)  # warm-up
+        for n in group_sizes:
+            times, tokens = [], []
+            for repeat, prompts in enumerate(batches):  # the same prompts for every group size
+                start = time.perf_counter()
+                groups = generate(engines, prompts, cfg.rollout, seed=repeat, n=n, temperature=1.0)
+                times.append(time.perf_counter() - start)
+                tokens.append(sum(len(s["response"]) for g in groups for s in g))
+            rows.append({"engines": k, "group_size": n, "samples": len(prompts) * n,
+                         "engine_threads": os.environ.get("OMP_NUM_THREADS", "as shipped"),
+                         "generate_s": spread(times), "tokens": spread(tokens),
+                         "tokens_per_s": spread([t / s for t, s in zip(tokens, times)])})
+            print(f"{k} engine(s), group {n}: {fmt(rows[-1]['tokens_per_s'], 0)} tokens/s", flush=True)
+        warn_if_busy()
+        for engine in engines:
+            ray.kill(engine)
+        placement.remove()
+        ray.shutdown()
+    return rows
+
+
+def length_scaling(lengths: list[int], steps: int, env: dict) -> list[dict]:
+    rows = []
+    for length in lengths:
+        run = run_ours(["algorithm.kl_coef=0", f"rollout.max_new_tokens={length}", f"steps={steps}"], f"length-{length}",
+                       env=env)
+        measured = run["steps"][1:]
+        rows.append({
+            "max_new_tokens": length,
+            "wall_s": spread([s["bench/wall_s"] for s in measured]),
+            "length_mean": spread([s["response/length_mean"] for s in measured]),
+            "clipped_frac": spread([s["response/clipped_frac"] for s in measured]),
+            **{f"{p}_s": spread([s[f"timing/{p}_s"] for s in measured]) for p in ("generate", "train", "sync")},
+        })
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--engine-threads", type=int, default=0,
+                        help="OMP_NUM_THREADS of the engines (0: as shipped: Ray sets 1 in a 0.5-CPU actor)")
+    parser.add_argument("--engines", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--group-sizes", type=int, nargs="+", default=[4, 8, 16])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[32, 64, 128])
+    args = parser.parse_args()
+    if args.engine_threads:  # before Ray starts: its workers inherit the driver's environment
+        os.environ["OMP_NUM_THREADS"] = str(args.engine_threads)
+    generation = generation_scaling(args.engines, args.group_sizes, args.repeats)
+    lengths = length_scaling(args.lengths, args.steps,
+                             {"OMP_NUM_THREADS": str(args.engine_threads)} if args.engine_threads else {})
+    save("scaling" + (f"_threads{args.engine_threads}" if args.engine_threads else ""),
+         {"generation": generation, "length": lengths})
+    print("\n| engines | group size | samples | tokens/batch | generate s | tokens/s |\n|---:|---:|---:|---:|---:|---:|")
+    for r in generation:
+        print(f"| {r['engines']} | {r['group_size']} | {r['samples']} | {fmt(r['tokens'], 0)} | {fmt(r['generate_s'])} "
+              f"| {fmt(r['tokens_per_s'], 0)} |")
+    print("\n| max new tokens | mean length | clipped | step s | generate s | train s | sync s |\n"
+          "|---:|---:|---:|---:|---:|---:|---:|")
+    for r in lengths:
+        print(f"| {r['max_new_tokens']} | {fmt(r['length_mean'], 0)} | {fmt(r['clipped_frac'], 2)} | {fmt(r['wall_s'])} "
+              f"| {fmt(r['generate_s'])} | {fmt(r['train_s'])} | {fmt(r['sync_s'], 2)} |")
+
+
+if __name__ == "__main__":
+    main()
