@@ -66,8 +66,8 @@ def main() -> None:
                     threads = {t.id: t.user_time + t.system_time for t in proc.threads()}
                     if proc.pid not in seen:  # processes older than the job count from now on
                         new = proc.create_time() >= started_at
-                        seen[proc.pid] = {"cpu0": 0.0 if new else cpu, "cpu": 0.0 if new else cpu,
-                                          "threads0": {} if new else dict(threads)}
+                        seen[proc.pid] = {"cpu0": 0.0 if new else cpu, "cpu": 0.0 if new else cpu, "title": "?",
+                                          "threads0": {} if new else dict(threads), "threads": {}}
                     entry = seen[proc.pid]
                     entry["title"] = title(proc)  # Ray retitles a worker by the method it runs
                     if entry["title"] != "ray::IDLE" and not entry["title"].endswith("default_worker.py"):

@@ -58,15 +58,44 @@ def reload_in_memory(engine, buckets: list) -> float:
     return engine.llm.collective_rpc(in_worker, args=(buckets,))[0]
 
 
+def candidate_checksum(flat: torch.Tensor, width: int = 4096) -> tuple[int, int, int]:
+    """A cheaper position-sensitive checksum to compare with system/sync.py's: the bytes as int64
+    words in a [rows, width] matrix, reduced once along each axis (integer sums wrap mod 2**64, so
+    the result does not depend on summation order), then position-weighted on the small sums."""
+    words = flat.view(torch.uint8)
+    body = words[: words.numel() // (8 * width) * 8 * width].view(torch.int64).view(-1, width)
+    tail = words[body.numel() * 8:].to(torch.int64)
+    rows, cols = body.sum(1), body.sum(0)
+    weighted_rows = (rows * torch.arange(1, rows.numel() + 1)).sum()
+    weighted_cols = (cols * torch.arange(1, width + 1)).sum()
+    return int(rows.sum()) + int(tail.sum()), int(weighted_rows), int(weighted_cols) + int((tail * torch.arange(tail.numel())).sum())
+
+
+def time_checksums(flats: list[torch.Tensor]) -> dict:
+    start = time.perf_counter()
+    for flat in flats:
+        checksum(flat)
+    ours = time.perf_counter()
+    for flat in flats:
+        candidate_checksum(flat)
+    return {"checksum_s": ours - start, "candidate_checksum_s": time.perf_counter() - ours,
+            "torch_threads": torch.get_num_threads()}
+
+
 def sender_parts(policy) -> dict:
     """What our sender does besides broadcasting: flatten each bucket, checksum it."""
     by_name = dict(policy.sync_params)
     start = time.perf_counter()
     flats = [flatten_bucket(b, [by_name[m["name"]].data for m in b], "cpu") for b in policy.buckets]
-    flattened = time.perf_counter()
-    for flat in flats:
-        checksum(flat)
-    return {"flatten_s": flattened - start, "checksum_s": time.perf_counter() - flattened}
+    return {"flatten_s": time.perf_counter() - start, **time_checksums(flats)}
+
+
+def receiver_parts(engine, numel: int) -> dict:
+    """The receiver's checksums, inside the engine worker (with the engine's torch threads)."""
+    def in_worker(worker, numel: int) -> dict:
+        return time_checksums([torch.randn(numel).to(torch.bfloat16)])
+
+    return engine.llm.collective_rpc(in_worker, args=(numel,))[0]
 
 
 def main() -> None:
@@ -88,7 +117,7 @@ def main() -> None:
     plans = {mb: ray.get(policy.__ray_call__.remote(replan, mb)) for mb in args.buckets}
     numel = actors.sync.num_bytes // 2
     ours = {mb: [] for mb in args.buckets}
-    floor_broadcast, floor_reload, parts = [], [], []
+    floor_broadcast, floor_reload, parts, receiver = [], [], [], []
     for repeat in range(args.repeats):
         for mb in args.buckets:
             ray.get(policy.__ray_call__.remote(replan, mb))
@@ -101,6 +130,7 @@ def main() -> None:
         floor_broadcast.append(received)
         floor_reload.append(ray.get(engine.__ray_call__.remote(reload_in_memory, plans[args.buckets[0]])))
         parts.append(ray.get(policy.__ray_call__.remote(sender_parts)))
+        receiver.append(ray.get(engine.__ray_call__.remote(receiver_parts, numel)))
         print(f"repeat {repeat}: " + ", ".join(f"{mb:g} MB {ours[mb][-1]:.2f} s" for mb in args.buckets)
               + f"; floor {floor_broadcast[-1]:.2f} + {floor_reload[-1]:.2f} s", flush=True)
     warn_if_busy()
@@ -116,7 +146,12 @@ def main() -> None:
         "floor_broadcast_s": broadcast_s, "floor_reload_s": reload_s, "floor_s": floor,
         "sender_flatten_s": spread([p["flatten_s"] for p in parts[1:]]),
         "sender_checksum_s": spread([p["checksum_s"] for p in parts[1:]]),
-        "raw": {"ours": ours, "floor_broadcast": floor_broadcast, "floor_reload": floor_reload, "parts": parts},
+        "sender_candidate_checksum_s": spread([p["candidate_checksum_s"] for p in parts[1:]]),
+        "receiver_checksum_s": spread([p["checksum_s"] for p in receiver[1:]]),
+        "receiver_candidate_checksum_s": spread([p["candidate_checksum_s"] for p in receiver[1:]]),
+        "torch_threads": {"sender": parts[-1]["torch_threads"], "receiver": receiver[-1]["torch_threads"]},
+        "raw": {"ours": ours, "floor_broadcast": floor_broadcast, "floor_reload": floor_reload, "parts": parts,
+                "receiver": receiver},
     }
     save("sync", result)
     gb = result["bytes"] / 1e9
@@ -128,6 +163,9 @@ def main() -> None:
         label = "per tensor" if mb == 0 else f"{mb:g}"
         print(f"| {label} | {result['buckets'][f'{mb:g}']} | {fmt(s, 2)} | {gb / s['median']:.2f} | {s['median'] / floor:.2f} |")
     print(f"| floor (flat broadcast + reload) | 1 | {floor:.2f} | {gb / floor:.2f} | 1.00 |")
+    print("\nchecksum of all bytes, s: " + ", ".join(
+        f"{side} ({result['torch_threads'][side]} threads) {fmt(result[f'{side}_checksum_s'], 2)}, candidate "
+        f"{fmt(result[f'{side}_candidate_checksum_s'], 2)}" for side in ("sender", "receiver")))
 
 
 if __name__ == "__main__":
