@@ -6,8 +6,8 @@ response length.
 Part 1 (engines x group size): our rollout path only (RolloutEngine actors, the driver's split of
 the prompts over them: actors/single_turn.py), 8 prompts x group size, 128 new tokens, over
 `--repeats` batches of prompts (the same for every group size) after a small warm-up batch.
-Part 2 (response length): our whole job (bench/grpo_bench.yaml, no KL term) at 32 / 64 / 128 new
-tokens; the engines cannot be told to ignore EOS, so the table shows how many samples the limit
+Part 2 (response length): our whole job (bench/grpo_bench.yaml, as in tables 1 and 2) at 32 / 64 /
+128 new tokens; the engines cannot be told to ignore EOS, so the table shows how many samples the limit
 cut (clipped: length = the limit).
 """
 
@@ -70,15 +70,14 @@ def generation_scaling(engine_counts: list[int], group_sizes: list[int], repeats
 def length_scaling(lengths: list[int], steps: int, env: dict) -> list[dict]:
     rows = []
     for length in lengths:
-        run = run_ours(["algorithm.kl_coef=0", f"rollout.max_new_tokens={length}", f"steps={steps}"], f"length-{length}",
-                       env=env)
+        run = run_ours([f"rollout.max_new_tokens={length}", f"steps={steps}"], f"length-{length}", env=env)
         measured = run["steps"][1:]
         rows.append({
             "max_new_tokens": length,
             "wall_s": spread([s["bench/wall_s"] for s in measured]),
             "length_mean": spread([s["response/length_mean"] for s in measured]),
             "clipped_frac": spread([s["response/clipped_frac"] for s in measured]),
-            **{f"{p}_s": spread([s[f"timing/{p}_s"] for s in measured]) for p in ("generate", "train", "sync")},
+            **{f"{p}_s": spread([s[f"timing/{p}_s"] for s in measured]) for p in ("generate", "reference", "train", "sync")},
         })
     return rows
 
@@ -104,11 +103,11 @@ def main() -> None:
     for r in generation:
         print(f"| {r['engines']} | {r['group_size']} | {r['samples']} | {fmt(r['tokens'], 0)} | {fmt(r['generate_s'])} "
               f"| {fmt(r['tokens_per_s'], 0)} |")
-    print("\n| max new tokens | mean length | clipped | step s | generate s | train s | sync s |\n"
-          "|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n| max new tokens | mean length | clipped | step s | generate s | reference s | train s | sync s |\n"
+          "|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in lengths:
         print(f"| {r['max_new_tokens']} | {fmt(r['length_mean'], 0)} | {fmt(r['clipped_frac'], 2)} | {fmt(r['wall_s'])} "
-              f"| {fmt(r['generate_s'])} | {fmt(r['train_s'])} | {fmt(r['sync_s'], 2)} |")
+              f"| {fmt(r['generate_s'])} | {fmt(r['reference_s'])} | {fmt(r['train_s'])} | {fmt(r['sync_s'], 2)} |")
 
 
 if __name__ == "__main__":
