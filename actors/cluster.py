@@ -12,7 +12,7 @@ from actors.placement import Placement
 from actors.policy import PolicyTrainer
 from actors.reference import ReferenceModel
 from actors.reward import RewardPool
-from actors.rollout import RolloutEngine
+from actors.rollout import start_engines
 from actors.weight_sync import WeightSync
 
 # Every actor process: no hub access, quiet tokenizers, wandb never prompting.
@@ -52,10 +52,7 @@ class Actors:
 def build_actors(cfg, model_path: str, pad_id: int) -> Actors:
     use_gpu = ray.cluster_resources().get("GPU", 0) > 0
     placement = Placement(cfg, use_gpu)
-    engines = [
-        RolloutEngine.options(name=f"rollout-{i}", **opts).remote(model_path, cfg.rollout, cfg.seed + i, cfg.model.dtype)
-        for i, opts in enumerate(placement.options("engine"))
-    ]
+    engines = start_engines(cfg, placement, model_path)
     policy = ActorGroup(PolicyTrainer, "policy", placement.options("policy"), model_path, cfg, pad_id)
     reference = None
     if cfg.algorithm.kl_coef > 0:

@@ -27,7 +27,7 @@ class DistributedActor:
     def __init__(self, rank: int, world_size: int, model_path: str, cfg, pad_id: int):
         self.rank, self.world_size, self.model_path, self.cfg, self.pad_id = rank, world_size, model_path, cfg, pad_id
         self.platform = current_platform()
-        self.platform.set_threads(cfg.placement.threads_per_actor)
+        self.platform.set_threads(self.platform.num_threads(cfg.placement.threads_per_actor))
 
     def node_address(self) -> tuple[str, int]:
         return ray.util.get_node_ip_address(), free_port()

@@ -38,8 +38,9 @@ class PolicyTrainer(DistributedActor):
         if self.rank == 0:
             self.sync_group = init_sync_group(host, port, 0, world_size, self.platform.dist_backend)
 
-    def broadcast_weights(self) -> list[int]:
-        """All ranks enter (ZeRO-3 gathers are collective); rank 0 sends each bucket."""
+    def broadcast_weights(self, verify: bool) -> list[int]:
+        """All ranks enter (ZeRO-3 gathers are collective); rank 0 sends each bucket (and checksums
+        it when `verify`)."""
         import deepspeed
 
         by_name = dict(self.sync_params)
@@ -50,7 +51,8 @@ class PolicyTrainer(DistributedActor):
                 if self.rank == 0:
                     flat = flatten_bucket(bucket, [p.data for p in params], self.engine.device)
                     broadcast(self.sync_group, flat)
-                    sums.append(checksum(flat))
+                    if verify:
+                        sums.append(checksum(flat))
         return sums
 
     def update(self, minibatches: list[list[dict]]) -> dict[str, float]:

@@ -15,9 +15,11 @@ from system.platform import current_platform
 
 @ray.remote
 class RolloutEngine:
-    def __init__(self, model_path: str, cfg, seed: int, dtype: str):
+    def __init__(self, model_path: str, cfg, seed: int, dtype: str, threads: int):
+        """`threads`: torch threads of the engine on CPU (see Platform.num_threads)."""
         platform = current_platform()
-        os.environ.update(platform.vllm_env(cfg.cpu_kv_cache_gib))
+        os.environ.update(platform.vllm_env(cfg.cpu_kv_cache_gib, threads))
+        platform.set_threads(threads)  # before the engine starts: vLLM's CPU worker then forbids changing it
         from vllm import LLM
 
         self.llm = LLM(
@@ -72,9 +74,20 @@ class RolloutEngine:
     def init_weight_sync(self, host: str, port: int, rank_offset: int, world_size: int, backend: str) -> list[int]:
         return self.llm.collective_rpc("init_weight_sync", args=(host, port, rank_offset, world_size, backend))
 
-    def receive_weights(self, buckets: list[list[dict]]) -> list[int]:
-        per_worker = self.llm.collective_rpc("receive_weights", args=(buckets,))
+    def receive_weights(self, buckets: list[list[dict]], verify: bool) -> list[int]:
+        per_worker = self.llm.collective_rpc("receive_weights", args=(buckets, verify))
         if any(sums != per_worker[0] for sums in per_worker):
             raise RuntimeError("tensor-parallel workers received different bytes")
         self.llm.reset_prefix_cache()  # KV computed with the old weights must not be reused
         return per_worker[0]
+
+
+def start_engines(cfg, placement, model_path: str) -> list:
+    """One RolloutEngine per engine bundle of the placement, each seeded differently."""
+    options = placement.options("engine")
+    threads = current_platform().num_threads(cfg.placement.threads_per_actor, concurrent=len(options))
+    return [
+        RolloutEngine.options(name=f"rollout-{i}", **opts).remote(model_path, cfg.rollout, cfg.seed + i, cfg.model.dtype,
+                                                                  threads)
+        for i, opts in enumerate(options)
+    ]

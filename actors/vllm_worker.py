@@ -19,8 +19,8 @@ class WeightSyncWorker:
         self._weight_sync_group = init_sync_group(host, port, rank, world_size, backend)
         return rank
 
-    def receive_weights(self, buckets: list[list[dict]]) -> list[int]:
-        """Receive every bucket and load it in place; returns one checksum per bucket.
+    def receive_weights(self, buckets: list[list[dict]], verify: bool) -> list[int]:
+        """Receive every bucket and load it in place; returns one checksum per bucket if `verify`.
 
         The buckets are received lazily while vLLM's `reload_weights` consumes the iterator,
         so only one bucket is held beyond the model itself."""
@@ -30,7 +30,8 @@ class WeightSyncWorker:
             for bucket in buckets:
                 flat = empty_bucket(bucket, self.device)
                 broadcast(self._weight_sync_group, flat)
-                sums.append(checksum(flat))
+                if verify:
+                    sums.append(checksum(flat))
                 yield from unflatten_bucket(bucket, flat)
 
         # Checkpoint format: HF names and layouts; vLLM repacks/shards them as it does at load time.

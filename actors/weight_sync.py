@@ -1,8 +1,8 @@
 """Driver-side orchestration of weight sync: policy rank 0 -> every engine worker.
 
 Set-up builds one process group (policy rank 0 = rank 0, engine workers after it) on the
-node of policy rank 0; each sync broadcasts the planned buckets and compares the checksums
-that both sides computed.
+node of policy rank 0; each sync broadcasts the planned buckets and, when asked to, compares the
+checksums that both sides computed.
 """
 
 from __future__ import annotations
@@ -25,12 +25,14 @@ class WeightSync:
                for i, e in enumerate(engines)]
         )
 
-    def __call__(self) -> bool:
-        """Send the policy's current weights; True when every engine got exactly the sent bytes."""
-        sent = self.policy.call("broadcast_weights")
-        received = [e.receive_weights.remote(self.buckets) for e in self.engines]
+    def __call__(self, verify: bool = False) -> None:
+        """Send the policy's current weights; with `verify`, both sides checksum the bytes and a
+        mismatch raises."""
+        sent = self.policy.call("broadcast_weights", verify)
+        received = [e.receive_weights.remote(self.buckets, verify) for e in self.engines]
         sent_sums = ray.get(sent)[0]
-        return all(sums == sent_sums for sums in ray.get(received))
+        if not all(sums == sent_sums for sums in ray.get(received)):
+            raise RuntimeError("weight sync: an engine received different bytes than the policy sent")
 
     @property
     def num_bytes(self) -> int:

@@ -8,7 +8,8 @@ DeepSpeed train step, each in a process of its own, no Ray, no actors, nothing e
 the prompts and per-prompt seeds our job uses at steps 0..N-1 (so step 0 samples exactly what our
 engine samples); times `llm.generate` of each step's batch and saves the sequences.
 `train`: system/training.py's DeepSpeed engine, then per batch the least a policy-gradient step
-does: micro-batches of `train.micro_batch_size` padded to their longest sequence, one forward
+does: micro-batches of `train.micro_batch_size` cut from the batch sorted by length (as ours)
+and padded to their longest sequence, one forward
 (LM head from the first generated token on), a token-mean surrogate, backward, optimizer step;
 then one more step under torch's profiler (its top operators go into the result). `--step ours`:
 the same batches through our grpo_update instead (what the policy actor runs, minus Ray).
@@ -43,7 +44,7 @@ def bare_generate(cfg, steps: int, batches_path: str) -> dict:
     from system.data.sampler import PromptSampler
 
     platform = current_platform()
-    os.environ.update(platform.vllm_env(cfg.rollout.cpu_kv_cache_gib))
+    os.environ.update(platform.vllm_env(cfg.rollout.cpu_kv_cache_gib, platform.num_threads(0)))
     from vllm import LLM, SamplingParams, TokensPrompt
 
     model_path = resolve_model(cfg.model.path)
@@ -75,7 +76,7 @@ def bare_train(cfg, batches_path: str, step: str = "minimal") -> dict:
     from system.training import init_train_engine
 
     platform = current_platform()
-    platform.set_threads(cfg.placement.threads_per_actor)  # as our policy actor does
+    platform.set_threads(platform.num_threads(cfg.placement.threads_per_actor))  # as our policy actor does
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(29_500 + os.getpid() % 1000), RANK="0",
                       WORLD_SIZE="1", LOCAL_RANK="0")
     import deepspeed
@@ -87,7 +88,7 @@ def bare_train(cfg, batches_path: str, step: str = "minimal") -> dict:
                                platform.device)
     engine.train()
     rng = random.Random(0)
-    times, real, padded, padded_sorted = [], [], [], []
+    times, real, padded = [], [], []
     batches = torch.load(batches_path)
     train_step = minimal_step if step == "minimal" else functools.partial(our_update, cfg)
     for batch in batches:
@@ -96,14 +97,10 @@ def bare_train(cfg, batches_path: str, step: str = "minimal") -> dict:
         times.append(time.perf_counter() - start)
         real.append(n_real)
         padded.append(n_padded)
-        # What micro-batches cut from the batch sorted by length would pad to (bucketing by length):
-        lengths = sorted(len(p) + len(c) for p, c in batch)
-        padded_sorted.append(sum(max(mb) * len(mb) for mb in micro_batches(lengths, t.micro_batch_size)))
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
         train_step(engine, batches[-1], t.micro_batch_size, cfg.rollout.temperature, rng)
     top = profile.key_averages().table(sort_by="self_cpu_time_total", row_limit=20)
-    return {"train_s": times, "real_tokens": real, "padded_tokens": padded, "padded_tokens_sorted": padded_sorted,
-            "matmul_gflops": matmul_gflops(),
+    return {"train_s": times, "real_tokens": real, "padded_tokens": padded, "matmul_gflops": matmul_gflops(),
             "profile_top_ops": top}
 
 
@@ -131,7 +128,7 @@ def minimal_step(engine, batch: list[tuple[list[int], list[int]]], micro_batch: 
                  rng: random.Random) -> tuple[int, int]:
     """One optimizer step over `batch` (prompt ids, completion ids); returns (real, padded) tokens."""
     n_real = n_padded = 0
-    for mb in micro_batches(batch, micro_batch):
+    for mb in micro_batches(batch, micro_batch, length=lambda pc: len(pc[0]) + len(pc[1])):  # as ours: by length
         length = max(len(p) + len(c) for p, c in mb)
         first = min(len(p) for p, _ in mb)  # the first generated token of any row
         tokens = torch.zeros(len(mb), length, dtype=torch.long)  # padding: masked, its id is irrelevant

@@ -2,9 +2,8 @@
 
     flock /tmp/r1ray-heavy.lock .venv/bin/python bench/overhead.py [--runs 1] [--steps 4] [key=value ...]
 
-Runs the bare pair (bench/bare.py), our job (bench/run_ours.py) as shipped, and our job again with
-the engine's torch threads fixed (OMP_NUM_THREADS = all cores in the job's environment), `--runs`
-times each; the first step of every run is warm-up and left out. The breakdown puts each of our
+Runs the bare pair (bench/bare.py) and our job (bench/run_ours.py), `--runs` times each; the first
+step of every run is warm-up and left out. The breakdown puts each of our
 timed phases next to its bare counterpart; what no phase times (driver work between phases) is `other`.
 """
 
@@ -30,8 +29,7 @@ def run_bare(steps: int, overrides: list[str]) -> dict:
         cmd = [PYTHON, os.path.join(ROOT, "bench", "bare.py"), mode, "--batches", batches, "--out", out,
                "--steps", str(steps), *overrides]
         print("$", " ".join(cmd[1:]), flush=True)
-        # All cores: vLLM 0.32 otherwise drops to one torch thread for serving (1.5x slower here).
-        subprocess.run(cmd, cwd=ROOT, env={**ENV, "OMP_NUM_THREADS": str(os.cpu_count())}, check=True)
+        subprocess.run(cmd, cwd=ROOT, env=ENV, check=True)
         with open(out) as f:
             result.update(json.load(f))
     return result
@@ -62,30 +60,23 @@ def main() -> None:
     parser.add_argument("--name", default="overhead")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of bench/grpo_bench.yaml, both sides")
     args = parser.parse_intermixed_args()
-    # Our job as shipped, and with the engine's torch threads fixed (see docs/benchmarks.md): Ray sets
-    # OMP_NUM_THREADS=1 in a 0.5-CPU actor, which vLLM keeps; set in the job's environment, all cores.
-    arms = {"as_shipped": {}, "engine_threads_fixed": {"OMP_NUM_THREADS": str(os.cpu_count())}}
-    ours = {arm: [] for arm in arms}
-    bare = []
+    ours, bare = [], []
     for i in range(args.runs):
         bare.append(run_bare(args.steps, args.overrides))
-        for arm, env in arms.items():
-            ours[arm] += run_ours([f"steps={args.steps}", *args.overrides], f"{args.name}-{arm}-{i}", env=env)["steps"][1:]
+        ours += run_ours([f"steps={args.steps}", *args.overrides], f"{args.name}-{i}")["steps"][1:]
 
     gen = spread([t for b in bare for t in b["generate_s"][1:]])
     train = spread([t for b in bare for t in b["train_s"][1:]])
     limit = gen["median"] + train["median"]
     gflops = spread([b["matmul_gflops"] for b in bare])
-    summaries = {arm: ours_summary(steps) for arm, steps in ours.items()}
+    summary = ours_summary(ours)
     result = {
         "overrides": args.overrides, "runs": args.runs, "steps_per_run": args.steps,
-        "ours": summaries,
-        "step_over_limit": {arm: s["wall_s"]["median"] / limit for arm, s in summaries.items()},
+        "ours": summary, "step_over_limit": summary["wall_s"]["median"] / limit,
         "bare_generate_s": gen, "bare_train_s": train, "limit_s": limit,
         "bare_generated_tokens": spread([t for b in bare for t in b["generated_tokens"][1:]]),
         "bare_real_tokens": spread([t for b in bare for t in b["real_tokens"][1:]]),
         "bare_padded_tokens": spread([t for b in bare for t in b["padded_tokens"][1:]]),
-        "bare_padded_tokens_if_sorted": spread([t for b in bare for t in b["padded_tokens_sorted"][1:]]),
         "matmul_gflops": gflops,
         "train_flop_floor_s": flop_floor(bare[0], gflops["median"]),
         "raw": {"ours": ours, "bare": bare},
@@ -94,15 +85,13 @@ def main() -> None:
     print(bare[0]["profile_top_ops"])
     print(f"\nbare generate {fmt(gen)} s + bare train {fmt(train)} s = {limit:.1f} s; train FLOP floor "
           f"{result['train_flop_floor_s']:.1f} s at {gflops['median']:.0f} GFLOP/s")
-    print("\n| phase | bare s | r1ray as shipped s | r1ray, engine threads fixed s |\n|---|---:|---:|---:|")
-    a, b = summaries["as_shipped"], summaries["engine_threads_fixed"]
+    print("\n| phase | bare s | r1ray s |\n|---|---:|---:|")
     for p in PHASES:
         base = {"generate": gen, "train": train}.get(p)
-        print(f"| {p} | {fmt(base, 2) if base else '–'} | {fmt(a['phases_s'][p], 2)} | {fmt(b['phases_s'][p], 2)} |")
-    print(f"| other (driver) | – | {fmt(a['other_s'], 2)} | {fmt(b['other_s'], 2)} |")
-    print(f"| **step** | {limit:.2f} | {fmt(a['wall_s'], 2)} | {fmt(b['wall_s'], 2)} |")
-    print(f"| **step / (bare generate + bare train)** | 1.00 | {result['step_over_limit']['as_shipped']:.2f} "
-          f"| {result['step_over_limit']['engine_threads_fixed']:.2f} |")
+        print(f"| {p} | {fmt(base, 2) if base else '–'} | {fmt(summary['phases_s'][p], 2)} |")
+    print(f"| other (driver) | – | {fmt(summary['other_s'], 2)} |")
+    print(f"| **step** | {limit:.2f} | {fmt(summary['wall_s'], 2)} |")
+    print(f"| **step / (bare generate + bare train)** | 1.00 | {result['step_over_limit']:.2f} |")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Table 4: generation throughput against rollout engines and group size; step time against
 response length.
 
-    flock /tmp/r1ray-heavy.lock .venv/bin/python bench/scaling.py [--repeats 2] [--steps 3] [--engine-threads N]
+    flock /tmp/r1ray-heavy.lock .venv/bin/python bench/scaling.py [--repeats 2] [--steps 3]
 
 Part 1 (engines x group size): our rollout path only (RolloutEngine actors, the driver's split of
 the prompts over them: actors/single_turn.py), 8 prompts x group size, 128 new tokens, over
@@ -14,7 +14,6 @@ cut (clipped: length = the limit).
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 from common import BENCH_CONFIG, fmt, run_ours, save, spread, warn_if_busy
@@ -27,7 +26,7 @@ def generation_scaling(engine_counts: list[int], group_sizes: list[int], repeats
 
     from actors.cluster import start_ray
     from actors.placement import Placement
-    from actors.rollout import RolloutEngine
+    from actors.rollout import start_engines
     from actors.single_turn import generate
     from system.data import load_splits
     from system.data.prompts import encode_chat
@@ -42,8 +41,7 @@ def generation_scaling(engine_counts: list[int], group_sizes: list[int], repeats
         tokenizer = AutoTokenizer.from_pretrained(model_path)
         start_ray("", Placement.logical_cpus(cfg))
         placement = Placement(cfg, use_gpu=False)
-        engines = [RolloutEngine.options(**opts).remote(model_path, cfg.rollout, cfg.seed + i, cfg.model.dtype)
-                   for i, opts in enumerate(placement.options("engine"))]
+        engines = start_engines(cfg, placement, model_path)
         sampler = PromptSampler(load_splits(cfg.data)[0], cfg.prompts_per_step, cfg.seed)
         batches = [[encode_chat(tokenizer, r["messages"]) for r in sampler.next_batch()] for _ in range(repeats)]
         generate(engines, batches[0][:k], cfg.rollout, seed=0, n=2, temperature=1.0)  # warm-up
@@ -55,7 +53,6 @@ def generation_scaling(engine_counts: list[int], group_sizes: list[int], repeats
                 times.append(time.perf_counter() - start)
                 tokens.append(sum(len(s["response"]) for g in groups for s in g))
             rows.append({"engines": k, "group_size": n, "samples": len(prompts) * n,
-                         "engine_threads": os.environ.get("OMP_NUM_THREADS", "as shipped"),
                          "generate_s": spread(times), "tokens": spread(tokens),
                          "tokens_per_s": spread([t / s for t, s in zip(tokens, times)])})
             print(f"{k} engine(s), group {n}: {fmt(rows[-1]['tokens_per_s'], 0)} tokens/s", flush=True)
@@ -67,10 +64,10 @@ def generation_scaling(engine_counts: list[int], group_sizes: list[int], repeats
     return rows
 
 
-def length_scaling(lengths: list[int], steps: int, env: dict) -> list[dict]:
+def length_scaling(lengths: list[int], steps: int) -> list[dict]:
     rows = []
     for length in lengths:
-        run = run_ours([f"rollout.max_new_tokens={length}", f"steps={steps}"], f"length-{length}", env=env)
+        run = run_ours([f"rollout.max_new_tokens={length}", f"steps={steps}"], f"length-{length}")
         measured = run["steps"][1:]
         rows.append({
             "max_new_tokens": length,
@@ -86,19 +83,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--engine-threads", type=int, default=0,
-                        help="OMP_NUM_THREADS of the engines (0: as shipped: Ray sets 1 in a 0.5-CPU actor)")
     parser.add_argument("--engines", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--group-sizes", type=int, nargs="+", default=[4, 8, 16])
     parser.add_argument("--lengths", type=int, nargs="+", default=[32, 64, 128])
     args = parser.parse_args()
-    if args.engine_threads:  # before Ray starts: its workers inherit the driver's environment
-        os.environ["OMP_NUM_THREADS"] = str(args.engine_threads)
     generation = generation_scaling(args.engines, args.group_sizes, args.repeats)
-    lengths = length_scaling(args.lengths, args.steps,
-                             {"OMP_NUM_THREADS": str(args.engine_threads)} if args.engine_threads else {})
-    save("scaling" + (f"_threads{args.engine_threads}" if args.engine_threads else ""),
-         {"generation": generation, "length": lengths})
+    lengths = length_scaling(args.lengths, args.steps)
+    save("scaling", {"generation": generation, "length": lengths})
     print("\n| engines | group size | samples | tokens/batch | generate s | tokens/s |\n|---:|---:|---:|---:|---:|---:|")
     for r in generation:
         print(f"| {r['engines']} | {r['group_size']} | {r['samples']} | {fmt(r['tokens'], 0)} | {fmt(r['generate_s'])} "

@@ -4,7 +4,8 @@
 
 The real stack (actors/cluster.py: a vLLM engine actor, a DeepSpeed policy actor, their gloo sync
 group) with SmolLM2-135M. Ours = `actors.sync()` as the training loop calls it, timed at the driver,
-for each bucket size (0 MB = one bucket per tensor: per-tensor broadcast). Floor = one broadcast of
+for each bucket size (0 MB = one bucket per tensor: per-tensor broadcast), and at the default size
+with the checksums of a verified sync (`sync.verify_every`). Floor = one broadcast of
 all the bytes as one flat, pre-allocated buffer over the same group + one `reload_weights` of the
 same tensors already in the engine's memory, each timed inside the receiving actor. Sizes are
 interleaved within every repeat; the first repeat is warm-up.
@@ -58,28 +59,11 @@ def reload_in_memory(engine, buckets: list) -> float:
     return engine.llm.collective_rpc(in_worker, args=(buckets,))[0]
 
 
-def candidate_checksum(flat: torch.Tensor, width: int = 4096) -> tuple[int, int, int]:
-    """A cheaper position-sensitive checksum to compare with system/sync.py's: the bytes as int64
-    words in a [rows, width] matrix, reduced once along each axis (integer sums wrap mod 2**64, so
-    the result does not depend on summation order), then position-weighted on the small sums."""
-    words = flat.view(torch.uint8)
-    body = words[: words.numel() // (8 * width) * 8 * width].view(torch.int64).view(-1, width)
-    tail = words[body.numel() * 8:].to(torch.int64)
-    rows, cols = body.sum(1), body.sum(0)
-    weighted_rows = (rows * torch.arange(1, rows.numel() + 1)).sum()
-    weighted_cols = (cols * torch.arange(1, width + 1)).sum()
-    return int(rows.sum()) + int(tail.sum()), int(weighted_rows), int(weighted_cols) + int((tail * torch.arange(tail.numel())).sum())
-
-
 def time_checksums(flats: list[torch.Tensor]) -> dict:
     start = time.perf_counter()
     for flat in flats:
         checksum(flat)
-    ours = time.perf_counter()
-    for flat in flats:
-        candidate_checksum(flat)
-    return {"checksum_s": ours - start, "candidate_checksum_s": time.perf_counter() - ours,
-            "torch_threads": torch.get_num_threads()}
+    return {"checksum_s": time.perf_counter() - start, "torch_threads": torch.get_num_threads()}
 
 
 def sender_parts(policy) -> dict:
@@ -114,18 +98,22 @@ def main() -> None:
     start_ray("", Placement.logical_cpus(cfg))
     actors = build_actors(cfg, model_path, AutoTokenizer.from_pretrained(model_path).pad_token_id)
     policy, engine = actors.policy.actors[0], actors.engines[0]
-    plans = {mb: ray.get(policy.__ray_call__.remote(replan, mb)) for mb in args.buckets}
+    plans = {mb: ray.get(policy.__ray_call__.remote(replan, mb)) for mb in {*args.buckets, cfg.sync.bucket_mb}}
     numel = actors.sync.num_bytes // 2
-    ours = {mb: [] for mb in args.buckets}
+    ours, verified = {mb: [] for mb in args.buckets}, []
     floor_broadcast, floor_reload, parts, receiver = [], [], [], []
     for repeat in range(args.repeats):
         for mb in args.buckets:
             ray.get(policy.__ray_call__.remote(replan, mb))
             actors.sync.buckets = plans[mb]
             start = time.perf_counter()
-            if not actors.sync():
-                raise RuntimeError(f"checksum mismatch with {mb} MB buckets")
+            actors.sync()
             ours[mb].append(time.perf_counter() - start)
+        ray.get(policy.__ray_call__.remote(replan, cfg.sync.bucket_mb))
+        actors.sync.buckets = plans[cfg.sync.bucket_mb]
+        start = time.perf_counter()
+        actors.sync(verify=True)
+        verified.append(time.perf_counter() - start)
         _, received = ray.get([policy.__ray_call__.remote(send_flat, numel), engine.__ray_call__.remote(receive_flat, numel)])
         floor_broadcast.append(received)
         floor_reload.append(ray.get(engine.__ray_call__.remote(reload_in_memory, plans[args.buckets[0]])))
@@ -142,15 +130,14 @@ def main() -> None:
         "bytes": actors.sync.num_bytes, "tensors": sum(len(b) for b in plans[args.buckets[0]]),
         "repeats": args.repeats,
         "ours_s": {f"{mb:g}": spread(ours[mb][1:]) for mb in args.buckets},
+        "ours_verified_s": spread(verified[1:]), "verified_bucket_mb": cfg.sync.bucket_mb,
         "buckets": {f"{mb:g}": len(plans[mb]) for mb in args.buckets},
         "floor_broadcast_s": broadcast_s, "floor_reload_s": reload_s, "floor_s": floor,
         "sender_flatten_s": spread([p["flatten_s"] for p in parts[1:]]),
         "sender_checksum_s": spread([p["checksum_s"] for p in parts[1:]]),
-        "sender_candidate_checksum_s": spread([p["candidate_checksum_s"] for p in parts[1:]]),
         "receiver_checksum_s": spread([p["checksum_s"] for p in receiver[1:]]),
-        "receiver_candidate_checksum_s": spread([p["candidate_checksum_s"] for p in receiver[1:]]),
         "torch_threads": {"sender": parts[-1]["torch_threads"], "receiver": receiver[-1]["torch_threads"]},
-        "raw": {"ours": ours, "floor_broadcast": floor_broadcast, "floor_reload": floor_reload, "parts": parts,
+        "raw": {"ours": ours, "verified": verified, "floor_broadcast": floor_broadcast, "floor_reload": floor_reload, "parts": parts,
                 "receiver": receiver},
     }
     save("sync", result)
@@ -162,10 +149,13 @@ def main() -> None:
         s = result["ours_s"][f"{mb:g}"]
         label = "per tensor" if mb == 0 else f"{mb:g}"
         print(f"| {label} | {result['buckets'][f'{mb:g}']} | {fmt(s, 2)} | {gb / s['median']:.2f} | {s['median'] / floor:.2f} |")
+    s = result["ours_verified_s"]
+    print(f"| {cfg.sync.bucket_mb:g}, verified (checksums) | {result['buckets'][f'{cfg.sync.bucket_mb:g}']} | {fmt(s, 2)} "
+          f"| {gb / s['median']:.2f} | {s['median'] / floor:.2f} |")
     print(f"| floor (flat broadcast + reload) | 1 | {floor:.2f} | {gb / floor:.2f} | 1.00 |")
     print("\nchecksum of all bytes, s: " + ", ".join(
-        f"{side} ({result['torch_threads'][side]} threads) {fmt(result[f'{side}_checksum_s'], 2)}, candidate "
-        f"{fmt(result[f'{side}_candidate_checksum_s'], 2)}" for side in ("sender", "receiver")))
+        f"{side} ({result['torch_threads'][side]} threads) {fmt(result[f'{side}_checksum_s'], 2)}"
+        for side in ("sender", "receiver")))
 
 
 if __name__ == "__main__":

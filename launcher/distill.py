@@ -27,7 +27,7 @@ from transformers import AutoTokenizer  # noqa: E402
 from actors.cluster import start_ray  # noqa: E402
 from actors.placement import Placement  # noqa: E402
 from actors.reward import RewardPool  # noqa: E402
-from actors.rollout import RolloutEngine  # noqa: E402
+from actors.rollout import start_engines  # noqa: E402
 from actors.single_turn import single_turn_rollout  # noqa: E402
 from launcher.grpo import launch  # noqa: E402
 from system.config import to_yaml  # noqa: E402
@@ -74,9 +74,7 @@ def distill(cfg, run_dir: str) -> str:
         view = placement_view(cfg)  # engines and reward workers only
         start_ray(cfg.ray_address, Placement.logical_cpus(view))
         placement = Placement(view, ray.cluster_resources().get("GPU", 0) > 0)
-        engines = [RolloutEngine.options(name=f"rollout-{i}", **opts).remote(model_path, cfg.rollout, cfg.seed + i,
-                                                                             cfg.model.dtype)
-                   for i, opts in enumerate(placement.options("engine"))]
+        engines = start_engines(cfg, placement, model_path)
         rewards = RewardPool(list(cfg.reward.functions), cfg.reward.num_workers, placement.options("reward"))
         logger = MetricsLogger(run_dir, {"yaml": to_yaml(cfg)}, cfg.logging.wandb_mode, cfg.logging.wandb_project,
                                os.path.basename(run_dir))

@@ -93,12 +93,10 @@ def grpo_step(step: int, cfg, actors, sampler: PromptSampler, tokenizer) -> dict
         per_rank = ray.get(actors.policy.call_sharded("update", shards))
 
     # 6. Sync the new weights into every engine (skipped only to show what a stale engine looks like).
-    checksum_ok = True
+    verify = cfg.sync.enabled and cfg.sync.verify_every > 0 and step % cfg.sync.verify_every == 0
     if cfg.sync.enabled:
         with timed(timings, "sync"):
-            checksum_ok = actors.sync()
-        if cfg.sync.verify_checksum and not checksum_ok:
-            raise RuntimeError(f"step {step}: weight sync checksum mismatch between policy and engines")
+            actors.sync(verify)  # raises on a checksum mismatch
 
     lengths = torch.tensor(rollouts.response_lengths, dtype=torch.float32)
     return {
@@ -106,7 +104,7 @@ def grpo_step(step: int, cfg, actors, sampler: PromptSampler, tokenizer) -> dict
         "response/length_mean": lengths.mean().item(),
         "response/length_max": lengths.max().item(),
         "response/clipped_frac": sum(r != "stop" for r in rollouts.finish_reasons) / len(seqs),
-        "sync/checksum_ok": float(checksum_ok),
+        **({"sync/checksum_ok": 1.0} if verify else {}),
         "throughput/generated_tokens_per_s": lengths.sum().item() / timings["timing/generate_s"],
         **timings,
         "timing/step_s": sum(timings.values()),
@@ -211,7 +209,7 @@ def train(cfg, run_dir: str):
     start = 0
     if cfg.resume:
         start = restore_checkpoint(cfg, actors.policy, sampler, run_dir)
-        actors.sync()  # the engines serve the resumed weights
+        actors.sync(verify=True)  # the engines serve the resumed weights
 
     logger = MetricsLogger(run_dir, {"yaml": to_yaml(cfg)}, cfg.logging.wandb_mode, cfg.logging.wandb_project,
                            os.path.basename(run_dir), extra_sinks=[dashboard_sink(os.path.basename(run_dir))])

@@ -21,12 +21,15 @@ class Platform:
     def is_gpu(self) -> bool:
         return self.device == "cuda"
 
-    def vllm_env(self, cpu_kv_cache_gib: int) -> dict[str, str]:
-        """Environment to set before vLLM is imported in an engine process."""
+    def vllm_env(self, cpu_kv_cache_gib: int, threads: int) -> dict[str, str]:
+        """Environment to set before vLLM is imported in an engine process (`threads`: as set_threads)."""
         env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}  # the engine lives in our actor's process
         if not self.is_gpu:
             env["VLLM_CPU_KVCACHE_SPACE"] = str(cpu_kv_cache_gib)
             env["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"  # don't pin cores other actors use
+            # Ray sets OMP_NUM_THREADS=1 in an actor with a fractional CPU request and vLLM then keeps
+            # torch at that one thread: generation ran 1.5x slower (docs/benchmarks.md, finding 1).
+            env["OMP_NUM_THREADS"] = str(threads)
         return env
 
     def vllm_kwargs(self, gpu_memory_utilization: float) -> dict:
@@ -36,10 +39,16 @@ class Platform:
         # generator when a chunked prefill discards its sample ("CPU Generator does not use offset").
         return {"enforce_eager": True, "enable_chunked_prefill": False}
 
+    @staticmethod
+    def num_threads(threads: int, concurrent: int = 1) -> int:
+        """`threads`, or when 0 the host's cores split among `concurrent` actors working at once
+        (roles take turns, so each gets all cores; engines generate side by side)."""
+        return threads or max(1, (os.cpu_count() or 1) // concurrent)
+
     def set_threads(self, threads: int) -> None:
-        """Actors share the host's cores; torch defaults to one thread per Ray CPU slot."""
+        """Torch's CPU threads: Ray would leave an actor one per CPU slot it asked for."""
         if not self.is_gpu:
-            torch.set_num_threads(threads or os.cpu_count() or 1)
+            torch.set_num_threads(threads)
 
 
 def current_platform() -> Platform:

@@ -4,7 +4,8 @@ Both sides agree on a *plan*: parameters grouped into buckets of one dtype and a
 `bucket_mb` each. For each bucket the sender flattens the tensors into one buffer and
 broadcasts it over a dedicated process group (NCCL on GPU, gloo on CPU); receivers split it
 back into named views and load them. Few large broadcasts beat hundreds of small ones.
-Both sides checksum every buffer so that the driver can prove the bytes arrived intact.
+When asked to, both sides checksum every buffer so that the driver can prove the bytes arrived
+intact.
 
 The plan is plain lists/dicts/strings so it can cross Ray and vLLM's `collective_rpc` (msgpack).
 """

@@ -92,12 +92,14 @@ def load_checkpoint(engine, path: str) -> None:
 @torch.no_grad()
 def compute_logprobs(engine, seqs: list[dict], micro_batch: int, pad_id: int, temperature: float) -> list[torch.Tensor]:
     """Per-sequence log-prob tensors (length of each sequence), in the order given."""
-    out = []
-    for mb in micro_batches(seqs, micro_batch):
+    out: list[torch.Tensor] = [None] * len(seqs)
+    for mb in micro_batches(list(enumerate(seqs)), micro_batch, length=lambda item: len(item[1]["tokens"])):
+        index, mb = zip(*mb)
         batch = pad_sequences(mb, ["tokens"], pad_id, engine.device)
         logp, _ = token_logprobs(engine, batch["tokens"], batch["attention_mask"], temperature,
                                  start=first_loss_position(mb))
-        out += [logp[i, : len(s["tokens"])].float().cpu() for i, s in enumerate(mb)]
+        for row, (i, s) in enumerate(zip(index, mb)):
+            out[i] = logp[row, : len(s["tokens"])].float().cpu()
     return out
 
 

@@ -15,7 +15,7 @@ TINY_RUN = [
     "model.path=tiny", "steps=2", "prompts_per_step=4", "rollout.group_size=4", "rollout.max_new_tokens=16",
     "rollout.max_model_len=256", "train.lr=1e-3", "train.micro_batch_size=8", "algorithm.kl_coef=0.01",
     "reward.functions={countdown: 1.0, format: 0.5, tests.reward_fixtures:response_length: 1.0}", "reward.num_workers=2", "logging.wandb_mode=disabled",
-    "logging.progress_bar=false", "sync.bucket_mb=4", "eval.every=0", "checkpoint.save_final=false",
+    "logging.progress_bar=false", "sync.bucket_mb=4", "sync.verify_every=1", "eval.every=0", "checkpoint.save_final=false",
 ]
 EXPECTED_KEYS = [
     "reward/mean", "reward/std", "reward/countdown/mean", "reward/format/mean", "reward/accuracy", "kl/mean",

@@ -20,7 +20,7 @@ TINY_RUN = [
     "model.path=tiny", "steps=2", "prompts_per_step=2", "rollout.group_size=2", "rollout.max_new_tokens=16",
     "rollout.max_model_len=512", "env.max_context_tokens=512", "env.params.max_turns=2", "env.num_workers=2",
     "train.lr=1e-3", "train.micro_batch_size=4", "algorithm.kl_coef=0.01", "logging.wandb_mode=disabled",
-    "logging.progress_bar=false", "sync.bucket_mb=4", "checkpoint.save_final=false",
+    "logging.progress_bar=false", "sync.bucket_mb=4", "sync.verify_every=1", "checkpoint.save_final=false",
     "eval.every=2", "env.num_eval_seeds=2", "eval.num_samples=2", "eval.pass_k=[1,2]",
 ]
 EVAL_KEYS = ["eval/reward_mean", "eval/accuracy", "eval/pass@1", "eval/pass@2", "eval/turns", "eval/invalid_actions"]
