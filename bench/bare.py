@@ -9,7 +9,7 @@ the prompts and per-prompt seeds our job uses at steps 0..N-1 (so step 0 samples
 engine samples); times `llm.generate` of each step's batch and saves the sequences.
 `train`: system/training.py's DeepSpeed engine, then per batch the least a policy-gradient step
 does: micro-batches of `train.micro_batch_size` cut from the batch sorted by length (as ours)
-and padded to their longest sequence, one forward
+and padded to their longest sequence, one forward with the textbook log-softmax
 (LM head from the first generated token on), a token-mean surrogate, backward, optimizer step;
 then one more step under torch's profiler (its top operators go into the result). `--step ours`:
 the same batches through our grpo_update instead (what the policy actor runs, minus Ray).
@@ -31,7 +31,7 @@ import torch  # noqa: E402
 
 from common import BENCH_CONFIG  # noqa: E402
 from system.config import load_config  # noqa: E402
-from system.logprobs import micro_batches, token_logprobs  # noqa: E402
+from system.logprobs import micro_batches  # noqa: E402
 from system.models import resolve_model  # noqa: E402
 from system.platform import current_platform  # noqa: E402
 
@@ -124,6 +124,14 @@ def our_update(cfg, engine, batch: list[tuple[list[int], list[int]]], micro_batc
     return real, sum(max(len(s["tokens"]) for s in mb) * len(mb) for m in shard for mb in micro_batches(m, micro_batch))
 
 
+def textbook_logprobs(model, tokens, attention, temperature: float, start: int) -> torch.Tensor:
+    """log pi(token_t | prefix) as a plain training script computes it: the LM head from the first
+    generated token on, log-softmax of the tempered fp32 logits, gather."""
+    logits = model(input_ids=tokens, attention_mask=attention, logits_to_keep=tokens.shape[1] - start + 1).logits
+    logp = torch.log_softmax(logits[:, :-1].float() / temperature, -1)
+    return torch.nn.functional.pad(logp.gather(-1, tokens[:, start:, None]).squeeze(-1), (start, 0))
+
+
 def minimal_step(engine, batch: list[tuple[list[int], list[int]]], micro_batch: int, temperature: float,
                  rng: random.Random) -> tuple[int, int]:
     """One optimizer step over `batch` (prompt ids, completion ids); returns (real, padded) tokens."""
@@ -139,7 +147,7 @@ def minimal_step(engine, batch: list[tuple[list[int], list[int]]], micro_batch: 
             attention[i, :len(p) + len(c)] = 1
             mask[i, len(p):len(p) + len(c)] = 1
         advantages = torch.tensor([rng.choice((-1.0, 1.0)) for _ in mb])
-        logp, _ = token_logprobs(engine, tokens, attention, temperature, start=first)
+        logp = textbook_logprobs(engine, tokens, attention, temperature, first)
         loss = -(logp * mask * advantages[:, None]).sum() / mask.sum()
         engine.backward(loss)
         engine.step()

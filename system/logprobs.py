@@ -24,6 +24,49 @@ def pad_sequences(seqs: list[dict], keys: list[str], pad_id: int, device) -> dic
     return out
 
 
+CHUNK_ELEMENTS = 2**23  # fp32 logits per chunk: 32 MiB, under glibc's largest mmap threshold
+
+
+class SelectedLogprobs(torch.autograd.Function):
+    """log softmax(logits / T)[target] and the entropy, row by row, never holding more than one
+    chunk of rows in fp32. The textbook way (float, divide, log_softmax, gather; softmax again for
+    the entropy) makes ~10 vocabulary-wide fp32 tensors per micro-batch in forward and backward:
+    4.5 GB of fresh memory per micro-batch of 16 x 130 positions at SmolLM2's 49k vocabulary,
+    whose page faults alone cost seconds a step on CPU (docs/benchmarks.md). Backward recomputes
+    each chunk's softmax from the saved log-normaliser: d logp / d logits = (onehot - softmax) / T."""
+
+    @staticmethod
+    def forward(ctx, logits, targets, temperature: float, with_entropy: bool):
+        rows = max(1, CHUNK_ELEMENTS // logits.shape[-1])
+        dtype = torch.promote_types(logits.dtype, torch.float32)  # bf16 logits: fp32 math
+        logp = torch.empty(logits.shape[0], dtype=dtype, device=logits.device)
+        log_norm, entropy = torch.empty_like(logp), torch.zeros_like(logp)
+        for s in range(0, logits.shape[0], rows):
+            chunk = slice(s, s + rows)
+            x = logits[chunk].to(dtype, copy=True).div_(temperature)
+            log_norm[chunk] = torch.logsumexp(x, dim=-1)
+            x.sub_(log_norm[chunk, None])  # now log-softmax
+            logp[chunk] = x.gather(-1, targets[chunk, None]).squeeze(-1)
+            if with_entropy:
+                entropy[chunk] = -(x.exp() * x).sum(-1)
+        ctx.save_for_backward(logits, targets, log_norm)
+        ctx.temperature, ctx.rows = temperature, rows
+        ctx.mark_non_differentiable(entropy)
+        return logp, entropy
+
+    @staticmethod
+    def backward(ctx, grad_logp, _grad_entropy):
+        logits, targets, log_norm = ctx.saved_tensors
+        grad = torch.empty_like(logits)
+        for s in range(0, logits.shape[0], ctx.rows):
+            chunk = slice(s, s + ctx.rows)
+            g = grad_logp[chunk, None]
+            x = logits[chunk].to(log_norm.dtype, copy=True).div_(ctx.temperature)
+            softmax = x.sub_(log_norm[chunk, None]).exp_()
+            grad[chunk] = softmax.mul_(-g).scatter_add_(-1, targets[chunk, None], g).div_(ctx.temperature)
+        return grad, None, None, None
+
+
 def token_logprobs(
     model, tokens: torch.Tensor, attention_mask: torch.Tensor, temperature: float = 1.0, with_entropy: bool = False,
     start: int = 1,
@@ -35,15 +78,13 @@ def token_logprobs(
     generated token) go through the LM head and the vocabulary-wide softmax: with prompts
     longer than answers, that is most of the work saved."""
     keep = tokens.shape[1] - start + 1  # logits at positions start-1 .. L-1 predict tokens start .. L
-    out = model(input_ids=tokens, attention_mask=attention_mask, use_cache=False, logits_to_keep=keep)
-    logits = out.logits[:, :-1].float() / temperature
-    log_norm = torch.logsumexp(logits, dim=-1)
-    logp = logits.gather(-1, tokens[:, start:].unsqueeze(-1)).squeeze(-1) - log_norm
-    entropy = None
-    if with_entropy:
-        with torch.no_grad():
-            entropy = torch.nn.functional.pad(log_norm - (torch.softmax(logits, -1) * logits).sum(-1), (start, 0))
-    return torch.nn.functional.pad(logp, (start, 0)), entropy
+    logits = model(input_ids=tokens, attention_mask=attention_mask, use_cache=False, logits_to_keep=keep).logits
+    # The last position predicts nothing here: give it a dummy target and drop it (no copy of the logits).
+    targets = torch.nn.functional.pad(tokens[:, start:], (0, 1))
+    logp, entropy = SelectedLogprobs.apply(logits.flatten(0, 1), targets.flatten(), temperature, with_entropy)
+    shape = (tokens.shape[0], keep)
+    logp = torch.nn.functional.pad(logp.view(shape)[:, :-1], (start, 0))
+    return logp, torch.nn.functional.pad(entropy.view(shape)[:, :-1], (start, 0)) if with_entropy else None
 
 
 def first_loss_position(seqs: list[dict]) -> int:
