@@ -13,15 +13,18 @@ and padded to their longest sequence, one forward with the textbook log-softmax
 (LM head from the first generated token on), a token-mean surrogate, backward, optimizer step;
 then one more step under torch's profiler (its top operators go into the result). `--step ours`:
 the same batches through our grpo_update instead (what the policy actor runs, minus Ray).
+`--beside-gib N`: train while another, idle process holds N GiB (as the job's other actors do).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
 import random
+import subprocess
 import sys
 import time
 
@@ -156,6 +159,22 @@ def minimal_step(engine, batch: list[tuple[list[int], list[int]]], micro_batch: 
     return n_real, n_padded
 
 
+@contextlib.contextmanager
+def memory_held_elsewhere(gib: float):
+    """Another process holding `gib` GiB of touched memory and doing nothing else, as the job's idle
+    engine, reference and reward actors do while the policy trains."""
+    if gib <= 0:
+        yield
+        return
+    code = f"import torch, time; x = torch.ones({int(gib * 2**28)}); print('held', flush=True); time.sleep(10**6)"
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    holder.stdout.readline()  # the memory is touched
+    try:
+        yield
+    finally:
+        holder.kill()
+
+
 def matmul_gflops(repeats: int = 20) -> float:
     """The CPU's bf16 matmul rate at this model's MLP shape (tokens x 576 @ 576 x 1536): the rate
     a FLOP-count floor of the training step divides by."""
@@ -176,9 +195,15 @@ if __name__ == "__main__":
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--step", choices=("minimal", "ours"), default="minimal",
                         help="train: the least a step does, or our grpo_update (system/training.py)")
+    parser.add_argument("--beside-gib", type=float, default=0.0,
+                        help="train: with another process holding this much memory (idle) meanwhile")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args()
     config = load_config(BENCH_CONFIG, args.overrides)
-    result = bare_generate(config, args.steps, args.batches) if args.mode == "generate" else bare_train(config, args.batches, args.step)
+    if args.mode == "generate":
+        result = bare_generate(config, args.steps, args.batches)
+    else:
+        with memory_held_elsewhere(args.beside_gib):
+            result = bare_train(config, args.batches, args.step)
     with open(args.out, "w") as f:
         json.dump(result, f)
