@@ -11,7 +11,7 @@ import ray
 import torch
 
 from actors.group import DistributedActor
-from system.sync import broadcast, checksum, flatten_bucket, init_sync_group, plan_buckets
+from system.sync import checksum, flatten_bucket, init_sync_group, plan_buckets, start_broadcast
 from system.training import compute_logprobs, grpo_update, init_train_engine, load_checkpoint, save_checkpoint
 
 
@@ -44,15 +44,20 @@ class PolicyTrainer(DistributedActor):
         import deepspeed
 
         by_name = dict(self.sync_params)
-        sums = []
+        sums, in_flight = [], None  # (work, buffer) of the bucket on the wire
         for bucket in self.buckets:
             params = [by_name[m["name"]] for m in bucket]
             with deepspeed.zero.GatheredParameters(params, enabled=self.cfg.train.zero_stage == 3):
                 if self.rank == 0:
                     flat = flatten_bucket(bucket, [p.data for p in params], self.engine.device)
-                    broadcast(self.sync_group, flat)
                     if verify:
                         sums.append(checksum(flat))
+                    work = start_broadcast(self.sync_group, flat)
+                    if in_flight:
+                        in_flight[0].wait()
+                    in_flight = (work, flat)
+        if in_flight:
+            in_flight[0].wait()
         return sums
 
     def update(self, minibatches: list[list[dict]]) -> dict[str, float]:

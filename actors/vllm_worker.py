@@ -8,7 +8,7 @@ Arguments are plain data (msgpack-safe); the tensors themselves come over the sy
 
 from __future__ import annotations
 
-from system.sync import broadcast, checksum, empty_bucket, init_sync_group, unflatten_bucket
+from system.sync import checksum, empty_bucket, init_sync_group, start_broadcast, unflatten_bucket
 
 
 class WeightSyncWorker:
@@ -22,17 +22,26 @@ class WeightSyncWorker:
     def receive_weights(self, buckets: list[list[dict]], verify: bool) -> list[int]:
         """Receive every bucket and load it in place; returns one checksum per bucket if `verify`.
 
-        The buckets are received lazily while vLLM's `reload_weights` consumes the iterator,
-        so only one bucket is held beyond the model itself."""
+        The buckets are received lazily while vLLM's `reload_weights` consumes the iterator:
+        bucket k+1 is on the wire while bucket k is loaded, so two are held beyond the model."""
         sums: list[int] = []
 
+        def loaded(bucket, flat, work):
+            work.wait()
+            if verify:
+                sums.append(checksum(flat))
+            return unflatten_bucket(bucket, flat)
+
         def received():
+            previous = None
             for bucket in buckets:
                 flat = empty_bucket(bucket, self.device)
-                broadcast(self._weight_sync_group, flat)
-                if verify:
-                    sums.append(checksum(flat))
-                yield from unflatten_bucket(bucket, flat)
+                work = start_broadcast(self._weight_sync_group, flat)
+                if previous:
+                    yield from loaded(*previous)
+                previous = (bucket, flat, work)
+            if previous:
+                yield from loaded(*previous)
 
         # Checkpoint format: HF names and layouts; vLLM repacks/shards them as it does at load time.
         self.reload_weights(weights_iterator=received(), is_checkpoint_format=True)

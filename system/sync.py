@@ -3,7 +3,8 @@
 Both sides agree on a *plan*: parameters grouped into buckets of one dtype and at most
 `bucket_mb` each. For each bucket the sender flattens the tensors into one buffer and
 broadcasts it over a dedicated process group (NCCL on GPU, gloo on CPU); receivers split it
-back into named views and load them. Few large broadcasts beat hundreds of small ones.
+back into named views and load them. Few large broadcasts beat hundreds of small ones, and one
+bucket travels while the next is flattened or the previous one loaded.
 When asked to, both sides checksum every buffer so that the driver can prove the bytes arrived
 intact.
 
@@ -108,6 +109,11 @@ def init_sync_group(host: str, port: int, rank: int, world_size: int, backend: s
     return ProcessGroupNCCL(store, rank, world_size, options)
 
 
+def start_broadcast(group, tensor: torch.Tensor):
+    """Rank 0's buffer into everyone's `tensor`, in place, complete once the returned work is
+    waited on: the next bucket can be flattened (sender) or loaded (receiver) meanwhile."""
+    return group.broadcast(tensor, 0)
+
+
 def broadcast(group, tensor: torch.Tensor) -> None:
-    """Rank 0's buffer into everyone's `tensor`, in place."""
-    group.broadcast(tensor, 0).wait()
+    start_broadcast(group, tensor).wait()
