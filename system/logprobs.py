@@ -95,8 +95,8 @@ def first_loss_position(seqs: list[dict]) -> int:
 
 def micro_batches(seqs: list, size: int, length=lambda s: len(s["tokens"])) -> list[list]:
     """Groups of `size`, cut from the sequences sorted by length: each group is padded to its own
-    longest, so similar lengths together compute least on padding (19% -> 5% of the train
-    tokens in bench/grpo_bench.yaml, docs/benchmarks.md). Losses are sums normalised over the
+    longest, so similar lengths together compute least on padding (19% -> 14% extra tokens in
+    bench/grpo_bench.yaml, docs/benchmarks.md). Losses are sums normalised over the
     whole mini-batch, so the order does not change the gradient."""
     ordered = sorted(seqs, key=length)
     return [ordered[i:i + size] for i in range(0, len(ordered), size)]
