@@ -30,9 +30,9 @@ CHUNK_ELEMENTS = 2**23  # fp32 logits per chunk: 32 MiB, under glibc's largest m
 class SelectedLogprobs(torch.autograd.Function):
     """log softmax(logits / T)[target] and the entropy, row by row, never holding more than one
     chunk of rows in fp32. The textbook way (float, divide, log_softmax, gather; softmax again for
-    the entropy) makes ~10 vocabulary-wide fp32 tensors per micro-batch in forward and backward:
-    4.5 GB of fresh memory per micro-batch of 16 x 130 positions at SmolLM2's 49k vocabulary,
-    whose page faults alone cost seconds a step on CPU (docs/benchmarks.md). Backward recomputes
+    the entropy) makes ~10 vocabulary-wide fp32 tensors per micro-batch in forward and backward,
+    409 MB each at 16 x 130 positions and SmolLM2's 49k vocabulary: fresh memory whose page
+    faults cost seconds a step on CPU (docs/benchmarks.md). Backward recomputes
     each chunk's softmax from the saved log-normaliser: d logp / d logits = (onehot - softmax) / T."""
 
     @staticmethod
