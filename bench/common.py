@@ -37,13 +37,13 @@ def fmt(s: dict, digits: int = 1) -> str:
     return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}–{s['max']:.{digits}f})"
 
 
-def run_ours(overrides: list[str], name: str, config: str = BENCH_CONFIG, env: dict | None = None) -> dict:
-    """Our GRPO job in a fresh process (its own Ray runtime): per-step metrics + wall times.
-    `env`: extra environment variables of the job (its Ray workers inherit them)."""
+def run_ours(overrides: list[str], name: str) -> dict:
+    """Our GRPO job (bench/grpo_bench.yaml) in a fresh process (its own Ray runtime): per-step
+    metrics + wall times."""
     out = os.path.join(ROOT, "bench", "runs", f"{name}-{time.strftime('%H%M%S')}.json")
-    cmd = [PYTHON, os.path.join(ROOT, "bench", "run_ours.py"), "--out", out, "--config", config,
+    cmd = [PYTHON, os.path.join(ROOT, "bench", "run_ours.py"), "--out", out, "--config", BENCH_CONFIG,
            f"logging.run_name={os.path.basename(out)[:-5]}", *overrides]
-    _run(cmd, env)
+    _run(cmd)
     with open(out) as f:
         return json.load(f)
 
@@ -58,13 +58,12 @@ def run_trl(args: list[str], name: str) -> dict:
         return json.load(f)
 
 
-def _run(cmd: list[str], env: dict | None = None) -> None:
+def _run(cmd: list[str]) -> None:
     os.makedirs(os.path.join(ROOT, "bench", "runs"), exist_ok=True)
-    shown = " ".join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c for c in cmd)
-    print("$", " ".join(f"{k}={v}" for k, v in (env or {}).items()), shown, flush=True)
+    print("$", " ".join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c for c in cmd), flush=True)
     warn_if_busy()
     start = time.perf_counter()
-    subprocess.run(cmd, cwd=ROOT, env={**ENV, **(env or {})}, check=True)
+    subprocess.run(cmd, cwd=ROOT, env=ENV, check=True)
     print(f"  ({time.perf_counter() - start:.0f} s)", flush=True)
     warn_if_busy()
 
