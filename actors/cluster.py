@@ -7,13 +7,20 @@ from dataclasses import dataclass
 
 import ray
 
+from actors.env import EnvPool
 from actors.group import ActorGroup
 from actors.placement import Placement
 from actors.policy import PolicyTrainer
 from actors.reference import ReferenceModel
 from actors.reward import RewardPool
-from actors.rollout import start_engines
+from actors.vllm_engine import EnginePool
 from actors.weight_sync import WeightSync
+from system.data import load_splits
+from system.data.sampler import PromptSampler
+from system.platform import Platform, platform_for
+from system.rollout import Rollout
+from system.rollout.multiturn import EpisodeRollout
+from system.rollout.single_turn import SingleTurnRollout
 
 # Every actor process: no hub access, quiet tokenizers, wandb never prompting.
 WORKER_ENV = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "RAY_DEDUP_LOGS": "0"}
@@ -30,41 +37,56 @@ def start_ray(address: str, logical_cpus: float) -> None:
         ray.init(num_cpus=max(int(-(-logical_cpus // 1)), os.cpu_count() or 1), runtime_env=env)
 
 
+def cluster_platform() -> Platform:
+    """The platform of the cluster's devices, which the driver's own node may not have."""
+    return platform_for(ray.cluster_resources().get("GPU", 0) > 0)
+
+
 @dataclass
 class Actors:
-    engines: list
+    engines: EnginePool
     policy: ActorGroup
     reference: ActorGroup | None
     rewards: RewardPool
+    envs: EnvPool | None  # when training on environments (cfg.env.cls)
+    rollout: Rollout  # single-turn over the data set, or episodes in the envs
     sync: WeightSync
     placement: Placement
-    envs: object = None  # actors.env.EnvPool when training on environments (cfg.env.cls)
 
     def shutdown(self) -> None:
-        """Kill every actor and release the placement groups (a job can start another run)."""
-        workers = self.engines + self.policy.actors + self.rewards.workers
+        workers = self.engines.engines + self.policy.actors + self.rewards.workers
         workers += (self.reference.actors if self.reference else []) + (self.envs.workers if self.envs else [])
-        for actor in workers:
-            ray.kill(actor)
-        self.placement.remove()
+        release(workers, self.placement)
 
 
-def build_actors(cfg, model_path: str, pad_id: int) -> Actors:
-    use_gpu = ray.cluster_resources().get("GPU", 0) > 0
-    placement = Placement(cfg, use_gpu)
-    engines = start_engines(cfg, placement, model_path)
+def release(actors: list, placement: Placement) -> None:
+    """Kill the actors and free their placement groups, so that a job can start another run."""
+    for actor in actors:
+        ray.kill(actor)
+    placement.remove()
+
+
+def build_actors(cfg, model_path: str, tokenizer) -> Actors:
+    data = None if cfg.env.cls else load_splits(cfg.data)  # bad data fails before any actor starts
+    platform = cluster_platform()
+    roles = cfg.roles()
+    placement = Placement(roles, cfg.placement, platform)
+    engines = EnginePool(cfg, placement, model_path)
+    pad_id = tokenizer.pad_token_id
     policy = ActorGroup(PolicyTrainer, "policy", placement.options("policy"), model_path, cfg, pad_id)
     reference = None
-    if cfg.algorithm.kl_coef > 0:
+    if roles.reference:
         reference = ActorGroup(ReferenceModel, "reference", placement.options("reference"), model_path, cfg, pad_id)
     rewards = RewardPool(list(cfg.reward.functions), cfg.reward.num_workers, placement.options("reward"))
-    envs = None
     if cfg.env.cls:
-        from actors.env import EnvPool
-
         envs = EnvPool(cfg.env, placement.options("env"))
+        rollout = EpisodeRollout(engines, envs, tokenizer, cfg)
+    else:
+        envs, (train_rows, eval_rows) = None, data
+        sampler = PromptSampler(train_rows, cfg.prompts_per_step, cfg.seed)
+        rollout = SingleTurnRollout(engines, rewards, tokenizer, cfg, sampler, eval_rows)
     policy.init()
     if reference is not None:
         reference.init()
-    sync = WeightSync(policy, engines, cfg.rollout.tensor_parallel_size, use_gpu)
-    return Actors(engines, policy, reference, rewards, sync, placement, envs)
+    sync = WeightSync(policy, engines.engines, cfg.rollout.tensor_parallel_size, platform)
+    return Actors(engines, policy, reference, rewards, envs, rollout, sync, placement)

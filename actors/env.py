@@ -1,20 +1,15 @@
-"""Env workers and the multi-turn rollout that drives them from the driver.
+"""Env workers: a pool of actors, each holding many env instances.
 
-Envs run in a pool of actors, each holding many env instances, so slow envs (or thousands of
-them) step in parallel and off the driver. Every call is batched: one `reset` / `step` per worker
-per turn, with episode keys deciding which worker holds which env. The episode loop itself is
-system/rollout/multiturn.py; here it is only wired to the engines and the pool.
+Slow envs (or thousands of them) step in parallel and off the driver. Every call is batched: one
+`reset` / `step` per worker per turn, with episode keys deciding which worker holds which env.
+The episode loop that drives them is system/rollout/multiturn.py.
 """
 
 from __future__ import annotations
 
 import ray
 
-from actors.single_turn import generate
 from system.envs import make_env
-from system.metrics import timed
-from system.rollout.multiturn import ChatTurns, run_episodes, to_rollouts
-from system.rollout.sequences import Rollouts
 
 
 @ray.remote
@@ -69,31 +64,3 @@ class EnvPool:
                 out[j] = answer
         return out
 
-
-def multi_turn_rollout(env_seeds: list[int], engines: list, env_pool: EnvPool, tokenizer, cfg, seed: int,
-                       timings: dict, n: int, temperature: float) -> Rollouts:
-    """`n` episodes per env seed (a GRPO group, contiguous). Each turn, every live episode samples one
-    reply (one engine call per engine, a distinct sampling seed per episode and turn), then the pool
-    steps them all."""
-    if cfg.env.max_context_tokens > cfg.rollout.max_model_len:
-        raise ValueError(f"env.max_context_tokens={cfg.env.max_context_tokens} exceeds what the engine "
-                         f"holds: rollout.max_model_len={cfg.rollout.max_model_len}")
-    seeds = [s for s in env_seeds for _ in range(n)]
-    count = len(seeds)
-
-    def reset(keys):
-        with timed(timings, "env"):
-            return env_pool.reset(keys, [seeds[key] for key in keys])
-
-    def sample(prompts, turn):
-        with timed(timings, "generate"):
-            groups = generate(engines, prompts, cfg.rollout, seed + turn * count, 1, temperature)
-        return [group[0] for group in groups]
-
-    def step(keys, replies):
-        with timed(timings, "env"):
-            return env_pool.step(keys, replies)
-
-    turns = ChatTurns(tokenizer, cfg.data.response_prefix)
-    episodes = run_episodes(count, reset, sample, step, turns, cfg.env.max_context_tokens)
-    return to_rollouts(episodes, cfg.env.trajectory_reward)

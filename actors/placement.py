@@ -9,29 +9,35 @@ placement group of its own, which vLLM's Ray executor then fills with its TP wor
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import ray
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-ROLES = ("engine", "policy", "reference", "reward", "env")
+from system.config import PlacementConfig, Roles
+from system.platform import Platform
+
 # Share of one device each role takes when colocated (GPU).
 COLOCATE_FRACTION = {"engine": 0.4, "policy": 0.4, "reference": 0.2}
 
 
+def _role_cpus(p: PlacementConfig) -> dict[str, float]:
+    return {"engine": p.engine_cpus, "policy": p.policy_cpus, "reference": p.reference_cpus,
+            "reward": p.reward_cpus, "env": p.env_cpus}
+
+
+def _role_counts(roles: Roles) -> dict[str, int]:
+    return {role: count for role, count in asdict(roles).items() if role != "engine_devices"}
+
+
 class Placement:
-    def __init__(self, cfg, use_gpu: bool):
-        self.use_gpu = use_gpu
-        p, r = cfg.placement, cfg.rollout
-        self.counts = {
-            "engine": r.num_engines,
-            "policy": cfg.train.num_ranks,
-            "reference": cfg.reference.num_ranks if cfg.algorithm.kl_coef > 0 else 0,
-            "reward": cfg.reward.num_workers,
-            "env": cfg.env.num_workers if cfg.env.cls else 0,
-        }
-        self.cpus = {"engine": p.engine_cpus, "policy": p.policy_cpus, "reference": p.reference_cpus,
-                     "reward": p.reward_cpus, "env": p.env_cpus}
-        self.tp = r.tensor_parallel_size
+    """`roles`: how many actors of each role (a run config's `roles()`); `p`: the placement section."""
+
+    def __init__(self, roles: Roles, p: PlacementConfig, platform: Platform):
+        self.use_gpu = platform.is_gpu
+        self.counts, self.cpus = _role_counts(roles), _role_cpus(p)
+        self.tp = roles.engine_devices
         self.colocate = p.colocate
         self.groups: dict[str, list] = {}  # role -> [(pg, bundle index)] per actor
         self.pgs: list = []
@@ -83,11 +89,8 @@ class Placement:
         return out
 
     @staticmethod
-    def logical_cpus(cfg) -> float:
+    def logical_cpus(roles: Roles, p: PlacementConfig) -> float:
         """Logical CPUs the job reserves: a local Ray runtime is started with at least this many."""
-        p = cfg.placement
-        return (p.engine_cpus * cfg.rollout.num_engines * cfg.rollout.tensor_parallel_size
-                + p.policy_cpus * cfg.train.num_ranks
-                + p.reference_cpus * (cfg.reference.num_ranks if cfg.algorithm.kl_coef > 0 else 0)
-                + p.reward_cpus * cfg.reward.num_workers
-                + p.env_cpus * (cfg.env.num_workers if cfg.env.cls else 0))
+        counts, cpus = _role_counts(roles), _role_cpus(p)
+        counts["engine"] *= roles.engine_devices
+        return sum(cpus[role] * count for role, count in counts.items())

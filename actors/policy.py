@@ -6,13 +6,16 @@ Rank 0 also sends the weights to the rollout engines after every update.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import ray
 import torch
 
 from actors.group import DistributedActor
-from system.sync import checksum, flatten_bucket, init_sync_group, plan_buckets, start_broadcast
-from system.training import compute_logprobs, grpo_update, init_train_engine, load_checkpoint, save_checkpoint
+from system.sync import init_sync_group, plan_buckets, send
+from system.training.engines import init_train_engine, load_checkpoint, save_checkpoint
+from system.training.grpo import grpo_update
+from system.training.samples import TrainingSample
 
 
 @ray.remote
@@ -23,7 +26,7 @@ class PolicyTrainer(DistributedActor):
         per_rank = self.cfg.prompts_per_step * self.cfg.rollout.group_size // t.num_minibatches // self.world_size
         grad_accum = math.ceil(per_rank / t.micro_batch_size)
         self.engine = init_train_engine(self.model_path, t, self.cfg.model.dtype, grad_accum, self.world_size,
-                                        self.platform.device)
+                                        self.platform)
         self.model = self.engine.module
         tied = getattr(self.model.config, "tie_word_embeddings", False)
         # Tied output embeddings are the input embeddings: sending them twice is waste.
@@ -34,9 +37,8 @@ class PolicyTrainer(DistributedActor):
         self.buckets = plan_buckets(named, self.cfg.sync.bucket_mb)
         return self.buckets
 
-    def init_weight_sync(self, host: str, port: int, world_size: int) -> None:
-        if self.rank == 0:
-            self.sync_group = init_sync_group(host, port, 0, world_size, self.platform.dist_backend)
+    def init_weight_sync(self, host: str, port: int, world_size: int, backend: str) -> None:
+        self.sync_group = init_sync_group(host, port, 0, world_size, backend) if self.rank == 0 else None
 
     def broadcast_weights(self, verify: bool) -> list[int]:
         """All ranks enter (ZeRO-3 gathers are collective); rank 0 sends each bucket (and checksums
@@ -44,23 +46,16 @@ class PolicyTrainer(DistributedActor):
         import deepspeed
 
         by_name = dict(self.sync_params)
-        sums, in_flight = [], None  # (work, buffer) of the bucket on the wire
-        for bucket in self.buckets:
+
+        @contextmanager
+        def tensors_of(bucket):
             params = [by_name[m["name"]] for m in bucket]
             with deepspeed.zero.GatheredParameters(params, enabled=self.cfg.train.zero_stage == 3):
-                if self.rank == 0:
-                    flat = flatten_bucket(bucket, [p.data for p in params], self.engine.device)
-                    if verify:
-                        sums.append(checksum(flat))
-                    work = start_broadcast(self.sync_group, flat)
-                    if in_flight:
-                        in_flight[0].wait()
-                    in_flight = (work, flat)
-        if in_flight:
-            in_flight[0].wait()
-        return sums
+                yield [p.data for p in params]
 
-    def update(self, minibatches: list[list[dict]]) -> dict[str, float]:
+        return send(self.sync_group, self.buckets, tensors_of, self.engine.device, verify)
+
+    def update(self, minibatches: list[list[TrainingSample]]) -> dict[str, float]:
         t = self.cfg.train
         return grpo_update(self.engine, minibatches, self.cfg.algorithm, micro_batch=t.micro_batch_size,
                            ppo_epochs=t.ppo_epochs, pad_id=self.pad_id, temperature=self.cfg.rollout.temperature,
@@ -72,10 +67,6 @@ class PolicyTrainer(DistributedActor):
 
     def load_checkpoint(self, path: str) -> None:
         load_checkpoint(self.engine, path)
-
-    def logprobs(self, seqs: list[dict], temperature: float = 1.0) -> list[torch.Tensor]:
-        self.engine.eval()
-        return compute_logprobs(self.engine, seqs, self.cfg.train.micro_batch_size, self.pad_id, temperature)
 
 
 def _full_shape(p: torch.Tensor) -> torch.Size:

@@ -6,7 +6,9 @@ import ray
 import torch
 
 from actors.group import DistributedActor
-from system.training import compute_logprobs, init_eval_engine
+from system.training.engines import init_eval_engine
+from system.training.logprobs import compute_logprobs
+from system.training.samples import TrainingSample
 
 
 @ray.remote
@@ -17,6 +19,6 @@ class ReferenceModel(DistributedActor):
         self.engine = init_eval_engine(self.model_path, r.zero_stage, r.micro_batch_size, self.cfg.model.dtype,
                                        self.world_size)
 
-    def logprobs(self, seqs: list[dict]) -> list[torch.Tensor]:
+    def logprobs(self, seqs: list[TrainingSample]) -> list[torch.Tensor]:
         return compute_logprobs(self.engine, seqs, self.cfg.reference.micro_batch_size, self.pad_id,
                                 self.cfg.rollout.temperature)

@@ -1,7 +1,7 @@
 """SFT trainer actor: one data-parallel rank of a DeepSpeed model trained on chats.
 
-The same engine, optimizer and checkpoints as the GRPO policy (system/training.py); only the
-step differs (system/sft.py). A finished run's model is an HF folder, as a GRPO checkpoint's.
+The same engine, optimizer and checkpoints as the GRPO policy (system/training/engines.py); only
+the step differs (system/training/sft.py). A finished run's model is an HF folder, as a GRPO checkpoint's.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import math
 import ray
 
 from actors.group import DistributedActor
-from system.sft import nll_sum, sft_update
-from system.training import init_train_engine, load_checkpoint, save_checkpoint, save_model
+from system.training.engines import init_train_engine, load_checkpoint, save_checkpoint, save_model
+from system.training.sft import SFTRow, nll_sum, sft_update
 
 
 @ray.remote
@@ -22,13 +22,13 @@ class SFTTrainer(DistributedActor):
         t = self.cfg.train
         grad_accum = math.ceil(self.cfg.batch_size // self.world_size / t.micro_batch_size)
         self.engine = init_train_engine(self.model_path, t, self.cfg.model.dtype, grad_accum, self.world_size,
-                                        self.platform.device)
+                                        self.platform)
 
-    def train_step(self, rows: list[dict], total_tokens: float) -> dict[str, float]:
+    def train_step(self, rows: list[SFTRow], total_tokens: float) -> dict[str, float]:
         return sft_update(self.engine, rows, total_tokens, micro_batch=self.cfg.train.micro_batch_size,
                           pad_id=self.pad_id, world_size=self.world_size)
 
-    def eval_nll(self, rows: list[dict]) -> dict[str, float]:
+    def eval_nll(self, rows: list[SFTRow]) -> dict[str, float]:
         return nll_sum(self.engine, rows, micro_batch=self.cfg.train.micro_batch_size, pad_id=self.pad_id)
 
     def save_checkpoint(self, path: str) -> None:

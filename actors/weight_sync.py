@@ -1,26 +1,27 @@
 """Driver-side orchestration of weight sync: policy rank 0 -> every engine worker.
 
 Set-up builds one process group (policy rank 0 = rank 0, engine workers after it) on the
-node of policy rank 0; each sync broadcasts the planned buckets and, when asked to, compares the
-checksums that both sides computed.
+node of policy rank 0, over the platform's backend (NCCL on GPUs, gloo on CPU); each sync
+broadcasts the planned buckets (system/sync.py) and, when asked to, compares the checksums
+that both sides computed.
 """
 
 from __future__ import annotations
 
 import ray
 
-from system.platform import current_platform
+from system.platform import Platform
 
 
 class WeightSync:
-    def __init__(self, policy, engines: list, tensor_parallel_size: int, use_gpu: bool):
+    def __init__(self, policy, engines: list, tensor_parallel_size: int, platform: Platform):
         self.policy, self.engines = policy, engines
         self.buckets = ray.get(policy.call("weight_buckets"))[0]
-        backend = "nccl" if use_gpu else current_platform().dist_backend
+        backend = platform.dist_backend
         world_size = 1 + len(engines) * tensor_parallel_size
         host, port = ray.get(policy.actors[0].node_address.remote())
         ray.get(
-            policy.call("init_weight_sync", host, port, world_size)
+            policy.call("init_weight_sync", host, port, world_size, backend)
             + [e.init_weight_sync.remote(host, port, 1 + i * tensor_parallel_size, world_size, backend)
                for i, e in enumerate(engines)]
         )
@@ -33,10 +34,3 @@ class WeightSync:
         sent_sums = ray.get(sent)[0]
         if not all(sums == sent_sums for sums in ray.get(received)):
             raise RuntimeError("weight sync: an engine received different bytes than the policy sent")
-
-    @property
-    def num_bytes(self) -> int:
-        import torch
-
-        return sum(torch.Size(m["shape"]).numel() * getattr(torch, m["dtype"]).itemsize
-                   for bucket in self.buckets for m in bucket)

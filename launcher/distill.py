@@ -15,35 +15,28 @@ and RUN_DIR/stats.json (see system/distill.py).
 from __future__ import annotations
 
 import json
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tqdm import tqdm
+from transformers import AutoTokenizer
 
-import ray  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-from transformers import AutoTokenizer  # noqa: E402
-
-from actors.cluster import start_ray  # noqa: E402
-from actors.placement import Placement  # noqa: E402
-from actors.reward import RewardPool  # noqa: E402
-from actors.rollout import start_engines  # noqa: E402
-from actors.single_turn import single_turn_rollout  # noqa: E402
-from launcher.grpo import launch  # noqa: E402
-from system.config import to_yaml  # noqa: E402
-from system.data import load_splits  # noqa: E402
-from system.distill import TraceStore, problem_id, rejection_sample  # noqa: E402
-from system.evaluation import correctness_reward, solved  # noqa: E402
-from system.metrics import MetricsLogger  # noqa: E402
-from system.models import resolve_model  # noqa: E402
-from system.recipe_config import DistillConfig, placement_view, validate_distill  # noqa: E402
+from actors.cluster import cluster_platform, release, start_ray
+from actors.placement import Placement
+from actors.reward import RewardPool
+from actors.vllm_engine import EnginePool
+from launcher.lifecycle import launch, make_logger
+from system.data import load_splits
+from system.distill import TraceStore, problem_id, rejection_sample
+from system.evaluation import solved
+from system.models import resolve_model
+from system.recipe_config import DistillConfig, validate_distill
+from system.rollout.single_turn import SingleTurnRollout
 
 
-def distill_chunk(rows: list[dict], cfg, engines, rewards, tokenizer, store: TraceStore) -> dict:
-    n, timings = cfg.rollout.group_size, {}
+def distill_chunk(rows: list[dict], cfg, teacher: SingleTurnRollout, store: TraceStore) -> dict:
+    n = cfg.rollout.group_size
     seed = cfg.seed * 1_000_003 + len(store.done)  # a different seed for every chunk, also after a resume
-    rollouts = single_turn_rollout(rows, engines, rewards, tokenizer, cfg, seed, timings, n, cfg.rollout.temperature)
-    correct = solved(rollouts.scores, correctness_reward(cfg.reward.functions), rollouts.rewards)
+    rollouts = teacher.collect(rows, seed, n, cfg.rollout.temperature)
+    correct = solved(rollouts.scores, teacher.correctness, rollouts.rewards)
     finished = [reason == "stop" for reason in rollouts.finish_reasons]
     traces, progress = rejection_sample(rows, rollouts.texts, rollouts.response_lengths, correct, finished, n,
                                         cfg.keep, cfg.data.source)
@@ -56,8 +49,8 @@ def distill_chunk(rows: list[dict], cfg, engines, rewards, tokenizer, store: Tra
         "distill/problems_done": len(store.done),
         "response/length_mean": sum(lengths) / len(lengths),
         "response/clipped_frac": 1 - sum(finished) / len(finished),
-        "throughput/generated_tokens_per_s": sum(lengths) / timings["timing/generate_s"],
-        **timings,
+        "throughput/generated_tokens_per_s": sum(lengths) / rollouts.timings["timing/generate_s"],
+        **rollouts.timings,
     }
 
 
@@ -71,21 +64,18 @@ def distill(cfg, run_dir: str) -> str:
     print(f"distill: {len(store.done)} problems done before, {len(todo)} to do", flush=True)
 
     if todo:
-        view = placement_view(cfg)  # engines and reward workers only
-        start_ray(cfg.ray_address, Placement.logical_cpus(view))
-        placement = Placement(view, ray.cluster_resources().get("GPU", 0) > 0)
-        engines = start_engines(cfg, placement, model_path)
+        start_ray(cfg.ray_address, Placement.logical_cpus(cfg.roles(), cfg.placement))
+        placement = Placement(cfg.roles(), cfg.placement, cluster_platform())
+        engines = EnginePool(cfg, placement, model_path)
         rewards = RewardPool(list(cfg.reward.functions), cfg.reward.num_workers, placement.options("reward"))
-        logger = MetricsLogger(run_dir, {"yaml": to_yaml(cfg)}, cfg.logging.wandb_mode, cfg.logging.wandb_project,
-                               os.path.basename(run_dir))
+        teacher = SingleTurnRollout(engines, rewards, tokenizer, cfg)
+        logger = make_logger(cfg, run_dir)
         chunks = range(0, len(todo), cfg.chunk_size)
         for start in tqdm(chunks, desc="distill", disable=not cfg.logging.progress_bar, dynamic_ncols=True):
-            metrics = distill_chunk(todo[start:start + cfg.chunk_size], cfg, engines, rewards, tokenizer, store)
+            metrics = distill_chunk(todo[start:start + cfg.chunk_size], cfg, teacher, store)
             logger.log(metrics, len(store.done))  # step: problems done
         logger.close()
-        for actor in engines + rewards.workers:
-            ray.kill(actor)
-        placement.remove()
+        release(engines.engines + rewards.workers, placement)
 
     stats = store.finish()
     print(f"distill stats: {json.dumps({k: v for k, v in stats.items() if k != 'per_source'})}", flush=True)

@@ -20,18 +20,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from actors.cluster import start_ray  # noqa: E402
-from actors.placement import Placement  # noqa: E402
-from launcher import distill, grpo, sft  # noqa: E402
-from system.checkpoint import latest_checkpoint  # noqa: E402
-from system.config import save_config  # noqa: E402
-from system.metrics import read_metrics  # noqa: E402
-from system.recipe_config import (STAGE_KINDS, PipelineConfig, load_stage_config, placement_view,  # noqa: E402
-                                  validate_pipeline)
+from actors.cluster import start_ray
+from actors.placement import Placement
+from launcher import distill, grpo, sft
+from launcher.lifecycle import launch
+from system.checkpoint import latest_checkpoint
+from system.config import save_config
+from system.metrics import read_metrics
+from system.recipe_config import STAGE_KINDS, PipelineConfig, load_stage_config, validate_pipeline
 
 STATE_FILE = "pipeline_state.json"
 
@@ -80,7 +77,7 @@ def run(cfg, pipe_dir: str, recipe_path: str | None) -> str:
               f"logging.progress_bar={log.progress_bar}"] + cfg.overrides
     # Every stage's config is checked before the first stage runs.
     configs = [load_stage_config(stage, recipe_dir, shared + stage.overrides) for stage in cfg.stages]
-    start_ray(cfg.ray_address, max(Placement.logical_cpus(placement_view(c)) for c in configs))
+    start_ray(cfg.ray_address, max(Placement.logical_cpus(c.roles(), c.placement) for c in configs))
 
     state_path = os.path.join(pipe_dir, STATE_FILE)
     state = {}
@@ -112,7 +109,7 @@ def run(cfg, pipe_dir: str, recipe_path: str | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> str:
-    return grpo.launch(argv, __doc__, PipelineConfig, validate_pipeline, run)
+    return launch(argv, __doc__, PipelineConfig, validate_pipeline, run)
 
 
 if __name__ == "__main__":

@@ -7,12 +7,9 @@ per eval (samples.md), e.g. for a run still going, or one that stopped before wr
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from system.report import write_report  # noqa: E402
+from system.report import write_report
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,32 +12,26 @@ stage of a recipe (GRPO, or distillation with it as teacher) loads it as `model.
 from __future__ import annotations
 
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import ray
+from tqdm import tqdm
+from transformers import AutoTokenizer
 
-import ray  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-from transformers import AutoTokenizer  # noqa: E402
-
-from actors.cluster import start_ray  # noqa: E402
-from actors.dashboard import dashboard_sink  # noqa: E402
-from actors.group import ActorGroup  # noqa: E402
-from actors.placement import Placement  # noqa: E402
-from actors.sft import SFTTrainer  # noqa: E402
-from launcher.grpo import launch, restore_checkpoint, save_checkpoint  # noqa: E402
-from system.config import to_yaml  # noqa: E402
-from system.data.sampler import PromptSampler  # noqa: E402
-from system.metrics import MetricsLogger  # noqa: E402
-from system.models import resolve_model  # noqa: E402
-from system.recipe_config import SFTConfig, placement_view, validate_sft  # noqa: E402
-from system.sft import encode_conversation, load_conversations, make_rows  # noqa: E402
+from actors.cluster import cluster_platform, release, start_ray
+from actors.group import ActorGroup
+from actors.placement import Placement
+from actors.sft import SFTTrainer
+from launcher.lifecycle import checkpoint_due, launch, make_logger, restore_checkpoint, save_checkpoint
+from system.data.sampler import PromptSampler
+from system.models import resolve_model
+from system.recipe_config import SFTConfig, validate_sft
+from system.training.sft import SFTRow, encode_conversation, load_conversations, make_rows
 
 
-def sft_step(trainer: ActorGroup, batch: list[dict]) -> dict:
+def sft_step(trainer: ActorGroup, batch: list[SFTRow]) -> dict:
     k = len(trainer.actors)
-    tokens = sum(float(row["loss_mask"].sum()) for row in batch)  # the loss is a mean over all of them
+    tokens = sum(float(row.loss_mask.sum()) for row in batch)  # the loss is a mean over all of them
     start = time.perf_counter()
     per_rank = ray.get(trainer.call_sharded("train_step", [batch[r::k] for r in range(k)], tokens))
     elapsed = time.perf_counter() - start
@@ -46,12 +40,12 @@ def sft_step(trainer: ActorGroup, batch: list[dict]) -> dict:
         "train/grad_norm": per_rank[0]["grad_norm"],
         "train/lr": per_rank[0]["lr"],
         "train/loss_tokens": tokens,
-        "throughput/tokens_per_s": sum(len(row["tokens"]) for row in batch) / elapsed,
+        "throughput/tokens_per_s": sum(len(row.tokens) for row in batch) / elapsed,
         "timing/step_s": elapsed,
     }
 
 
-def evaluate(trainer: ActorGroup, eval_rows: list[dict]) -> dict:
+def evaluate(trainer: ActorGroup, eval_rows: list[SFTRow]) -> dict:
     """Mean NLL per assistant token over the held-out chats."""
     k = len(trainer.actors)
     parts = ray.get(trainer.call_sharded("eval_nll", [eval_rows[r::k] for r in range(k)]))
@@ -70,15 +64,13 @@ def train(cfg, run_dir: str) -> str:
     steps = cfg.steps or cfg.epochs * (len(train_rows) // cfg.batch_size)
     print(f"SFT: {len(train_chats)} chats in {len(train_rows)} rows, {steps} steps", flush=True)
 
-    view = placement_view(cfg)  # the trainer ranks are the `policy` role
-    start_ray(cfg.ray_address, Placement.logical_cpus(view))
-    placement = Placement(view, ray.cluster_resources().get("GPU", 0) > 0)
+    start_ray(cfg.ray_address, Placement.logical_cpus(cfg.roles(), cfg.placement))
+    placement = Placement(cfg.roles(), cfg.placement, cluster_platform())
     trainer = ActorGroup(SFTTrainer, "sft", placement.options("policy"), model_path, cfg, tokenizer.pad_token_id)
     trainer.init()
     start = restore_checkpoint(cfg, trainer, loader, run_dir) if cfg.resume else 0
 
-    logger = MetricsLogger(run_dir, {"yaml": to_yaml(cfg)}, cfg.logging.wandb_mode, cfg.logging.wandb_project,
-                           os.path.basename(run_dir), extra_sinks=[dashboard_sink(os.path.basename(run_dir))])
+    logger = make_logger(cfg, run_dir)
     eval_due = lambda step: cfg.eval_every > 0 and eval_rows and step % cfg.eval_every == 0  # noqa: E731
     bar = tqdm(range(start, steps), desc="SFT", initial=start, total=steps, disable=not cfg.logging.progress_bar,
                dynamic_ncols=True)
@@ -88,17 +80,14 @@ def train(cfg, run_dir: str) -> str:
         metrics.update({"data/epoch": loader.epoch, "data/position": loader.position})
         logger.log(metrics, step)
         bar.set_postfix(loss=f"{metrics['train/loss']:.3f}", step_s=f"{metrics['timing/step_s']:.1f}")
-        done = step + 1
-        if (cfg.checkpoint.every and done % cfg.checkpoint.every == 0) or (done == steps and cfg.checkpoint.save_final):
-            save_checkpoint(done, cfg, trainer, loader, run_dir)
+        if checkpoint_due(cfg, step + 1, steps):
+            save_checkpoint(step + 1, cfg, trainer, loader, run_dir)
     if cfg.eval_every > 0 and eval_rows:  # and once after the last step
         logger.log(evaluate(trainer, eval_rows), steps)
     final = os.path.join(run_dir, "final")
     ray.get(trainer.call("save_model", final))
     logger.close()
-    for actor in trainer.actors:
-        ray.kill(actor)
-    placement.remove()
+    release(trainer.actors, placement)
     print(f"final model: {final}", flush=True)
     return final
 

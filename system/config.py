@@ -18,6 +18,14 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from system.algorithms.advantages import ADVANTAGES
+from system.algorithms.kl import KL_ESTIMATORS
+from system.algorithms.losses import LOSS_AGGREGATIONS
+from system.data.prompts import PROMPT_FORMATS
+from system.envs import resolve_env
+from system.rewards import MODES as REWARD_MODES
+from system.rewards import get_reward
+
 
 class ConfigError(ValueError):
     """A config problem the user must fix; the message names the key."""
@@ -101,12 +109,13 @@ class ReferenceConfig:
 
 @dataclass
 class AlgorithmConfig:
+    # Each of these names a registered implementation or a user's `package.module:fn`:
     advantage: str = "grpo"  # grpo | drgrpo | batch_std  (system/algorithms/advantages.py)
     eps_low: float = 0.2
     eps_high: float = 0.2  # > eps_low = DAPO clip-higher
-    loss_agg: str = "token-mean"  # token-mean | seq-mean-token-mean | seq-mean-token-sum-norm
+    loss_agg: str = "token-mean"  # token-mean | seq-mean-token-mean | seq-mean-token-sum-norm  (losses.py)
     kl_coef: float = 0.0
-    kl_estimator: str = "k3"  # k1 | k2 | k3
+    kl_estimator: str = "k3"  # k1 | k2 | k3  (kl.py)
     kl_in_reward: bool = False  # False: KL term in the loss (GRPO); True: subtracted from reward
     filter_zero_variance_groups: bool = False  # DAPO dynamic sampling: such groups carry no loss
 
@@ -177,6 +186,19 @@ class LoggingConfig:
     progress_bar: bool = True
 
 
+@dataclass(frozen=True)
+class Roles:
+    """How many actors of each role a run has: what its placement reserves (actors/placement.py).
+    Every run schema (GRPO's, SFT's, distillation's) says it with a `roles()` method."""
+
+    engine: int = 0
+    policy: int = 0  # trainer ranks (the SFT trainer's too)
+    reference: int = 0
+    reward: int = 0
+    env: int = 0
+    engine_devices: int = 1  # devices per engine: its tensor-parallel size
+
+
 @dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -200,16 +222,21 @@ class Config:
     # (logging.run_name, or the newest run of this config); or the path of one checkpoint.
     resume: str = ""
 
+    def roles(self) -> Roles:
+        return Roles(engine=self.rollout.num_engines, policy=self.train.num_ranks,
+                     reference=self.reference.num_ranks if self.algorithm.kl_coef > 0 else 0,
+                     reward=self.reward.num_workers, env=self.env.num_workers if self.env.cls else 0,
+                     engine_devices=self.rollout.tensor_parallel_size)
 
+
+# Keys with a fixed set of values. Pluggable things (advantages, rewards, ...) are checked against
+# their registries instead (`check_registered`), so a user's `package.module:fn` passes too.
 CHOICES = {
-    "algorithm.advantage": ("grpo", "drgrpo", "batch_std"),
-    "algorithm.loss_agg": ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"),
-    "algorithm.kl_estimator": ("k1", "k2", "k3"),
-    "reward.mode": ("sum", "gate"),
+    "reward.mode": REWARD_MODES,
     "logging.wandb_mode": ("offline", "online", "disabled"),
     "model.dtype": ("bfloat16", "float32", "float16"),
     "env.trajectory_reward": ("sum", "last"),
-    "data.prompt_format": ("chat", "base"),
+    "data.prompt_format": PROMPT_FORMATS,
 }
 
 
@@ -286,13 +313,42 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
     return parsed
 
 
-def validate(cfg: Config) -> None:
-    """Checks that need more than types: choices and cross-field constraints."""
-    for key, choices in CHOICES.items():
+def check_choices(cfg: Any, keys) -> None:
+    for key in keys:
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
-        if value not in choices:
-            raise ConfigError(f"'{key}' must be one of {list(choices)}, got '{value}'")
+        if value not in CHOICES[key]:
+            raise ConfigError(f"'{key}' must be one of {list(CHOICES[key])}, got '{value}'")
+
+
+def check_registered(key: str, name: str, resolve: Callable[[str], Any]) -> None:
+    """`name` resolves in its registry (a registered name, or an importable `package.module:attr`);
+    the registry's message says what is registered and which name was probably meant."""
+    try:
+        resolve(name)
+    except ValueError as e:
+        raise ConfigError(f"'{key}': {e}") from None
+
+
+def check_rewards(functions: dict) -> None:
+    if not functions:
+        raise ConfigError("'reward.functions' must name at least one reward")
+    for name in functions:
+        check_registered("reward.functions", name, get_reward)
+
+
+def validate(cfg: Config) -> None:
+    """Checks that need more than types: choices, registered names and cross-field constraints."""
+    check_choices(cfg, CHOICES)
+    check_registered("algorithm.advantage", cfg.algorithm.advantage, ADVANTAGES.get)
+    check_registered("algorithm.loss_agg", cfg.algorithm.loss_agg, LOSS_AGGREGATIONS.get)
+    check_registered("algorithm.kl_estimator", cfg.algorithm.kl_estimator, KL_ESTIMATORS.get)
+    check_rewards(cfg.reward.functions)
+    if cfg.env.cls:
+        check_registered("env.cls", cfg.env.cls, resolve_env)
+        if cfg.env.max_context_tokens > cfg.rollout.max_model_len:
+            raise ConfigError(f"'env.max_context_tokens'={cfg.env.max_context_tokens} exceeds what the engine "
+                              f"holds: rollout.max_model_len={cfg.rollout.max_model_len}")
     sequences = cfg.prompts_per_step * cfg.rollout.group_size
     per_minibatch, rest = divmod(sequences, cfg.train.num_minibatches)
     if rest or per_minibatch % cfg.train.num_ranks:
@@ -308,8 +364,6 @@ def validate(cfg: Config) -> None:
         raise ConfigError("'env.num_eval_seeds' must be >= 1 when eval.every > 0")
     if any(k > cfg.eval.num_samples or k < 1 for k in cfg.eval.pass_k):
         raise ConfigError(f"'eval.pass_k' values must be between 1 and eval.num_samples={cfg.eval.num_samples}")
-    if not cfg.reward.functions:
-        raise ConfigError("'reward.functions' must name at least one reward")
     if cfg.reward.mode == "gate" and cfg.reward.gate not in cfg.reward.functions:
         raise ConfigError(f"'reward.gate'={cfg.reward.gate} must be one of reward.functions")
     if cfg.data.prompt_format == "base" and cfg.env.cls:

@@ -12,15 +12,7 @@ import os
 
 import numpy as np
 
-from system.rollout.sequences import Rollouts
-
-# Rewards that say whether an answer is right (the others shape format, length, ...).
-CORRECTNESS_REWARDS = ("accuracy", "numeric_accuracy", "countdown", "twenty_four", "code")
-
-
-def correctness_reward(functions: dict) -> str | None:
-    """The configured reward that decides correctness: a score of 1.0 there means solved."""
-    return next((name for name in functions if name in CORRECTNESS_REWARDS), None)
+from system.rollout.base import Rollouts
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -30,7 +22,8 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 def solved(scores: dict, name: str | None, rewards: list) -> list[bool]:
-    """Per sample: the correctness reward is 1.0 (without one: the combined reward is >= 1)."""
+    """Per sample: the score that decides correctness (a reward registered with correctness=True,
+    or env/success) is 1.0; without one, the combined reward is >= 1."""
     values = scores[name] if name else rewards
     return [v is not None and v >= 1.0 for v in values]
 

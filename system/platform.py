@@ -1,7 +1,11 @@
 """The one place where CPU and GPU differ. Everything else runs the same code on both.
 
-GPU: CUDA tensors, NCCL for weight sync, vLLM sized by GPU memory fraction.
+GPU: CUDA tensors, NCCL for weight sync, vLLM sized by GPU memory fraction, fused AdamW.
 CPU: host tensors, gloo, vLLM's CPU backend sized by a KV-cache budget in GiB, eager mode.
+
+An actor asks `current_platform()` (the devices its own process sees); the driver, which may run
+on a node without a GPU, asks for the cluster's platform (`platform_for(has_gpu)`, fed by
+`actors.cluster.cluster_platform`) and passes its decisions (the sync backend) to the actors.
 """
 
 from __future__ import annotations
@@ -15,11 +19,15 @@ import torch
 @dataclass(frozen=True)
 class Platform:
     device: str  # "cuda" | "cpu"
-    dist_backend: str  # "nccl" | "gloo"
+    dist_backend: str  # "nccl" | "gloo": DeepSpeed's group and the weight-sync group
 
     @property
     def is_gpu(self) -> bool:
         return self.device == "cuda"
+
+    def adamw_kwargs(self) -> dict:
+        """The fused AdamW kernel exists for CUDA tensors only."""
+        return {"fused": self.is_gpu}
 
     def vllm_env(self, cpu_kv_cache_gib: int, threads: int) -> dict[str, str]:
         """Environment to set before vLLM is imported in an engine process (`threads`: as set_threads)."""
@@ -51,7 +59,14 @@ class Platform:
             torch.set_num_threads(threads)
 
 
+CPU = Platform("cpu", "gloo")
+GPU = Platform("cuda", "nccl")
+
+
+def platform_for(has_gpu: bool) -> Platform:
+    return GPU if has_gpu else CPU
+
+
 def current_platform() -> Platform:
-    if torch.cuda.is_available():
-        return Platform("cuda", "nccl")
-    return Platform("cpu", "gloo")
+    """The platform of this process: what its own torch sees."""
+    return platform_for(torch.cuda.is_available())

@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from system.config import (CHOICES, CheckpointConfig, Config, ConfigError, DataConfig, LoggingConfig, ModelConfig,
-                           PlacementConfig, RewardConfig, RolloutConfig, TrainConfig, load_config, validate)
+from system.config import (CheckpointConfig, Config, ConfigError, DataConfig, LoggingConfig, ModelConfig,
+                           PlacementConfig, RewardConfig, Roles, RolloutConfig, TrainConfig, check_choices, check_rewards,
+                           load_config, validate)
 
 
 @dataclass
@@ -37,6 +38,9 @@ class SFTConfig:
     ray_address: str = ""
     resume: str = ""  # as GRPO's: "true" = the latest checkpoint of this run directory, or one checkpoint's path
 
+    def roles(self) -> Roles:
+        return Roles(policy=self.train.num_ranks)  # the trainer ranks take the policy's place
+
 
 @dataclass
 class DistillConfig:
@@ -51,6 +55,10 @@ class DistillConfig:
     seed: int = 1
     ray_address: str = ""
     resume: str = ""  # "true": continue the newest run of this config (a run always continues its own directory)
+
+    def roles(self) -> Roles:
+        return Roles(engine=self.rollout.num_engines, reward=self.reward.num_workers,
+                     engine_devices=self.rollout.tensor_parallel_size)
 
 
 @dataclass
@@ -76,16 +84,8 @@ class PipelineConfig:
     resume: str = ""  # "true": continue the newest pipeline of this recipe (finished stages are not re-run)
 
 
-def _check_choices(cfg, keys: tuple[str, ...]) -> None:
-    for key in keys:
-        section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name)
-        if value not in CHOICES[key]:
-            raise ConfigError(f"'{key}' must be one of {list(CHOICES[key])}, got '{value}'")
-
-
 def validate_sft(cfg: SFTConfig) -> None:
-    _check_choices(cfg, ("model.dtype", "logging.wandb_mode"))
+    check_choices(cfg, ("model.dtype", "logging.wandb_mode"))
     if cfg.batch_size < 1 or cfg.batch_size % cfg.train.num_ranks:
         raise ConfigError(f"'batch_size'={cfg.batch_size} must be a positive multiple of "
                           f"train.num_ranks={cfg.train.num_ranks}")
@@ -96,13 +96,12 @@ def validate_sft(cfg: SFTConfig) -> None:
 
 
 def validate_distill(cfg: DistillConfig) -> None:
-    _check_choices(cfg, ("model.dtype", "logging.wandb_mode", "reward.mode"))
+    check_choices(cfg, ("model.dtype", "logging.wandb_mode", "reward.mode"))
     if cfg.keep not in ("all", "shortest"):
         raise ConfigError(f"'keep' must be one of ['all', 'shortest'], got '{cfg.keep}'")
     if cfg.rollout.group_size < 1 or cfg.chunk_size < 1:
         raise ConfigError("'rollout.group_size' and 'chunk_size' must be >= 1")
-    if not cfg.reward.functions:
-        raise ConfigError("'reward.functions' must name at least one reward (the verifier)")
+    check_rewards(cfg.reward.functions)
     if cfg.reward.mode == "gate" and cfg.reward.gate not in cfg.reward.functions:
         raise ConfigError(f"'reward.gate'={cfg.reward.gate} must be one of reward.functions")
 
@@ -114,7 +113,7 @@ STAGE_KINDS = {"sft": (SFTConfig, validate_sft, "model"), "grpo": (Config, valid
 
 def validate_pipeline(cfg: PipelineConfig) -> None:
     """Stages and their references; each stage's own config is checked by `load_stage_config`."""
-    _check_choices(cfg, ("logging.wandb_mode",))
+    check_choices(cfg, ("logging.wandb_mode",))
     if not cfg.stages:
         raise ConfigError("'stages' must list at least one stage")
     outputs: dict[str, str] = {}  # earlier stage name -> "model" | "data"
@@ -142,12 +141,3 @@ def load_stage_config(stage: StageConfig, recipe_dir: str, overrides: list[str])
     except ConfigError as e:
         raise ConfigError(f"stage '{stage.name}': {e}") from None
 
-
-def placement_view(cfg) -> Config:
-    """The GRPO `Config` that actors.placement.Placement reads, with only the roles this run has:
-    an SFT run has trainer ranks (the `policy` role), a distill run engines and reward workers."""
-    if isinstance(cfg, Config):
-        return cfg
-    return Config(rollout=getattr(cfg, "rollout", RolloutConfig(num_engines=0)),
-                  train=getattr(cfg, "train", TrainConfig(num_ranks=0)),
-                  reward=getattr(cfg, "reward", RewardConfig(num_workers=0)), placement=cfg.placement)

@@ -4,16 +4,20 @@ Both sides agree on a *plan*: parameters grouped into buckets of one dtype and a
 `bucket_mb` each. For each bucket the sender flattens the tensors into one buffer and
 broadcasts it over a dedicated process group (NCCL on GPU, gloo on CPU); receivers split it
 back into named views and load them. Few large broadcasts beat hundreds of small ones, and one
-bucket travels while the next is flattened or the previous one loaded.
+bucket travels while the next is flattened (`send`) or the previous one loaded (`receive`).
 When asked to, both sides checksum every buffer so that the driver can prove the bytes arrived
 intact.
 
 The plan is plain lists/dicts/strings so it can cross Ray and vLLM's `collective_rpc` (msgpack).
+The actors only call `send` (policy rank 0, actors/policy.py) and `receive` (each engine worker,
+actors/vllm_worker.py).
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from datetime import timedelta
+from typing import Callable, Iterator, Optional
 
 import torch
 from torch.distributed import PrefixStore, TCPStore
@@ -115,5 +119,49 @@ def start_broadcast(group, tensor: torch.Tensor):
     return group.broadcast(tensor, 0)
 
 
-def broadcast(group, tensor: torch.Tensor) -> None:
-    start_broadcast(group, tensor).wait()
+def send(group, plan: list[Bucket], tensors_of: Callable[[Bucket], AbstractContextManager], device: str,
+         verify: bool) -> list[int]:
+    """The sender's half: every bucket flattened and broadcast, the previous one still on the wire
+    meanwhile; returns one checksum per bucket if `verify`.
+
+    `tensors_of(bucket)` is a context holding the bucket's whole tensors (ZeRO-3 gathers them
+    there, collectively). Ranks that only take part in those gathers pass `group=None`."""
+    sums: list[int] = []
+    in_flight = None  # (work, buffer) of the bucket on the wire
+    for bucket in plan:
+        with tensors_of(bucket) as tensors:
+            if group is None:
+                continue
+            flat = flatten_bucket(bucket, tensors, device)
+            if verify:
+                sums.append(checksum(flat))
+            work = start_broadcast(group, flat)
+            if in_flight:
+                in_flight[0].wait()
+            in_flight = (work, flat)
+    if in_flight:
+        in_flight[0].wait()
+    return sums
+
+
+def receive(group, plan: list[Bucket], device: str, verify: bool,
+            sums: Optional[list[int]] = None) -> Iterator[tuple[str, torch.Tensor]]:
+    """The receiver's half, lazily: (name, tensor) of every parameter, bucket k's once it has
+    arrived, while bucket k+1 is already on the wire (two buckets held beyond the model). With
+    `verify`, each bucket's checksum is appended to `sums` as it lands."""
+
+    def landed(bucket, flat, work):
+        work.wait()
+        if verify:
+            sums.append(checksum(flat))
+        return unflatten_bucket(bucket, flat)
+
+    previous = None
+    for bucket in plan:
+        flat = empty_bucket(bucket, device)
+        work = start_broadcast(group, flat)
+        if previous:
+            yield from landed(*previous)
+        previous = (bucket, flat, work)
+    if previous:
+        yield from landed(*previous)

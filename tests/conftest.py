@@ -16,7 +16,7 @@ def ray_cluster():
 
     from actors.cluster import WORKER_ENV
 
-    # PYTHONPATH: actors can import test helpers such as tests.reward_fixtures
+    # PYTHONPATH: actors can import test helpers such as tests.user_plugins
     ray.init(num_cpus=4, include_dashboard=False, runtime_env={"env_vars": {**WORKER_ENV, "PYTHONPATH": ROOT}})
     yield ray
     ray.shutdown()

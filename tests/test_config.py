@@ -28,7 +28,13 @@ def test_base_inheritance_and_override():
     (["rollout.group_size"], "bad override 'rollout.group_size': expected key.sub=value"),
     (["=3"], "bad override '=3'"),
     (["a..b=1"], "bad override 'a..b=1'"),
-    (["algorithm.loss_agg=foo"], "'algorithm.loss_agg' must be one of"),
+    (["algorithm.loss_agg=foo"], "'algorithm.loss_agg': unknown loss aggregation 'foo'"),
+    (["algorithm.advantage=grop"], "unknown advantage estimator 'grop' (did you mean 'grpo'?)"),
+    (["algorithm.kl_estimator=k4"], "'algorithm.kl_estimator': unknown KL estimator 'k4'"),
+    (["reward.functions={acuracy: 1.0}"], "unknown reward 'acuracy' (did you mean 'accuracy'?)"),
+    (["algorithm.advantage=no_such_pkg.adv:rloo"], "cannot import module 'no_such_pkg.adv'"),
+    (["env.cls=twenty_for"], "'env.cls': unknown env 'twenty_for' (did you mean 'twenty_four'?)"),
+    (["reward.mode=product"], "'reward.mode' must be one of ['sum', 'gate']"),
     (["rollout.group_size=1"], "must be >= 2"),
     (["prompts_per_step=3", "rollout.group_size=3", "train.num_ranks=2"], "must split evenly"),
 ])
@@ -94,3 +100,44 @@ def test_gpu_recipes_are_there():
     tinyzero = load_config(os.path.join(ROOT, "configs/gpu/grpo_countdown_qwen2.5-3b.yaml"))
     assert (tinyzero.prompts_per_step, tinyzero.rollout.max_new_tokens, tinyzero.train.lr, tinyzero.algorithm.kl_coef) == (
         256, 1024, 1e-6, 0.001)
+
+
+USER_PACKAGE = """
+from system.rewards import register_reward
+
+
+def rloo(rewards, valid, group_size):
+    r = rewards.view(-1, group_size)
+    return (r - (r.sum(1, keepdim=True) - r) / (group_size - 1)).view(-1)
+
+
+@register_reward("exact_match", correctness=True)
+def exact_match(completions, answer, **_):
+    return [float(c.strip() == a) for c, a in zip(completions, answer)]
+
+
+def shout(completions, **_):
+    return [float(c.isupper()) for c in completions]
+"""
+
+
+def test_pluggable_names_come_from_the_users_package(tmp_path, monkeypatch):
+    """Everything the config names through a registry can be a user's `package.module:fn`; a
+    reward registered with correctness=True is what accuracy counts."""
+    import torch
+
+    from system.algorithms.advantages import get_advantage
+    from system.rewards import correctness_reward
+
+    (tmp_path / "my_pkg").mkdir()
+    (tmp_path / "my_pkg" / "__init__.py").write_text("")
+    (tmp_path / "my_pkg" / "plugins.py").write_text(USER_PACKAGE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = load_config(DEMO, ["algorithm.advantage=my_pkg.plugins:rloo",
+                             "reward.functions={my_pkg.plugins:shout: 0.1, my_pkg.plugins:exact_match: 1.0}"])
+    rewards = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    assert get_advantage(cfg.algorithm.advantage)(rewards, torch.ones(4, dtype=torch.bool), 4).tolist() == \
+        pytest.approx([1.0, -1 / 3, -1 / 3, -1 / 3])
+    assert correctness_reward(cfg.reward.functions) == "my_pkg.plugins:exact_match"
+    assert correctness_reward({"format": 1.0, "countdown": 1.0}) == "countdown"
+    assert correctness_reward({"format": 1.0, "my_pkg.plugins:shout": 1.0}) is None

@@ -67,7 +67,7 @@ def test_reopening_drops_what_a_killed_run_left_half_done(tmp_path):
 # does, and cut-off traces are never kept); the verifier accepts by a simple rule.
 TEACHER_RUN = [
     "model.path=smollm2-135m", "data.num_train=8", "data.num_eval=0", "rollout.group_size=4",
-    "rollout.max_new_tokens=32", "rollout.max_model_len=256", "reward.functions={tests.reward_fixtures:even_length: 1.0}",
+    "rollout.max_new_tokens=32", "rollout.max_model_len=256", "reward.functions={tests.user_plugins:even_length: 1.0}",
     "reward.num_workers=1", "logging.wandb_mode=disabled", "logging.progress_bar=false",
 ]
 DISTILL = os.path.join(ROOT, "configs", "distill_countdown_cpu.yaml")

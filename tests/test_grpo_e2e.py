@@ -9,12 +9,13 @@ import torch
 from launcher.grpo import train
 from system.config import load_config
 from system.metrics import read_metrics
+from tests.probes import engine_logprobs, trainer_logprobs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_RUN = [
     "model.path=tiny", "steps=2", "prompts_per_step=4", "rollout.group_size=4", "rollout.max_new_tokens=16",
     "rollout.max_model_len=256", "train.lr=1e-3", "train.micro_batch_size=8", "algorithm.kl_coef=0.01",
-    "reward.functions={countdown: 1.0, format: 0.5, tests.reward_fixtures:response_length: 1.0}", "reward.num_workers=2", "logging.wandb_mode=disabled",
+    "reward.functions={countdown: 1.0, format: 0.5, tests.user_plugins:response_length: 1.0}", "reward.num_workers=2", "logging.wandb_mode=disabled",
     "logging.progress_bar=false", "sync.bucket_mb=4", "sync.verify_every=1", "eval.every=0", "checkpoint.save_final=false",
 ]
 EXPECTED_KEYS = [
@@ -57,9 +58,8 @@ def test_two_grpo_steps_update_and_sync_the_engine(ray_job, tiny_model, tmp_path
 
     # The engine's policy moved away from the initial weights and now equals the trainer's.
     seq = list(range(100, 140))
-    engine = torch.tensor(ray_job.get(actors.engines[0].score.remote([seq]))[0])
-    # every ZeRO-3 rank takes part in a forward (parameters are gathered collectively)
-    trainer = ray_job.get(actors.policy.call("logprobs", [{"tokens": torch.tensor(seq)}]))[0][0][1:]
+    engine = torch.tensor(engine_logprobs(actors.engines.engines[0], [seq])[0])
+    trainer = trainer_logprobs(actors.policy, seq)
     before = initial_logprobs(tiny_model, seq)
     moved, disagree = (engine - before).abs().mean(), (engine - trainer).abs().mean()
     print(f"engine vs initial weights {moved:.4f}, engine vs trainer {disagree:.4f}")
@@ -72,7 +72,12 @@ def test_two_grpo_steps_update_and_sync_the_engine(ray_job, tiny_model, tmp_path
 
 @pytest.mark.e2e
 def test_skipped_sync_shows_in_the_logprob_check(ray_job, tmp_path):
-    actors, metrics = run(tmp_path, "sync.enabled=false")
+    # The user's own advantage estimator and correctness reward, named on the command line.
+    user_reward = "tests.user_plugins:even_length"
+    actors, metrics = run(tmp_path, "sync.enabled=false", "algorithm.advantage=tests.user_plugins:leave_one_out",
+                          f"reward.functions={{format: 0.5, {user_reward}: 1.0}}")
     assert metrics[0]["sync/logprob_abs_diff_mean"] < 0.05  # step 0: engine and trainer start equal
     assert metrics[1]["sync/logprob_abs_diff_mean"] > 0.1  # step 1: the engine sampled with stale weights
+    for m in metrics:  # accuracy follows the reward that says it measures correctness
+        assert m["reward/accuracy"] == m[f"reward/{user_reward}/mean"]
     actors.shutdown()

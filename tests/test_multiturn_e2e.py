@@ -9,10 +9,11 @@ import re
 import pytest
 import torch
 
-import actors.env
 from launcher.grpo import train
 from system.config import load_config
 from system.metrics import read_metrics
+from system.rollout.multiturn import EpisodeRollout
+from tests.probes import engine_logprobs
 from tests.test_multiturn import segments
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,14 +38,14 @@ def test_two_multi_turn_grpo_steps(ray_job, tiny_model, tmp_path, monkeypatch):
     from transformers import AutoTokenizer
 
     calls = []  # per rollout: env seeds, episodes per seed, temperature, the rollouts, the engine's log-probs
-    real = actors.env.multi_turn_rollout
+    real = EpisodeRollout.collect
 
-    def recording(env_seeds, engines, pool, tokenizer, cfg, seed, timings, n, temperature):
-        rollouts = real(env_seeds, engines, pool, tokenizer, cfg, seed, timings, n, temperature)
-        calls.append((env_seeds, n, temperature, rollouts, ray_job.get(engines[0].score.remote(rollouts.tokens))))
+    def recording(self, env_seeds, seed, n, temperature):
+        rollouts = real(self, env_seeds, seed, n, temperature)
+        calls.append((env_seeds, n, temperature, rollouts, engine_logprobs(self.engines.engines[0], rollouts.tokens)))
         return rollouts
 
-    monkeypatch.setattr(actors.env, "multi_turn_rollout", recording)
+    monkeypatch.setattr(EpisodeRollout, "collect", recording)
     cfg = load_config(os.path.join(ROOT, "configs", "grpo_24point_cpu.yaml"),
                       TINY_RUN + [f"logging.output_dir={tmp_path}", "logging.run_name=run"])
     run_dir = os.path.join(str(tmp_path), "run")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from system.data.prompts import encode_chat
-from system.sft import encode_conversation, make_rows, token_nll
+from system.training.sft import encode_conversation, make_rows, token_nll
 
 CHAT = [{"role": "user", "content": "Make 7 from [3, 4]"}, {"role": "assistant", "content": "<answer> 3 + 4 </answer>"}]
 TWO_TURNS = [
@@ -72,12 +72,12 @@ def test_packing_fills_rows_and_restarts_positions(tokenizer):
     lengths = [len(ids) for ids, _ in examples]
     limit = lengths[0] + lengths[1]
     rows = make_rows(examples, limit, packing=True)
-    assert [len(r["tokens"]) for r in rows] == [limit, lengths[2] + lengths[3]]
-    assert rows[0]["positions"].tolist() == list(range(lengths[0])) + list(range(lengths[1]))
-    assert rows[0]["loss_mask"].tolist() == examples[0][1] + examples[1][1]
+    assert [len(r.tokens) for r in rows] == [limit, lengths[2] + lengths[3]]
+    assert rows[0].positions.tolist() == list(range(lengths[0])) + list(range(lengths[1]))
+    assert rows[0].loss_mask.tolist() == examples[0][1] + examples[1][1]
     assert len(make_rows(examples, limit, packing=False)) == 4
     cut = make_rows(examples[:1], 10, packing=False)[0]  # longer examples are cut to max_length
-    assert cut["tokens"].tolist() == examples[0][0][:10] and cut["positions"].tolist() == list(range(10))
+    assert cut.tokens.tolist() == examples[0][0][:10] and cut.positions.tolist() == list(range(10))
 
 
 def test_packed_examples_do_not_attend_to_each_other(tiny_model, tokenizer):
@@ -86,11 +86,11 @@ def test_packed_examples_do_not_attend_to_each_other(tiny_model, tokenizer):
     model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
     examples = [encode_conversation(tokenizer, chat) for chat in (TWO_TURNS, CHAT)]
     packed = make_rows(examples, 4096, packing=True)[0]
-    alone = torch.cat([token_nll(model, r["tokens"][None], r["positions"][None])[0]
+    alone = torch.cat([token_nll(model, r.tokens[None], r.positions[None])[0]
                        for r in make_rows(examples, 4096, packing=False)])
-    together = token_nll(model, packed["tokens"][None], packed["positions"][None])[0]
-    mask = packed["loss_mask"]  # (the first token of an example is a prompt token: never in the loss)
+    together = token_nll(model, packed.tokens[None], packed.positions[None])[0]
+    mask = packed.loss_mask  # (the first token of an example is a prompt token: never in the loss)
     torch.testing.assert_close(together * mask, alone * mask, atol=1e-4, rtol=1e-4)
     # Without restarted positions the second example would see the first: the loss would differ.
-    leaky = token_nll(model, packed["tokens"][None], torch.arange(len(packed["tokens"]))[None])[0]
+    leaky = token_nll(model, packed.tokens[None], torch.arange(len(packed.tokens))[None])[0]
     assert ((leaky - alone) * mask).abs().max() > 1e-2

@@ -1,11 +1,14 @@
-"""Weight-sync protocol: bucket plans, flatten/unflatten, checksums, and a real gloo broadcast."""
+"""Weight-sync protocol: bucket plans, flatten/unflatten, checksums, and both halves (`send`,
+`receive`) over a real gloo group between two processes."""
 
 import multiprocessing as mp
+from contextlib import contextmanager
 
+import pytest
 import torch
 
-from system.sync import (broadcast, bucket_numel, checksum, empty_bucket, flatten_bucket, init_sync_group,
-                         plan_buckets, unflatten_bucket)
+from system.sync import (bucket_numel, checksum, flatten_bucket, init_sync_group, plan_buckets, receive, send,
+                         unflatten_bucket)
 
 
 def named(tensors):
@@ -39,27 +42,57 @@ def test_checksum_sees_one_flipped_bit_and_a_swap():
     assert x[3] == x[4] or checksum(x) != checksum(swapped)
 
 
-def _receiver(port, bucket, queue):
+def _receiver(port, plan, verify, queue):
     group = init_sync_group("127.0.0.1", port, 1, 2, "gloo", timeout_s=60)
-    flat = empty_bucket(bucket, "cpu")
-    broadcast(group, flat)
-    queue.put((checksum(flat), [t.clone() for _, t in unflatten_bucket(bucket, flat)]))
+    sums: list[int] = []
+    received = [(name, t.clone()) for name, t in receive(group, plan, "cpu", verify, sums)]
+    queue.put((sums, received))
 
 
-def test_gloo_broadcast_between_processes():
+@pytest.mark.parametrize("verify", [True, False])
+def test_send_and_receive_a_plan_between_processes(verify):
+    """Both halves of the pipeline over a real gloo group: three buckets (so one is always on the
+    wire while another is flattened or loaded), every tensor arrives intact and in plan order."""
     from actors.group import free_port
 
-    ts = [("w", torch.randn(64, 32).to(torch.bfloat16)), ("b", torch.randn(32).to(torch.bfloat16))]
-    [bucket] = plan_buckets(named(ts), 64)
+    ts = [("w", torch.randn(64, 32).to(torch.bfloat16)), ("b", torch.randn(31).to(torch.bfloat16)),
+          ("v", torch.randn(128, 64).to(torch.bfloat16)), ("f", torch.randn(9))]
+    plan = plan_buckets(named(ts), bucket_mb=0.01)  # ~10 KB: w b (31 elements: padded) | v | f (fp32)
+    assert len(plan) == 3
+    by_name = dict(ts)
+    entered = []
+
+    @contextmanager
+    def tensors_of(bucket):  # as the policy does around a ZeRO-3 gather
+        entered.append([m["name"] for m in bucket])
+        yield [by_name[m["name"]] for m in bucket]
+
     port = free_port()
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_receiver, args=(port, bucket, queue))
+    proc = ctx.Process(target=_receiver, args=(port, plan, verify, queue))
     proc.start()
     group = init_sync_group("127.0.0.1", port, 0, 2, "gloo", timeout_s=60)
-    flat = flatten_bucket(bucket, [t for _, t in ts], "cpu")
-    broadcast(group, flat)
-    received_sum, received = queue.get(timeout=60)
+    sent_sums = send(group, plan, tensors_of, "cpu", verify)
+    received_sums, received = queue.get(timeout=60)
     proc.join(timeout=30)
-    assert received_sum == checksum(flat)
-    assert all(torch.equal(a, b) for a, b in zip(received, [t for _, t in ts]))
+    assert entered == [[m["name"] for m in b] for b in plan]
+    assert [name for name, _ in received] == [name for name, _ in ts]
+    assert all(torch.equal(t, by_name[name]) for name, t in received)
+    assert received_sums == sent_sums and len(sent_sums) == (3 if verify else 0)
+    assert not verify or sent_sums == [checksum(flatten_bucket(b, [by_name[m["name"]] for m in b], "cpu"))
+                                       for b in plan]
+
+
+def test_a_rank_without_the_group_only_enters_the_gathers():
+    ts = [("a", torch.zeros(4)), ("b", torch.zeros(4, dtype=torch.bfloat16))]
+    plan = plan_buckets(named(ts), 64)
+    entered = []
+
+    @contextmanager
+    def tensors_of(bucket):
+        entered.append(len(bucket))
+        yield [t for _, t in ts]
+
+    assert send(None, plan, tensors_of, "cpu", verify=True) == []
+    assert entered == [1, 1]

@@ -7,13 +7,10 @@ computed (a reward of None): the others are left out of every statistic and get 
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 
 from system.registry import Registry
 
-Estimator = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
 ADVANTAGES = Registry("advantage estimator")
 register_advantage = ADVANTAGES.register
 get_advantage = ADVANTAGES.get

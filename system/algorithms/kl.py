@@ -1,4 +1,5 @@
-"""KL(pi || pi_ref) estimators per token, from log-probs of the sampled tokens (Schulman, 2020).
+"""KL(pi || pi_ref) estimators per token, from log-probs of the sampled tokens (Schulman, 2020),
+in a registry: `algorithm.kl_estimator` names one, or a user's `package.module:fn`.
 
 With log_ratio = logp - logp_ref and samples drawn from pi:
   k1 = log_ratio                           unbiased, high variance, can be negative
@@ -10,14 +11,27 @@ from __future__ import annotations
 
 import torch
 
+from system.registry import Registry
+
+KL_ESTIMATORS = Registry("KL estimator")
+register_kl_estimator = KL_ESTIMATORS.register
+
+
+@register_kl_estimator("k1")
+def k1(log_ratio: torch.Tensor) -> torch.Tensor:
+    return log_ratio
+
+
+@register_kl_estimator("k2")
+def k2(log_ratio: torch.Tensor) -> torch.Tensor:
+    return 0.5 * log_ratio.square()
+
+
+@register_kl_estimator("k3")
+def k3(log_ratio: torch.Tensor) -> torch.Tensor:
+    # clamp: exp of a large negative log-ratio overflows in low precision
+    return torch.exp(-log_ratio.clamp(-20, 20)) - 1 + log_ratio
+
 
 def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str) -> torch.Tensor:
-    log_ratio = logp - ref_logp
-    if estimator == "k1":
-        return log_ratio
-    if estimator == "k2":
-        return 0.5 * log_ratio.square()
-    if estimator == "k3":
-        # clamp: exp of a large negative log-ratio overflows in low precision
-        return torch.exp(-log_ratio.clamp(-20, 20)) - 1 + log_ratio
-    raise ValueError(f"unknown KL estimator '{estimator}', expected k1, k2 or k3")
+    return KL_ESTIMATORS.get(estimator)(logp - ref_logp)

@@ -11,24 +11,40 @@ from __future__ import annotations
 import torch
 
 from system.algorithms.kl import kl_penalty
+from system.registry import Registry
+
+
+LOSS_AGGREGATIONS = Registry("loss aggregation")
+register_loss_aggregation = LOSS_AGGREGATIONS.register
+
+
+@register_loss_aggregation("token-mean")
+def token_mean(mask: torch.Tensor, max_response_len: int) -> torch.Tensor:
+    """Every token of the mini-batch weighs the same (DAPO)."""
+    return mask / mask.sum().clamp(min=1)
+
+
+@register_loss_aggregation("seq-mean-token-mean")
+def seq_mean_token_mean(mask: torch.Tensor, max_response_len: int) -> torch.Tensor:
+    """Mean over the tokens of a sequence, then over sequences (original GRPO)."""
+    return mask / mask.sum(1, keepdim=True).clamp(min=1) / _loss_carrying(mask)
+
+
+@register_loss_aggregation("seq-mean-token-sum-norm")
+def seq_mean_token_sum_norm(mask: torch.Tensor, max_response_len: int) -> torch.Tensor:
+    """Sum over a sequence's tokens / a constant max length, mean over sequences (Dr. GRPO)."""
+    return mask / (max_response_len * _loss_carrying(mask))
+
+
+def _loss_carrying(mask: torch.Tensor) -> torch.Tensor:
+    """Sequences that carry loss at all."""
+    return (mask.sum(1) > 0).sum().clamp(min=1)
 
 
 def token_weights(mask: torch.Tensor, mode: str, max_response_len: int) -> torch.Tensor:
-    """mask: [sequences, tokens], 1 on response tokens that carry loss.
-
-    token-mean               every token of the mini-batch weighs the same (DAPO)
-    seq-mean-token-mean      mean over tokens of a sequence, then over sequences (original GRPO)
-    seq-mean-token-sum-norm  sum over tokens / a constant max length, mean over sequences (Dr. GRPO)
-    """
-    mask = mask.float()
-    if mode == "token-mean":
-        return mask / mask.sum().clamp(min=1)
-    num_seqs = (mask.sum(1) > 0).sum().clamp(min=1)  # sequences that carry loss at all
-    if mode == "seq-mean-token-mean":
-        return mask / mask.sum(1, keepdim=True).clamp(min=1) / num_seqs
-    if mode == "seq-mean-token-sum-norm":
-        return mask / (max_response_len * num_seqs)
-    raise ValueError(f"unknown loss aggregation '{mode}'")
+    """mask: [sequences, tokens], 1 on response tokens that carry loss; `mode` names a registered
+    aggregation (or a user's `package.module:fn` of the same signature)."""
+    return LOSS_AGGREGATIONS.get(mode)(mask.float(), max_response_len)
 
 
 def policy_loss(

@@ -38,6 +38,9 @@ BASE_TEMPLATE = (
 )
 
 
+PROMPT_FORMATS = ("chat", "base")  # data.prompt_format: encode_prompt below
+
+
 def template_text(name_or_text: str) -> str:
     return TEMPLATES.get(name_or_text, name_or_text)
 

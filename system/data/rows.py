@@ -8,8 +8,7 @@ file, the row (1-based) and the column; rows are never dropped silently (only ro
 
 from __future__ import annotations
 
-from system.config import CHOICES
-from system.data.prompts import template_fields, template_text
+from system.data.prompts import PROMPT_FORMATS, template_fields, template_text
 from system.rewards.extract import boxed_content
 
 # Where a row's prompt is read from when no template is configured, in this order.
@@ -38,8 +37,8 @@ class Where:
 
 def prepare_rows(rows: list[dict], cfg, origin: str, default_template: str = "") -> list[dict]:
     """`rows` (from `origin`, a file or generator name) made ready for training (cfg: DataConfig)."""
-    if cfg.prompt_format not in CHOICES["data.prompt_format"]:
-        raise DataError(f"data.prompt_format must be one of {list(CHOICES['data.prompt_format'])}, "
+    if cfg.prompt_format not in PROMPT_FORMATS:
+        raise DataError(f"data.prompt_format must be one of {list(PROMPT_FORMATS)}, "
                         f"got {cfg.prompt_format!r}")
     if cfg.prompt_format == "base" and cfg.system_prompt:
         raise DataError("data.system_prompt is for prompt_format chat: the base template's first lines play its part")

@@ -6,7 +6,7 @@ data set's columns as lists aligned with `completions` (unknown ones are ignored
 """
 
 from system.rewards import code, countdown, format, math_accuracy, shaping  # noqa: F401  (registers them)
-from system.rewards.combine import combine_rewards
-from system.rewards.registry import available_rewards, get_reward, register_reward
+from system.rewards.combine import MODES, combine_rewards
+from system.rewards.registry import available_rewards, correctness_reward, get_reward, register_reward
 
-__all__ = ["available_rewards", "combine_rewards", "get_reward", "register_reward"]
+__all__ = ["MODES", "available_rewards", "combine_rewards", "correctness_reward", "get_reward", "register_reward"]

@@ -72,4 +72,4 @@ def make_code(binary: bool = False, limits: Limits = Limits(wall_s=5.0, cpu_s=5)
     return code
 
 
-code = register_reward("code")(make_code())
+code = register_reward("code", correctness=True)(make_code())

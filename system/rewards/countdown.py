@@ -64,8 +64,8 @@ def make_countdown(format_score: float = 0.1, tag: str = "answer", fixed_target:
     return countdown
 
 
-countdown = register_reward("countdown")(make_countdown())
-twenty_four = register_reward("twenty_four")(make_countdown(fixed_target=24))
+countdown = register_reward("countdown", correctness=True)(make_countdown())
+twenty_four = register_reward("twenty_four", correctness=True)(make_countdown(fixed_target=24))
 
 
 @register_reward("countdown_numbers")

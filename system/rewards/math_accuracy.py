@@ -86,7 +86,7 @@ def math_correct(completion: str, gold: Optional[str]) -> Optional[bool]:
     return verify(parsed_gold, parsed_answer, timeout_seconds=_timeout())
 
 
-@register_reward("accuracy")
+@register_reward("accuracy", correctness=True)
 def accuracy(
     completions: list[str], answer: Optional[list] = None, solution: Optional[list] = None, **kwargs
 ) -> list[Optional[float]]:
@@ -98,7 +98,7 @@ def accuracy(
     return [None if ok is None else float(ok) for ok in correct]
 
 
-@register_reward("numeric_accuracy")
+@register_reward("numeric_accuracy", correctness=True)
 def numeric_accuracy(completions: list[str], answer: Optional[list] = None, **kwargs) -> list[Optional[float]]:
     """1.0 when the final answer (or the right side of a final `... = x`) is a number equal to the
     numeric gold `answer`. For questions that are expressions themselves (the `arithmetic`

@@ -14,8 +14,8 @@ is where its inverted-mask bug lived. Only the text the env adds (each observati
 
 How an observation looks in tokens is read off the tokenizer's own chat template (`ChatTurns`),
 so any chat model works without a per-model table. The loop (`run_episodes`) is driven by three
-callables (reset, generate, step), so it runs against fake generators in tests and against Ray
-actors in training (actors/env.py).
+callables (reset, generate, step), so it runs against fake generators in tests; `EpisodeRollout`
+wires it to the engine and env pools (actors/vllm_engine.py, actors/env.py) for training.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from itertools import zip_longest
 from typing import Callable, Optional
 
 from system.data.prompts import encode_chat
-from system.rollout.sequences import Rollouts
+from system.metrics import timed
+from system.rollout.base import Rollout, Rollouts
 
 SENTINEL = "\x00ACTION\x00"  # stands for the model's reply while reading the template
 ANCHOR = [{"role": "user", "content": "U"}]  # any conversation before the reply
@@ -198,3 +199,50 @@ def eval_seeds(count: int) -> list[int]:
 def response_token_budget(max_turns: int, max_new_tokens: int, max_context_tokens: int) -> int:
     """The most tokens the model can write in one episode: Dr. GRPO's length constant for multi-turn."""
     return min(max_turns * max_new_tokens, max_context_tokens)
+
+
+class EpisodeRollout(Rollout):
+    """`n` episodes per env seed (a GRPO group, contiguous), each turn one engine call for every live
+    episode (a distinct sampling seed per episode and turn), then one env-pool step for them all.
+    `engines.generate(prompts, n, temperature, seed)`; `envs.reset(keys, seeds)`, `envs.step(keys,
+    actions)` and `envs.max_turns` (actors/env.py). `cfg`: the GRPO config."""
+
+    correctness = "env/success"
+
+    def __init__(self, engines, envs, tokenizer, cfg):
+        self.engines, self.envs, self.cfg = engines, envs, cfg
+        self.turns = ChatTurns(tokenizer, cfg.data.response_prefix)
+        self.max_response_tokens = response_token_budget(envs.max_turns, cfg.rollout.max_new_tokens,
+                                                         cfg.env.max_context_tokens)
+
+    def train_tasks(self, step_seed: int) -> list[int]:
+        return train_seeds(step_seed, self.cfg.prompts_per_step)
+
+    def eval_tasks(self) -> list[int]:
+        return eval_seeds(self.cfg.env.num_eval_seeds)
+
+    def describe(self, env_seeds: list[int]) -> list[str]:
+        return [f"{self.cfg.env.cls}, seed {s}" for s in env_seeds]
+
+    def collect(self, env_seeds: list[int], seed: int, n: int, temperature: float) -> Rollouts:
+        timings: dict[str, float] = {}
+        seeds = [s for s in env_seeds for _ in range(n)]
+        count = len(seeds)
+
+        def reset(keys):
+            with timed(timings, "env"):
+                return self.envs.reset(keys, [seeds[key] for key in keys])
+
+        def sample(prompts, turn):
+            with timed(timings, "generate"):
+                groups = self.engines.generate(prompts, 1, temperature, seed + turn * count)
+            return [group[0] for group in groups]
+
+        def step(keys, replies):
+            with timed(timings, "env"):
+                return self.envs.step(keys, replies)
+
+        episodes = run_episodes(count, reset, sample, step, self.turns, self.cfg.env.max_context_tokens)
+        rollouts = to_rollouts(episodes, self.cfg.env.trajectory_reward)
+        rollouts.timings = timings
+        return rollouts

@@ -1,7 +1,8 @@
-"""Rollout engine actor: one vLLM engine that samples completions and receives new weights.
+"""vLLM engine actors, and the pool that fans a batch of prompts out over them.
 
 Token in, token out: prompts arrive as token ids and samples leave as token ids with the
 sampling log-probs of every generated token, so the trainer scores exactly what was sampled.
+Each engine also receives new weights (its workers run actors/vllm_worker.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from system.platform import current_platform
 
 
 @ray.remote
-class RolloutEngine:
+class VLLMEngine:
     def __init__(self, model_path: str, cfg, seed: int, dtype: str, threads: int):
         """`threads`: torch threads of the engine on CPU (see Platform.num_threads)."""
         platform = current_platform()
@@ -60,17 +61,6 @@ class RolloutEngine:
             for out in outputs
         ]
 
-    def score(self, sequences: list[list[int]]) -> list[list[float]]:
-        """log p(token_t | prefix) of every token after the first, under the engine's current weights."""
-        from vllm import SamplingParams, TokensPrompt
-
-        params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=1.0)
-        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=s) for s in sequences], params, use_tqdm=False)
-        return [
-            [step[token].logprob for step, token in zip(out.prompt_logprobs[1:], seq[1:])]
-            for out, seq in zip(outputs, sequences)
-        ]
-
     def init_weight_sync(self, host: str, port: int, rank_offset: int, world_size: int, backend: str) -> list[int]:
         return self.llm.collective_rpc("init_weight_sync", args=(host, port, rank_offset, world_size, backend))
 
@@ -82,12 +72,28 @@ class RolloutEngine:
         return per_worker[0]
 
 
-def start_engines(cfg, placement, model_path: str) -> list:
-    """One RolloutEngine per engine bundle of the placement, each seeded differently."""
-    options = placement.options("engine")
-    threads = current_platform().num_threads(cfg.placement.threads_per_actor, concurrent=len(options))
-    return [
-        RolloutEngine.options(name=f"rollout-{i}", **opts).remote(model_path, cfg.rollout, cfg.seed + i, cfg.model.dtype,
-                                                                  threads)
-        for i, opts in enumerate(options)
-    ]
+class EnginePool:
+    """One VLLMEngine per engine bundle of the placement, each seeded differently (cfg: the run
+    config, with `rollout`, `placement`, `model` and `seed`)."""
+
+    def __init__(self, cfg, placement, model_path: str):
+        self.cfg = cfg.rollout
+        options = placement.options("engine")
+        threads = current_platform().num_threads(cfg.placement.threads_per_actor, concurrent=len(options))
+        self.engines = [
+            VLLMEngine.options(name=f"engine-{i}", **opts).remote(model_path, cfg.rollout, cfg.seed + i,
+                                                                  cfg.model.dtype, threads)
+            for i, opts in enumerate(options)
+        ]
+
+    def generate(self, prompts: list[list[int]], n: int, temperature: float, seed: int) -> list[list[dict]]:
+        """`n` samples per prompt, in prompt order; each engine takes a contiguous slice of the
+        prompts, and prompt i is sampled with seed `seed + i` whichever engine takes it."""
+        k = len(self.engines)
+        bounds = [len(prompts) * i // k for i in range(k + 1)]
+        futures = [
+            engine.generate.remote(prompts[a:b], n, temperature, self.cfg.top_p, self.cfg.max_new_tokens,
+                                   [seed + i for i in range(a, b)], self.cfg.stop)
+            for engine, a, b in zip(self.engines, bounds, bounds[1:]) if b > a
+        ]
+        return [group for part in ray.get(futures) for group in part]

@@ -11,10 +11,11 @@ change the objective.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import torch
 
-from system.logprobs import micro_batches, pad_sequences
+from system.training.logprobs import micro_batches, pad_sequences
 
 
 def load_conversations(cfg) -> tuple[list[list[dict]], list[list[dict]]]:
@@ -69,8 +70,17 @@ def encode_conversation(tokenizer, messages: list[dict]) -> tuple[list[int], lis
     return ids, mask
 
 
-def make_rows(examples: list[tuple[list[int], list[int]]], max_length: int, packing: bool) -> list[dict]:
-    """Training rows of `tokens`, `loss_mask` and `positions`, each example cut to max_length.
+@dataclass
+class SFTRow:
+    """One row of an SFT batch: one example, or several packed."""
+
+    tokens: torch.Tensor  # long [L]
+    loss_mask: torch.Tensor  # float [L]: 1 on the assistant's tokens
+    positions: torch.Tensor  # long [L]: position ids, restarting at 0 with each packed example
+
+
+def make_rows(examples: list[tuple[list[int], list[int]]], max_length: int, packing: bool) -> list[SFTRow]:
+    """Training rows, each example cut to max_length.
 
     Packing puts consecutive examples in one row until the next would overflow max_length.
     Positions restart at 0 with each example: given position ids and no attention mask,
@@ -84,11 +94,9 @@ def make_rows(examples: list[tuple[list[int], list[int]]], max_length: int, pack
         else:
             rows.append([example])
     return [
-        {
-            "tokens": torch.tensor([t for ids, _ in row for t in ids], dtype=torch.long),
-            "loss_mask": torch.tensor([m for _, mask in row for m in mask], dtype=torch.float32),
-            "positions": torch.cat([torch.arange(len(ids)) for ids, _ in row]),
-        }
+        SFTRow(tokens=torch.tensor([t for ids, _ in row for t in ids], dtype=torch.long),
+               loss_mask=torch.tensor([m for _, mask in row for m in mask], dtype=torch.float32),
+               positions=torch.cat([torch.arange(len(ids)) for ids, _ in row]))
         for row in rows
     ]
 
@@ -100,7 +108,7 @@ def token_nll(model, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Ten
     return torch.nn.functional.pad(nll, (1, 0))
 
 
-def sft_update(engine, rows: list[dict], total_tokens: float, *, micro_batch: int, pad_id: int,
+def sft_update(engine, rows: list[SFTRow], total_tokens: float, *, micro_batch: int, pad_id: int,
              world_size: int) -> dict[str, float]:
     """One optimizer step on this rank's rows; `total_tokens`: loss tokens of the global batch.
     Returns this rank's share of the loss, which the driver sums over ranks."""
@@ -118,7 +126,7 @@ def sft_update(engine, rows: list[dict], total_tokens: float, *, micro_batch: in
 
 
 @torch.no_grad()
-def nll_sum(engine, rows: list[dict], *, micro_batch: int, pad_id: int) -> dict[str, float]:
+def nll_sum(engine, rows: list[SFTRow], *, micro_batch: int, pad_id: int) -> dict[str, float]:
     """Summed NLL and loss-token count of `rows`, for an eval loss over ranks."""
     engine.eval()
     total = {"nll": 0.0, "tokens": 0.0}

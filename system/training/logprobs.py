@@ -1,8 +1,8 @@
 """Per-token log-probs (and entropy) of sequences under a causal LM, on padded micro-batches.
 
-Sequences travel as dicts of 1-D tensors indexed by token position: `tokens[t]`, and for
-per-token values such as `logp[t]` = log pi(tokens[t] | tokens[:t]). Position 0 has no
-log-prob (nothing predicts it) and is 0.
+Sequences are objects with 1-D tensor fields indexed by token position (samples.TrainingSample,
+sft.SFTRow): `tokens[t]`, and per-token values such as `logp[t]` = log pi(tokens[t] | tokens[:t]).
+Position 0 has no log-prob (nothing predicts it) and is 0.
 """
 
 from __future__ import annotations
@@ -10,16 +10,17 @@ from __future__ import annotations
 import torch
 
 
-def pad_sequences(seqs: list[dict], keys: list[str], pad_id: int, device) -> dict[str, torch.Tensor]:
-    """Right-pad each key's 1-D tensors to the longest sequence; adds `attention_mask`."""
-    length = max(len(s["tokens"]) for s in seqs)
+def pad_sequences(seqs: list, keys: list[str], pad_id: int, device) -> dict[str, torch.Tensor]:
+    """Right-pad each field's 1-D tensors to the longest sequence; adds `attention_mask`."""
+    length = max(len(s.tokens) for s in seqs)
     out = {}
     for key in keys:
         fill = pad_id if key == "tokens" else 0
-        rows = [torch.nn.functional.pad(s[key], (0, length - len(s[key])), value=fill) for s in seqs]
+        rows = [torch.nn.functional.pad(getattr(s, key), (0, length - len(getattr(s, key))), value=fill)
+                for s in seqs]
         out[key] = torch.stack(rows).to(device)
     out["attention_mask"] = torch.stack(
-        [(torch.arange(length) < len(s["tokens"])).long() for s in seqs]
+        [(torch.arange(length) < len(s.tokens)).long() for s in seqs]
     ).to(device)
     return out
 
@@ -30,9 +31,8 @@ CHUNK_ELEMENTS = 2**23  # fp32 logits per chunk: 32 MiB, under glibc's largest m
 class SelectedLogprobs(torch.autograd.Function):
     """log softmax(logits / T)[target] and the entropy, row by row, never holding more than one
     chunk of rows in fp32. The textbook way (float, divide, log_softmax, gather; softmax again for
-    the entropy) makes ~10 vocabulary-wide fp32 tensors per micro-batch in forward and backward,
-    409 MB each at 16 x 130 positions and SmolLM2's 49k vocabulary: fresh memory whose page
-    faults cost seconds a step on CPU (docs/benchmarks.md). Backward recomputes
+    the entropy) makes ~10 vocabulary-wide fp32 tensors per micro-batch in forward and backward:
+    fresh memory whose page faults cost seconds a step on CPU (docs/benchmarks.md). Backward recomputes
     each chunk's softmax from the saved log-normaliser: d logp / d logits = (onehot - softmax) / T."""
 
     @staticmethod
@@ -87,16 +87,30 @@ def token_logprobs(
     return logp, torch.nn.functional.pad(entropy.view(shape)[:, :-1], (start, 0)) if with_entropy else None
 
 
-def first_loss_position(seqs: list[dict]) -> int:
+def first_loss_position(seqs: list) -> int:
     """The earliest token that carries a log-prob we need (>= 1: nothing predicts token 0)."""
-    firsts = [int(torch.nonzero(s["loss_mask"])[0]) for s in seqs if "loss_mask" in s and s["loss_mask"].any()]
+    firsts = [int(torch.nonzero(s.loss_mask)[0]) for s in seqs if s.loss_mask.any()]
     return max(1, min(firsts)) if len(firsts) == len(seqs) else 1
 
 
-def micro_batches(seqs: list, size: int, length=lambda s: len(s["tokens"])) -> list[list]:
+@torch.no_grad()
+def compute_logprobs(engine, seqs: list, micro_batch: int, pad_id: int, temperature: float) -> list[torch.Tensor]:
+    """Per-sequence log-prob tensors (length of each sequence), in the order given."""
+    out: list[torch.Tensor] = [None] * len(seqs)
+    for mb in micro_batches(list(enumerate(seqs)), micro_batch, length=lambda item: len(item[1].tokens)):
+        index, mb = zip(*mb)
+        batch = pad_sequences(mb, ["tokens"], pad_id, engine.device)
+        logp, _ = token_logprobs(engine, batch["tokens"], batch["attention_mask"], temperature,
+                                 start=first_loss_position(mb))
+        for row, (i, s) in enumerate(zip(index, mb)):
+            out[i] = logp[row, : len(s.tokens)].float().cpu()
+    return out
+
+
+def micro_batches(seqs: list, size: int, length=lambda s: len(s.tokens)) -> list[list]:
     """Groups of `size`, cut from the sequences sorted by length: each group is padded to its own
-    longest, so similar lengths together compute least on padding (19% -> 14% extra tokens in
-    bench/grpo_bench.yaml, docs/benchmarks.md). Losses are sums normalised over the
+    longest, so similar lengths together compute least on padding (docs/benchmarks.md, table 2).
+    Losses are sums normalised over the
     whole mini-batch, so the order does not change the gradient."""
     ordered = sorted(seqs, key=length)
     return [ordered[i:i + size] for i in range(0, len(ordered), size)]

@@ -1,0 +1,62 @@
+"""What a rollout hands to a GRPO step, and the one interface every kind of rollout offers."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+@dataclass
+class Rollouts:
+    """One entry per sample, the `group_size` samples of one task (prompt or env seed) contiguous."""
+
+    tokens: list[list[int]]  # prompt + everything after it, exactly as the engine saw/produced it
+    loss_mask: list[list[int]]  # 1 on tokens the policy generated (never on prompts/observations)
+    logprobs: list[list[float]]  # the engine's sampling log-prob per token (0 where mask is 0)
+    rewards: list[Optional[float]]  # None: the sample could not be scored
+    scores: dict[str, list[Optional[float]]]  # per reward function (or env statistic), for metrics
+    finish_reasons: list[str]  # "stop" | "length" (generation limit) | "truncated" (context limit)
+    texts: list[str]  # the model's text, for rewards, logs and reports
+    timings: dict[str, float] = field(default_factory=dict)  # timing/<phase>_s of the phases that made them
+
+    @property
+    def response_lengths(self) -> list[int]:
+        return [int(sum(m)) for m in self.loss_mask]
+
+
+class Rollout(ABC):
+    """Built once with the actors; the training loop and the evaluation call only this.
+
+    Tasks are whatever a sample starts from (data rows, env seeds); `collect` turns tasks into
+    scored samples, `n` per task."""
+
+    correctness: Optional[str]  # the score that says a sample solved its task (1.0 = solved)
+    max_response_tokens: int  # the most tokens one sample can generate: Dr. GRPO's length constant
+
+    @abstractmethod
+    def train_tasks(self, step_seed: int) -> list:
+        """The tasks of one training step (`step_seed` differs per step and run)."""
+
+    @abstractmethod
+    def eval_tasks(self) -> list:
+        """The held-out tasks: never trained on, the same at every evaluation of a run."""
+
+    @abstractmethod
+    def describe(self, tasks: list) -> list[str]:
+        """A short text per task for the eval logs."""
+
+    @abstractmethod
+    def collect(self, tasks: list, seed: int, n: int, temperature: float) -> Rollouts:
+        """`n` samples per task, scored, with the time each phase took."""
+
+    def state(self) -> dict:
+        """What a checkpoint holds so that a resumed run takes the same next tasks."""
+        return {}
+
+    def load_state(self, state: dict) -> None:
+        pass
+
+    def progress(self) -> dict[str, float]:
+        """Metrics of where the task source stands (an epoch and position in the data)."""
+        return {}

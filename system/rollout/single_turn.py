@@ -1,0 +1,69 @@
+"""Single-turn rollout: a prompt from the data set, `n` completions, every reward function's score."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from system.data.prompts import encode_prompt
+from system.data.sampler import PromptSampler
+from system.metrics import timed
+from system.rewards import combine_rewards, correctness_reward
+from system.rollout.base import Rollout, Rollouts
+
+
+class SingleTurnRollout(Rollout):
+    """`engines.generate(prompts, n, temperature, seed)` samples; `rewards.score(texts, columns, n)`
+    scores (actors/vllm_engine.py, actors/reward.py). `cfg`: a run config with `data`, `rollout`
+    and `reward` sections. Training takes its prompts from `sampler`; distillation, which picks
+    its own problems, calls `collect` only."""
+
+    def __init__(self, engines, rewards, tokenizer, cfg, sampler: Optional[PromptSampler] = None,
+                 eval_rows: list[dict] = ()):
+        self.engines, self.rewards, self.tokenizer, self.cfg = engines, rewards, tokenizer, cfg
+        self.sampler, self.eval_rows = sampler, list(eval_rows)
+        self.correctness = correctness_reward(cfg.reward.functions)
+        self.max_response_tokens = cfg.rollout.max_new_tokens
+
+    def train_tasks(self, step_seed: int) -> list[dict]:
+        return self.sampler.next_batch()
+
+    def eval_tasks(self) -> list[dict]:
+        return self.eval_rows
+
+    def describe(self, rows: list[dict]) -> list[str]:
+        return [row["messages"][-1]["content"] for row in rows]
+
+    def collect(self, rows: list[dict], seed: int, n: int, temperature: float) -> Rollouts:
+        """`n` samples per row (contiguous), scored by every configured reward function."""
+        timings: dict[str, float] = {}
+        data, reward = self.cfg.data, self.cfg.reward
+        prompts = [encode_prompt(self.tokenizer, row["messages"], data.response_prefix, data.prompt_format)
+                   for row in rows]
+        with timed(timings, "generate"):
+            groups = self.engines.generate(prompts, n, temperature, seed)
+        samples = [(p, s) for p, group in zip(prompts, groups) for s in group]
+        texts = [data.response_prefix + s["text"] for _, s in samples]  # the whole reply, as rewards must judge it
+        with timed(timings, "reward"):
+            columns = {key: [row[key] for row in rows for _ in range(n)] for key in rows[0] if key != "messages"}
+            columns["completion_tokens"] = [len(s["response"]) for _, s in samples]  # for length-shaped rewards
+            scores = self.rewards.score(texts, columns, n)
+            total = combine_rewards(scores, reward.functions, reward.mode, reward.gate)
+        return Rollouts(
+            tokens=[p + s["response"] for p, s in samples],
+            loss_mask=[[0] * len(p) + [1] * len(s["response"]) for p, s in samples],
+            logprobs=[[0.0] * len(p) + s["logprobs"] for p, s in samples],
+            rewards=total,
+            scores=scores,
+            finish_reasons=[s["finish_reason"] for _, s in samples],
+            texts=texts,
+            timings=timings,
+        )
+
+    def state(self) -> dict:
+        return self.sampler.state()
+
+    def load_state(self, state: dict) -> None:
+        self.sampler.load_state(state)
+
+    def progress(self) -> dict[str, float]:
+        return {"data/epoch": self.sampler.epoch, "data/position": self.sampler.position}

@@ -1,0 +1,86 @@
+"""DeepSpeed model engines of one data-parallel rank: built, saved as HF folders, checkpointed.
+
+The Ray actors (policy, reference, SFT trainer) only hold the engine and call these; everything
+here runs (and is tested) without Ray.
+"""
+
+from __future__ import annotations
+
+import os
+
+import deepspeed
+import torch
+from transformers import AutoModelForCausalLM
+
+from system.platform import Platform
+
+DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}
+
+
+def deepspeed_config(zero_stage: int, micro_batch: int, grad_accum: int, dtype: str, world_size: int,
+                     max_grad_norm: float = 1.0) -> dict:
+    return {
+        "train_micro_batch_size_per_gpu": micro_batch,
+        "gradient_accumulation_steps": grad_accum,
+        "train_batch_size": micro_batch * grad_accum * world_size,
+        "gradient_clipping": max_grad_norm,
+        "zero_optimization": {"stage": zero_stage},
+        "bf16": {"enabled": dtype == "bfloat16"},
+        "fp16": {"enabled": dtype == "float16"},
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+
+
+def load_model(model_path: str, dtype: str, gradient_checkpointing: bool = False):
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=DTYPES[dtype])
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    model.config.use_cache = False
+    return model
+
+
+def init_train_engine(model_path: str, cfg, dtype: str, grad_accum: int, world_size: int, platform: Platform):
+    """Policy: model + AdamW + warmup schedule under DeepSpeed ZeRO (cfg: TrainConfig)."""
+    model = load_model(model_path, dtype, cfg.gradient_checkpointing)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay,
+                                  **platform.adamw_kwargs())
+    warmup = max(cfg.warmup_steps, 0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / (warmup + 1)))
+    ds_config = deepspeed_config(cfg.zero_stage, cfg.micro_batch_size, grad_accum, dtype, world_size, cfg.max_grad_norm)
+    engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
+    return engine
+
+
+def init_eval_engine(model_path: str, zero_stage: int, micro_batch: int, dtype: str, world_size: int):
+    """Reference: the frozen model, sharded by ZeRO-3 when it is large; no optimizer."""
+    model = load_model(model_path, dtype)
+    model.requires_grad_(False)
+    ds_config = deepspeed_config(zero_stage if zero_stage == 3 else 0, micro_batch, 1, dtype, world_size)
+    engine, *_ = deepspeed.initialize(model=model, config=ds_config)
+    engine.eval()
+    return engine
+
+
+def save_model(engine, path: str, tokenizer_path: str, zero_stage: int, rank: int) -> None:
+    """The model as an HF folder (transformers and vLLM load it as any model), written by rank 0.
+    Every rank calls it: under ZeRO-3 the shards are gathered collectively first."""
+    from transformers import AutoTokenizer
+
+    state_dict = engine._zero3_consolidated_16bit_state_dict() if zero_stage == 3 else engine.module.state_dict()
+    if rank == 0:
+        engine.module.save_pretrained(path, state_dict=state_dict, safe_serialization=True)
+        AutoTokenizer.from_pretrained(tokenizer_path).save_pretrained(path)
+
+
+def save_checkpoint(engine, path: str, tokenizer_path: str, zero_stage: int, rank: int) -> None:
+    """All ranks: DeepSpeed's optimizer/scheduler state in `path/deepspeed`, the model in `path/policy`."""
+    engine.save_checkpoint(os.path.join(path, "deepspeed"), tag="state")
+    save_model(engine, os.path.join(path, "policy"), tokenizer_path, zero_stage, rank)
+
+
+def load_checkpoint(engine, path: str) -> None:
+    """Weights, optimizer, LR schedule and step counters, exactly as saved."""
+    load_dir, _ = engine.load_checkpoint(os.path.join(path, "deepspeed"), tag="state")
+    if load_dir is None:
+        raise RuntimeError(f"no DeepSpeed state in checkpoint {path}")
