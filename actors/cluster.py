@@ -22,8 +22,10 @@ from system.rollout import Rollout
 from system.rollout.multiturn import EpisodeRollout
 from system.rollout.single_turn import SingleTurnRollout
 
-# Every actor process: no hub access, quiet tokenizers, wandb never prompting.
-WORKER_ENV = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "RAY_DEDUP_LOGS": "0"}
+# Every actor process: no hub access, quiet tokenizers, no per-checkpoint progress bars, and vLLM at
+# warnings (its INFO lines repeat at every weight sync); VLLM_LOGGING_LEVEL=INFO brings them back.
+WORKER_ENV = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+              "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING")}
 
 
 def start_ray(address: str, logical_cpus: float) -> None:

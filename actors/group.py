@@ -28,6 +28,8 @@ class DistributedActor:
         self.rank, self.world_size, self.model_path, self.cfg, self.pad_id = rank, world_size, model_path, cfg, pad_id
         self.platform = current_platform()
         self.platform.set_threads(self.platform.num_threads(cfg.placement.threads_per_actor))
+        # Told, DeepSpeed does not guess the accelerator (and warn that it guessed) when first imported.
+        os.environ.setdefault("DS_ACCELERATOR", self.platform.device)
 
     def node_address(self) -> tuple[str, int]:
         return ray.util.get_node_ip_address(), free_port()

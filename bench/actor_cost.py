@@ -17,8 +17,8 @@ import time
 
 import ray
 import torch
-
 from common import fmt, save, spread, warn_if_busy
+
 from system.models import resolve_model
 
 

@@ -4,10 +4,10 @@ DeepSpeed train step, each in a process of its own, no Ray, no actors, nothing e
     .venv/bin/python bench/bare.py generate --steps 5 --batches B.pt --out G.json [key=value ...]
     .venv/bin/python bench/bare.py train --batches B.pt --out T.json [key=value ...]
 
-`generate`: vllm.LLM in-process with our engine's arguments (actors/rollout.py, system/platform.py),
+`generate`: vllm.LLM in-process with our engine's arguments (actors/vllm_engine.py, system/platform.py),
 the prompts and per-prompt seeds our job uses at steps 0..N-1 (so step 0 samples exactly what our
 engine samples); times `llm.generate` of each step's batch and saves the sequences.
-`train`: system/training.py's DeepSpeed engine, then per batch the least a policy-gradient step
+`train`: system/training/engines.py's DeepSpeed engine, then per batch the least a policy-gradient step
 does: micro-batches of `train.micro_batch_size` cut from the batch sorted by length (as ours)
 and padded to their longest sequence, one forward with the textbook log-softmax
 (LM head from the first generated token on), a token-mean surrogate, backward, optimizer step;
@@ -28,15 +28,13 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
+from common import BENCH_CONFIG
 
-import torch  # noqa: E402
-
-from common import BENCH_CONFIG  # noqa: E402
-from system.config import load_config  # noqa: E402
-from system.logprobs import micro_batches  # noqa: E402
-from system.models import resolve_model  # noqa: E402
-from system.platform import current_platform  # noqa: E402
+from system.config import load_config
+from system.models import resolve_model
+from system.platform import current_platform
+from system.training.logprobs import micro_batches
 
 
 def bare_generate(cfg, steps: int, batches_path: str) -> dict:
@@ -76,7 +74,7 @@ def bare_generate(cfg, steps: int, batches_path: str) -> dict:
 
 
 def bare_train(cfg, batches_path: str, step: str = "minimal") -> dict:
-    from system.training import init_train_engine
+    from system.training.engines import init_train_engine
 
     platform = current_platform()
     platform.set_threads(platform.num_threads(cfg.placement.threads_per_actor))  # as our policy actor does
@@ -88,7 +86,7 @@ def bare_train(cfg, batches_path: str, step: str = "minimal") -> dict:
     t = cfg.train
     samples = cfg.prompts_per_step * cfg.rollout.group_size
     engine = init_train_engine(resolve_model(cfg.model.path), t, cfg.model.dtype, -(-samples // t.micro_batch_size), 1,
-                               platform.device)
+                               platform)
     engine.train()
     rng = random.Random(0)
     times, real, padded = [], [], []
@@ -109,16 +107,17 @@ def bare_train(cfg, batches_path: str, step: str = "minimal") -> dict:
 
 def our_update(cfg, engine, batch: list[tuple[list[int], list[int]]], micro_batch: int, temperature: float,
                rng: random.Random) -> tuple[int, int]:
-    """The same step through our own update code (system/training.py's grpo_update, as the policy actor
+    """The same step through our own update code (system/training/grpo.py's grpo_update, as the policy actor
     runs it), without Ray: tells the cost of our update code from the cost of running in an actor."""
-    from system.rollout.sequences import make_sequence, split_for_training
-    from system.training import grpo_update
+    from system.training.grpo import grpo_update
+    from system.training.samples import TrainingSample, split_for_training
 
-    seqs = [make_sequence(p + c, [0] * len(p) + [1] * len(c), [0.0] * len(p) + [-1.0] * len(c)) for p, c in batch]
+    seqs = [TrainingSample.from_rollout(p + c, [0] * len(p) + [1] * len(c), [0.0] * len(p) + [-1.0] * len(c))
+            for p, c in batch]
     for s in seqs:
-        s["advantage"] = rng.choice((-1.0, 1.0))
+        s.advantage = rng.choice((-1.0, 1.0))
         if cfg.algorithm.kl_coef > 0:
-            s["ref_logp"] = s["rollout_logp"].clone()
+            s.ref_logp = s.rollout_logp.clone()
     [shard] = split_for_training(seqs, cfg.train.num_minibatches, 1, cfg.algorithm.loss_agg, cfg.rollout.max_new_tokens,
                                  seed=0)
     grpo_update(engine, shard, cfg.algorithm, micro_batch=micro_batch, ppo_epochs=cfg.train.ppo_epochs, pad_id=0,
@@ -194,7 +193,7 @@ if __name__ == "__main__":
     parser.add_argument("--out", required=True)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--step", choices=("minimal", "ours"), default="minimal",
-                        help="train: the least a step does, or our grpo_update (system/training.py)")
+                        help="train: the least a step does, or our grpo_update (system/training/grpo.py)")
     parser.add_argument("--beside-gib", type=float, default=0.0,
                         help="train: with another process holding this much memory (idle) meanwhile")
     parser.add_argument("overrides", nargs="*")

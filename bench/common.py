@@ -11,11 +11,9 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 BENCH_CONFIG = os.path.join(ROOT, "bench", "grpo_bench.yaml")
 RESULTS = os.path.join(ROOT, "bench", "results")
@@ -23,6 +21,13 @@ PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
 TRL_PYTHON = os.path.join(ROOT, "bench", ".venv-trl", "bin", "python")
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "disabled",
        "PYTHONWARNINGS": "ignore"}
+
+
+def since_start() -> float:
+    """Seconds since this process started (imports included)."""
+    import psutil
+
+    return time.time() - psutil.Process().create_time()
 
 
 def spread(values: list[float]) -> dict:

@@ -3,7 +3,7 @@
     flock /tmp/r1ray-heavy.lock .venv/bin/python bench/cpu_profile.py [--steps 3] [key=value ...]
 
 Runs our job (bench/run_ours.py) and samples every process once a second (psutil): CPU time per
-role (`ray::PolicyTrainer`, `ray::RolloutEngine`, raylet, gcs_server, dashboard, ...), per actor
+role (`ray::PolicyTrainer`, `ray::VLLMEngine`, raylet, gcs_server, dashboard, ...), per actor
 method (Ray retitles a worker by the method it runs), and how many threads did the work; a `py-spy
 dump` of any process caught working on about one core only. A phase that is slower in its actor than bare shows
 here as CPU taken by someone else, or as work done on fewer threads than there are cores.
@@ -17,7 +17,6 @@ import subprocess
 import time
 
 import psutil
-
 from common import ENV, PYTHON, ROOT, save, warn_if_busy
 
 SKIP = {"ps", "sleep", "bash", "flock"}

@@ -12,20 +12,16 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import sys
 import time
 
+import ray
+import torch
+from common import BENCH_CONFIG, fmt, save, spread, warn_if_busy
+
+from system.config import load_config
+from system.models import resolve_model
+
 BENCH = os.path.dirname(os.path.abspath(__file__))
-os.environ["PYTHONPATH"] = os.pathsep.join([BENCH, os.environ.get("PYTHONPATH", "")])  # actors import bare.py
-
-import ray  # noqa: E402
-import torch  # noqa: E402
-
-from common import BENCH_CONFIG, fmt, save, spread, warn_if_busy  # noqa: E402
-from system.config import load_config  # noqa: E402
-from system.models import resolve_model  # noqa: E402
-
-sys.path.insert(0, BENCH)
 
 
 def timed_steps(policy, batches: list, micro_batch: int) -> list[float]:
@@ -49,15 +45,16 @@ def main() -> None:
     from actors.placement import Placement
 
     warn_if_busy()
+    os.environ["PYTHONPATH"] = os.pathsep.join([BENCH, os.environ.get("PYTHONPATH", "")])  # actors import bare.py
     cfg = load_config(BENCH_CONFIG)
     model_path = resolve_model(cfg.model.path)
-    start_ray("", Placement.logical_cpus(cfg))
-    actors = build_actors(cfg, model_path, AutoTokenizer.from_pretrained(model_path).pad_token_id)
+    start_ray("", Placement.logical_cpus(cfg.roles(), cfg.placement))
+    actors = build_actors(cfg, model_path, AutoTokenizer.from_pretrained(model_path))
     policy = actors.policy.actors[0]
     batches = torch.load(args.batches)[:3]
     mb = cfg.train.micro_batch_size
     with_others = ray.get(policy.__ray_call__.remote(timed_steps, batches, mb))
-    for actor in actors.engines + actors.reference.actors + actors.rewards.workers:
+    for actor in actors.engines.engines + actors.reference.actors + actors.rewards.workers:
         ray.kill(actor)
     time.sleep(5)
     alone = ray.get(policy.__ray_call__.remote(timed_steps, batches, mb))

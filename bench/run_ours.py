@@ -11,26 +11,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 
 import yaml
+from common import since_start
 
-START = time.perf_counter()
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import launcher.grpo as grpo  # noqa: E402
-from system.metrics import read_metrics  # noqa: E402
+import launcher.grpo as grpo
+import launcher.lifecycle as lifecycle
+from system.metrics import MetricsLogger, read_metrics
 
 clock = {}
 
 
-class WallClockLogger(grpo.MetricsLogger):
+class WallClockLogger(MetricsLogger):
     """The run's logger, stamping each step with the wall time since the previous one."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        clock["startup_s"] = time.perf_counter() - START  # config, model, Ray, every actor, sync group
+        clock["startup_s"] = since_start()  # config, model, Ray, every actor, sync group
         clock["last"] = time.perf_counter()
 
     def log(self, metrics: dict, step: int) -> None:
@@ -43,7 +41,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
     args, rest = parser.parse_known_args()
-    grpo.MetricsLogger = WallClockLogger
+    lifecycle.MetricsLogger = WallClockLogger  # the logger every launcher makes
     run_dir = grpo.main(rest)
     with open(os.path.join(run_dir, "config.yaml")) as f:
         cfg = yaml.safe_load(f)
@@ -52,4 +50,4 @@ if __name__ == "__main__":
         s["bench/generated_tokens"] = s["response/length_mean"] * cfg["prompts_per_step"] * cfg["rollout"]["group_size"]
     with open(args.out, "w") as f:
         json.dump({"run_dir": run_dir, "argv": rest, "startup_s": clock["startup_s"],
-                   "total_s": time.perf_counter() - START, "steps": steps}, f)
+                   "total_s": since_start(), "steps": steps}, f)

@@ -3,8 +3,8 @@ response length.
 
     flock /tmp/r1ray-heavy.lock .venv/bin/python bench/scaling.py [--repeats 2] [--steps 3]
 
-Part 1 (engines x group size): our rollout path only (RolloutEngine actors, the driver's split of
-the prompts over them: actors/single_turn.py), 8 prompts x group size, 128 new tokens, over
+Part 1 (engines x group size): our generation path only (VLLMEngine actors, the driver's split of
+the prompts over them: actors/vllm_engine.py's EnginePool), 8 prompts x group size, 128 new tokens, over
 `--repeats` batches of prompts (the same for every group size) after a small warm-up batch.
 Part 2 (response length): our whole job (bench/grpo_bench.yaml, as in tables 1 and 2) at 32 / 64 /
 128 new tokens; the engines cannot be told to ignore EOS, so the table shows how many samples the limit
@@ -17,6 +17,7 @@ import argparse
 import time
 
 from common import BENCH_CONFIG, fmt, run_ours, save, spread, warn_if_busy
+
 from system.config import load_config
 
 
@@ -26,12 +27,12 @@ def generation_scaling(engine_counts: list[int], group_sizes: list[int], repeats
 
     from actors.cluster import start_ray
     from actors.placement import Placement
-    from actors.rollout import start_engines
-    from actors.single_turn import generate
+    from actors.vllm_engine import EnginePool
     from system.data import load_splits
     from system.data.prompts import encode_chat
     from system.data.sampler import PromptSampler
     from system.models import resolve_model
+    from system.platform import CPU
 
     rows = []
     warn_if_busy()
@@ -39,17 +40,17 @@ def generation_scaling(engine_counts: list[int], group_sizes: list[int], repeats
         cfg = load_config(BENCH_CONFIG, ["algorithm.kl_coef=0", f"rollout.num_engines={k}"])
         model_path = resolve_model(cfg.model.path)
         tokenizer = AutoTokenizer.from_pretrained(model_path)
-        start_ray("", Placement.logical_cpus(cfg))
-        placement = Placement(cfg, use_gpu=False)
-        engines = start_engines(cfg, placement, model_path)
+        start_ray("", Placement.logical_cpus(cfg.roles(), cfg.placement))
+        placement = Placement(cfg.roles(), cfg.placement, CPU)
+        engines = EnginePool(cfg, placement, model_path)
         sampler = PromptSampler(load_splits(cfg.data)[0], cfg.prompts_per_step, cfg.seed)
         batches = [[encode_chat(tokenizer, r["messages"]) for r in sampler.next_batch()] for _ in range(repeats)]
-        generate(engines, batches[0][:k], cfg.rollout, seed=0, n=2, temperature=1.0)  # warm-up
+        engines.generate(batches[0][:k], 2, 1.0, seed=0)  # warm-up
         for n in group_sizes:
             times, tokens = [], []
             for repeat, prompts in enumerate(batches):  # the same prompts for every group size
                 start = time.perf_counter()
-                groups = generate(engines, prompts, cfg.rollout, seed=repeat, n=n, temperature=1.0)
+                groups = engines.generate(prompts, n, 1.0, seed=repeat)
                 times.append(time.perf_counter() - start)
                 tokens.append(sum(len(s["response"]) for g in groups for s in g))
             rows.append({"engines": k, "group_size": n, "samples": len(prompts) * n,
@@ -57,7 +58,7 @@ def generation_scaling(engine_counts: list[int], group_sizes: list[int], repeats
                          "tokens_per_s": spread([t / s for t, s in zip(tokens, times)])})
             print(f"{k} engine(s), group {n}: {fmt(rows[-1]['tokens_per_s'], 0)} tokens/s", flush=True)
         warn_if_busy()
-        for engine in engines:
+        for engine in engines.engines:
             ray.kill(engine)
         placement.remove()
         ray.shutdown()

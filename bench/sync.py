@@ -18,12 +18,11 @@ import time
 
 import ray
 import torch
-
 from common import BENCH_CONFIG, fmt, save, spread, warn_if_busy
+
 from system.config import load_config
 from system.models import resolve_model
-from system.sync import broadcast, checksum, flatten_bucket
-
+from system.sync import checksum, flatten_bucket, start_broadcast
 
 # --- functions run inside the actors (ray's __ray_call__, vLLM's collective_rpc) ---
 
@@ -35,7 +34,7 @@ def replan(policy, bucket_mb: float) -> list:
 def send_flat(policy, numel: int) -> float:
     flat = torch.zeros(numel, dtype=torch.bfloat16)
     start = time.perf_counter()
-    broadcast(policy.sync_group, flat)
+    start_broadcast(policy.sync_group, flat).wait()
     return time.perf_counter() - start
 
 
@@ -43,7 +42,7 @@ def receive_flat(engine, numel: int) -> float:
     def in_worker(worker, numel: int) -> float:
         flat = torch.zeros(numel, dtype=torch.bfloat16)  # allocated and touched before the clock starts
         start = time.perf_counter()
-        broadcast(worker._weight_sync_group, flat)
+        start_broadcast(worker._weight_sync_group, flat).wait()
         return time.perf_counter() - start
 
     return engine.llm.collective_rpc(in_worker, args=(numel,))[0]
@@ -95,11 +94,12 @@ def main() -> None:
     warn_if_busy()
     cfg = load_config(BENCH_CONFIG, ["algorithm.kl_coef=0"])
     model_path = resolve_model(cfg.model.path)
-    start_ray("", Placement.logical_cpus(cfg))
-    actors = build_actors(cfg, model_path, AutoTokenizer.from_pretrained(model_path).pad_token_id)
-    policy, engine = actors.policy.actors[0], actors.engines[0]
+    start_ray("", Placement.logical_cpus(cfg.roles(), cfg.placement))
+    actors = build_actors(cfg, model_path, AutoTokenizer.from_pretrained(model_path))
+    policy, engine = actors.policy.actors[0], actors.engines.engines[0]
     plans = {mb: ray.get(policy.__ray_call__.remote(replan, mb)) for mb in {*args.buckets, cfg.sync.bucket_mb}}
-    numel = actors.sync.num_bytes // 2
+    num_bytes = sum(torch.Size(m["shape"]).numel() * 2 for bucket in actors.sync.buckets for m in bucket)  # bf16
+    numel = num_bytes // 2
     ours, verified = {mb: [] for mb in args.buckets}, []
     floor_broadcast, floor_reload, parts, receiver = [], [], [], []
     for repeat in range(args.repeats):
@@ -127,7 +127,7 @@ def main() -> None:
     broadcast_s, reload_s = spread(floor_broadcast[1:]), spread(floor_reload[1:])
     floor = broadcast_s["median"] + reload_s["median"]
     result = {
-        "bytes": actors.sync.num_bytes, "tensors": sum(len(b) for b in plans[args.buckets[0]]),
+        "bytes": num_bytes, "tensors": sum(len(b) for b in plans[args.buckets[0]]),
         "repeats": args.repeats,
         "ours_s": {f"{mb:g}": spread(ours[mb][1:]) for mb in args.buckets},
         "ours_verified_s": spread(verified[1:]), "verified_bucket_mb": cfg.sync.bucket_mb,

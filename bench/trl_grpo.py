@@ -14,24 +14,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import tempfile
 import time
 
-START = time.perf_counter()
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import BENCH_CONFIG, since_start
+from datasets import Dataset
+from transformers import TrainerCallback
+from trl import GRPOConfig, GRPOTrainer
 
-from datasets import Dataset  # noqa: E402
-from transformers import TrainerCallback  # noqa: E402
-from trl import GRPOConfig, GRPOTrainer  # noqa: E402
-
-from common import BENCH_CONFIG  # noqa: E402
-from system.config import load_config  # noqa: E402
-from system.data import load_splits  # noqa: E402
-from system.data.sampler import PromptSampler  # noqa: E402
-from system.models import resolve_model  # noqa: E402
-from system.rewards import get_reward  # noqa: E402
+from system.config import load_config
+from system.data import load_splits
+from system.data.sampler import PromptSampler
+from system.models import resolve_model
+from system.rewards import get_reward
 
 
 def countdown_reward(completions, nums, target, **kwargs) -> list[float | None]:
@@ -120,9 +115,9 @@ def main() -> None:
     clock = StepClock(TimedTrainer)
     trainer = TimedTrainer(model=resolve_model(cfg.model.path), reward_funcs=countdown_reward, args=config,
                            train_dataset=dataset, callbacks=[clock])
-    startup = time.perf_counter() - START
+    startup = since_start()
     trainer.train()
-    result = {"startup_s": startup, "total_s": time.perf_counter() - START, "steps": clock.steps,
+    result = {"startup_s": startup, "total_s": since_start(), "steps": clock.steps,
               "gradient_checkpointing": config.gradient_checkpointing, "bf16": config.bf16,
               "model_dtype": str(trainer.model.dtype).removeprefix("torch."), "use_vllm": config.use_vllm}
     with open(args.out, "w") as f:

@@ -30,11 +30,12 @@ from system.evaluation import solved
 from system.models import resolve_model
 from system.recipe_config import DistillConfig, validate_distill
 from system.rollout.single_turn import SingleTurnRollout
+from system.seeds import derive_seed
 
 
 def distill_chunk(rows: list[dict], cfg, teacher: SingleTurnRollout, store: TraceStore) -> dict:
     n = cfg.rollout.group_size
-    seed = cfg.seed * 1_000_003 + len(store.done)  # a different seed for every chunk, also after a resume
+    seed = derive_seed(cfg.seed, "distill", len(store.done))  # a different seed for every chunk, also after a resume
     rollouts = teacher.collect(rows, seed, n, cfg.rollout.temperature)
     correct = solved(rollouts.scores, teacher.correctness, rollouts.rewards)
     finished = [reason == "stop" for reason in rollouts.finish_reasons]

@@ -25,12 +25,13 @@ from system.evaluation import eval_metrics, solved, write_samples
 from system.metrics import timed
 from system.models import resolve_model
 from system.report import write_report
+from system.seeds import derive_seed
 from system.training.samples import TrainingSample, split_for_training
 
 
 def grpo_step(step: int, cfg: Config, actors: Actors) -> dict:
     n = cfg.rollout.group_size
-    seed = (cfg.seed * 100_003 + step) * 10_007
+    seed = derive_seed(cfg.seed, "step", step)
 
     # 1-2. Rollout: n samples per task (a GRPO group, contiguous), each with its reward.
     rollout = actors.rollout
@@ -65,7 +66,7 @@ def grpo_step(step: int, cfg: Config, actors: Actors) -> dict:
     # 5. Update the policy: clipped surrogate (+ KL) over mini-batches, sharded over DP ranks.
     with timed(timings, "train"):
         shards = split_for_training(samples, cfg.train.num_minibatches, cfg.train.num_ranks, cfg.algorithm.loss_agg,
-                                    rollout.max_response_tokens, seed=cfg.seed + step)
+                                    rollout.max_response_tokens, seed=derive_seed(cfg.seed, "minibatches", step))
         per_rank = ray.get(actors.policy.call_sharded("update", shards))
 
     # 6. Sync the new weights into every engine (skipped only to show what a stale engine looks like).
@@ -119,7 +120,7 @@ def evaluate(step: int, cfg: Config, actors: Actors, run_dir: str) -> dict:
     """Greedy accuracy and pass@k on held-out tasks that training never sees: data rows, or
     whole episodes on env seeds that training never plays."""
     rollout = actors.rollout
-    seed = 999_983 * (cfg.seed + 1)  # the same samples for every eval of a run: curves compare like with like
+    seed = derive_seed(cfg.seed, "eval")  # the same samples for every eval of a run: curves compare like with like
     tasks = rollout.eval_tasks()
     greedy = rollout.collect(tasks, seed, 1, 0.0)
     sampled = rollout.collect(tasks, seed, cfg.eval.num_samples, cfg.eval.temperature)

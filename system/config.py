@@ -144,7 +144,7 @@ class EnvSection:
 class SyncConfig:
     bucket_mb: int = 64
     # Checksum the sent and received bytes at step 0 and every N-th step (0: never): a pass over
-    # the weights on both sides, ~1 s for 135M parameters on 2 CPU cores (docs/benchmarks.md).
+    # the weights on both sides (what it costs: docs/benchmarks.md, table 3).
     verify_every: int = 10
     enabled: bool = True  # False only to demonstrate what a missing sync looks like
 

@@ -36,7 +36,7 @@ class Platform:
             env["VLLM_CPU_KVCACHE_SPACE"] = str(cpu_kv_cache_gib)
             env["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"  # don't pin cores other actors use
             # Ray sets OMP_NUM_THREADS=1 in an actor with a fractional CPU request and vLLM then keeps
-            # torch at that one thread: generation ran 1.5x slower (docs/benchmarks.md, change 1).
+            # torch at that one thread (docs/benchmarks.md, change 1).
             env["OMP_NUM_THREADS"] = str(threads)
         return env
 

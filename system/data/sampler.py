@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import random
 
+from system.seeds import derive_seed
+
 
 class PromptSampler:
     def __init__(self, rows: list[dict], batch_size: int, seed: int):
@@ -19,7 +21,7 @@ class PromptSampler:
 
     def _shuffled(self, epoch: int) -> list[int]:
         order = list(range(len(self.rows)))
-        random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
+        random.Random(derive_seed(self.seed, "shuffle", epoch)).shuffle(order)
         return order
 
     def next_batch(self) -> list[dict]:

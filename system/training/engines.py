@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 
-import deepspeed
 import torch
 from transformers import AutoModelForCausalLM
 
@@ -48,6 +47,8 @@ def init_train_engine(model_path: str, cfg, dtype: str, grad_accum: int, world_s
     warmup = max(cfg.warmup_steps, 0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / (warmup + 1)))
     ds_config = deepspeed_config(cfg.zero_stage, cfg.micro_batch_size, grad_accum, dtype, world_size, cfg.max_grad_norm)
+    import deepspeed  # here, not at the top: importing it guesses the accelerator (see actors/group.py)
+
     engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
     return engine
 
@@ -57,6 +58,8 @@ def init_eval_engine(model_path: str, zero_stage: int, micro_batch: int, dtype: 
     model = load_model(model_path, dtype)
     model.requires_grad_(False)
     ds_config = deepspeed_config(zero_stage if zero_stage == 3 else 0, micro_batch, 1, dtype, world_size)
+    import deepspeed
+
     engine, *_ = deepspeed.initialize(model=model, config=ds_config)
     engine.eval()
     return engine
