@@ -36,10 +36,12 @@ class VLLMEngine:
             worker_extension_cls="actors.vllm_worker.WeightSyncWorker",
             **platform.vllm_kwargs(cfg.gpu_memory_utilization),
         )
+        self.version = 0  # the policy version of the weights served: updates done when they were sent
 
     def generate(self, prompts: list[list[int]], n: int, temperature: float, top_p: float, max_tokens: int,
                  seeds: list[int], stop: list[str] | None = None) -> list[list[dict]]:
-        """For each prompt, `n` samples: {"response": ids, "logprobs": floats, "finish_reason", "text"}."""
+        """For each prompt, `n` samples: {"response": ids, "logprobs": floats, "finish_reason", "text",
+        "version": the policy version that sampled them}."""
         from vllm import SamplingParams, TokensPrompt
 
         params = [
@@ -55,6 +57,7 @@ class VLLMEngine:
                     "logprobs": [step[token].logprob for step, token in zip(c.logprobs, c.token_ids)],
                     "finish_reason": c.finish_reason,
                     "text": c.text,
+                    "version": self.version,
                 }
                 for c in out.outputs
             ]
@@ -64,11 +67,12 @@ class VLLMEngine:
     def init_weight_sync(self, host: str, port: int, rank_offset: int, world_size: int, backend: str) -> list[int]:
         return self.llm.collective_rpc("init_weight_sync", args=(host, port, rank_offset, world_size, backend))
 
-    def receive_weights(self, buckets: list[list[dict]], verify: bool) -> list[int]:
+    def receive_weights(self, buckets: list[list[dict]], verify: bool, version: int) -> list[int]:
         per_worker = self.llm.collective_rpc("receive_weights", args=(buckets, verify))
         if any(sums != per_worker[0] for sums in per_worker):
             raise RuntimeError("tensor-parallel workers received different bytes")
         self.llm.reset_prefix_cache()  # KV computed with the old weights must not be reused
+        self.version = version
         return per_worker[0]
 
 

@@ -26,11 +26,11 @@ class WeightSync:
                for i, e in enumerate(engines)]
         )
 
-    def __call__(self, verify: bool = False) -> None:
-        """Send the policy's current weights; with `verify`, both sides checksum the bytes and a
-        mismatch raises."""
+    def __call__(self, version: int, verify: bool = False) -> None:
+        """Send the policy's current weights, `version` updates old; with `verify`, both sides
+        checksum the bytes and a mismatch raises."""
         sent = self.policy.call("broadcast_weights", verify)
-        received = [e.receive_weights.remote(self.buckets, verify) for e in self.engines]
+        received = [e.receive_weights.remote(self.buckets, verify, version) for e in self.engines]
         sent_sums = ray.get(sent)[0]
         if not all(sums == sent_sums for sums in ray.get(received)):
             raise RuntimeError("weight sync: an engine received different bytes than the policy sent")

@@ -107,12 +107,12 @@ def main() -> None:
             ray.get(policy.__ray_call__.remote(replan, mb))
             actors.sync.buckets = plans[mb]
             start = time.perf_counter()
-            actors.sync()
+            actors.sync(0)
             ours[mb].append(time.perf_counter() - start)
         ray.get(policy.__ray_call__.remote(replan, cfg.sync.bucket_mb))
         actors.sync.buckets = plans[cfg.sync.bucket_mb]
         start = time.perf_counter()
-        actors.sync(verify=True)
+        actors.sync(0, verify=True)
         verified.append(time.perf_counter() - start)
         _, received = ray.get([policy.__ray_call__.remote(send_flat, numel), engine.__ray_call__.remote(receive_flat, numel)])
         floor_broadcast.append(received)

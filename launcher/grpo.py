@@ -6,9 +6,14 @@
 One step:  rollout: generate (vLLM engines) + reward (reward workers), or episodes (env workers)
            -> reference log-probs -> group-normalised advantages -> clipped policy update
            (DeepSpeed ranks) -> weight sync to the engines (NCCL / gloo) -> log.
+The rollouts of a step are collected by a producer thread (system/rollout/producer.py): in step
+with the updates (schedule.max_staleness=0), or up to k steps ahead of them, on the engines'
+older weights, while the trainer updates (k >= 1).
 """
 
 from __future__ import annotations
+
+import time
 
 import ray
 import torch
@@ -25,17 +30,16 @@ from system.evaluation import eval_metrics, solved, write_samples
 from system.metrics import timed
 from system.models import resolve_model
 from system.report import write_report
+from system.rollout.producer import Batch, RolloutProducer
 from system.seeds import derive_seed
 from system.training.samples import TrainingSample, split_for_training
 
 
-def grpo_step(step: int, cfg: Config, actors: Actors) -> dict:
+def grpo_step(step: int, cfg: Config, actors: Actors, batch: Batch) -> dict:
     n = cfg.rollout.group_size
-    seed = derive_seed(cfg.seed, "step", step)
 
-    # 1-2. Rollout: n samples per task (a GRPO group, contiguous), each with its reward.
-    rollout = actors.rollout
-    rollouts = rollout.collect(rollout.train_tasks(seed), seed, n, cfg.rollout.temperature)
+    # 1-2. Rollout (collected by the producer): n samples per task (a GRPO group, contiguous), each rewarded.
+    rollout, rollouts = actors.rollout, batch.rollouts
     timings = dict(rollouts.timings)
     valid = torch.tensor([r is not None for r in rollouts.rewards])
     rewards = torch.tensor([r if r is not None else 0.0 for r in rollouts.rewards], dtype=torch.float32)
@@ -73,7 +77,7 @@ def grpo_step(step: int, cfg: Config, actors: Actors) -> dict:
     verify = cfg.sync.enabled and cfg.sync.verify_every > 0 and step % cfg.sync.verify_every == 0
     if cfg.sync.enabled:
         with timed(timings, "sync"):
-            actors.sync(verify)  # raises on a checksum mismatch
+            actors.sync(step + 1, verify)  # the weights of update step + 1; raises on a checksum mismatch
 
     lengths = torch.tensor(rollouts.response_lengths, dtype=torch.float32)
     return {
@@ -82,6 +86,7 @@ def grpo_step(step: int, cfg: Config, actors: Actors) -> dict:
         "response/length_max": lengths.max().item(),
         "response/clipped_frac": sum(r != "stop" for r in rollouts.finish_reasons) / len(samples),
         **({"sync/checksum_ok": 1.0} if verify else {}),
+        **(staleness_metrics(step, rollouts, batch.ready) if cfg.schedule.max_staleness > 0 else {}),
         "throughput/generated_tokens_per_s": lengths.sum().item() / timings["timing/generate_s"],
         **timings,
         "timing/step_s": sum(timings.values()),
@@ -105,6 +110,10 @@ def step_metrics(cfg, scores, rewards, valid, flat_groups, kl_seq, per_rank: lis
         "sync/logprob_abs_diff_mean": total["sync/logprob_diff_sum"] / max(total["sync/tokens"], 1.0),
         "sync/logprob_abs_diff_max": max(r["sync/logprob_diff_max"] for r in per_rank),
     }
+    if "off_policy/ratio_sum" in total:  # rho = trainer's pi_old / engine, over the trained tokens
+        metrics["off_policy/ratio_mean"] = total["off_policy/ratio_sum"] / tokens
+        metrics["off_policy/ratio_max"] = max(r["off_policy/ratio_max"] for r in per_rank)
+        metrics["off_policy/masked_frac"] = total["off_policy/masked"] / tokens
     if cfg.algorithm.kl_coef > 0 and not cfg.algorithm.kl_in_reward:  # the KL term of the loss, as it weighs there
         metrics["train/kl"] = total["kl"] / total["optimizer_steps"] * len(per_rank)
     for name, values in scores.items():
@@ -114,6 +123,14 @@ def step_metrics(cfg, scores, rewards, valid, flat_groups, kl_seq, per_rank: lis
     if correctness:
         metrics["reward/accuracy"] = sum(solved(scores, correctness, [])) / len(scores[correctness])
     return metrics
+
+
+def staleness_metrics(step: int, rollouts, ready: int) -> dict:
+    """How many updates behind the trained policy (version `step`) each trained token's sampler was."""
+    stale = [step - v for versions, mask in zip(rollouts.versions, rollouts.loss_mask)
+             for v, m in zip(versions, mask) if m]
+    return {"async/staleness_mean": sum(stale) / max(len(stale), 1), "async/staleness_max": max(stale, default=0),
+            "async/buffer_fill": ready}
 
 
 def evaluate(step: int, cfg: Config, actors: Actors, run_dir: str) -> dict:
@@ -140,20 +157,34 @@ def train(cfg: Config, run_dir: str) -> Actors:
     start = 0
     if cfg.resume:
         start = restore_checkpoint(cfg, actors.policy, actors.rollout, run_dir)
-        actors.sync(verify=True)  # the engines serve the resumed weights
+        actors.sync(start, verify=True)  # the engines serve the resumed weights
 
     logger = make_logger(cfg, run_dir)
+    producer = RolloutProducer(actors.rollout, lambda step: derive_seed(cfg.seed, "step", step), cfg.rollout.group_size,
+                               cfg.rollout.temperature, start, cfg.steps, cfg.schedule.max_staleness,
+                               cfg.schedule.batch_timeout_s)
     eval_due = lambda step: cfg.eval.every > 0 and step % cfg.eval.every == 0  # noqa: E731
     bar = tqdm(range(start, cfg.steps), desc="GRPO", initial=start, total=cfg.steps,
                disable=not cfg.logging.progress_bar, dynamic_ncols=True)
-    for step in bar:
-        metrics = evaluate(step, cfg, actors, run_dir) if eval_due(step) else {}
-        metrics.update(grpo_step(step, cfg, actors))
-        metrics.update(actors.rollout.progress())
-        logger.log(metrics, step)
-        bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", step_s=f"{metrics['timing/step_s']:.1f}")
-        if checkpoint_due(cfg, step + 1, cfg.steps):
-            save_checkpoint(step + 1, cfg, actors.policy, actors.rollout, run_dir)
+    try:
+        for step in bar:
+            began = time.perf_counter()
+            metrics = evaluate(step, cfg, actors, run_dir) if eval_due(step) else {}
+            producer.allow(step)  # the batches up to step + k may be collected now
+            batch = producer.take(step)
+            waited = time.perf_counter() - began - metrics.get("timing/eval_s", 0.0)
+            metrics.update(grpo_step(step, cfg, actors, batch))
+            metrics.update(batch.progress)
+            wall = time.perf_counter() - began
+            engine_busy = producer.busy_seconds() + metrics.get("timing/eval_s", 0.0)
+            metrics.update({"timing/wall_s": wall, "timing/trainer_idle_frac": waited / wall,
+                            "timing/engine_idle_frac": max(0.0, 1 - engine_busy / wall)})
+            logger.log(metrics, step)
+            bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", step_s=f"{wall:.1f}")
+            if checkpoint_due(cfg, step + 1, cfg.steps):
+                save_checkpoint(step + 1, cfg, actors.policy, producer.data_state(step + 1), run_dir)
+    finally:
+        producer.close()
     if cfg.eval.every > 0:  # and once after the last update
         logger.log(evaluate(cfg.steps, cfg, actors, run_dir), cfg.steps)
     logger.close()

@@ -63,17 +63,18 @@ def make_logger(cfg, run_dir: str) -> MetricsLogger:
                          extra_sinks=[dashboard_sink(name)])
 
 
-def save_checkpoint(step: int, cfg, trainer, data, run_dir: str) -> str:
+def save_checkpoint(step: int, cfg, trainer, data_state: dict, run_dir: str) -> str:
     """`step` = updates done so far = the step a resumed run starts with. `trainer`: the ranks'
-    ActorGroup (all save, collectively); `data`: where the tasks come from (`state()`)."""
+    ActorGroup (all save, collectively); `data_state`: where the task source stands before `step`."""
     tmp = temp_checkpoint_dir(run_dir, step)
     ray.get(trainer.call("save_checkpoint", tmp))
-    save_driver_state(tmp, step, data.state(), os.path.join(run_dir, "metrics.jsonl"))
+    save_driver_state(tmp, step, data_state, os.path.join(run_dir, "metrics.jsonl"))
     return complete_checkpoint(tmp, cfg.checkpoint.keep_last)
 
 
 def restore_checkpoint(cfg, trainer, data, run_dir: str) -> int:
-    """Continue exactly: weights, optimizer, data position, RNGs, metrics so far; returns the next step."""
+    """Continue exactly: weights, optimizer, data position (`data.load_state`), RNGs, metrics so far;
+    returns the next step."""
     checkpoint = cfg.resume if os.path.isdir(cfg.resume) else latest_checkpoint(run_dir)
     if checkpoint is None:
         raise FileNotFoundError(f"resume: no complete checkpoint in {run_dir}/checkpoints")

@@ -81,7 +81,7 @@ def train(cfg, run_dir: str) -> str:
         logger.log(metrics, step)
         bar.set_postfix(loss=f"{metrics['train/loss']:.3f}", step_s=f"{metrics['timing/step_s']:.1f}")
         if checkpoint_due(cfg, step + 1, steps):
-            save_checkpoint(step + 1, cfg, trainer, loader, run_dir)
+            save_checkpoint(step + 1, cfg, trainer, loader.state(), run_dir)
     if cfg.eval_every > 0 and eval_rows:  # and once after the last step
         logger.log(evaluate(trainer, eval_rows), steps)
     final = os.path.join(run_dir, "final")

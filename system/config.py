@@ -21,6 +21,8 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 from system.algorithms.advantages import ADVANTAGES
 from system.algorithms.kl import KL_ESTIMATORS
 from system.algorithms.losses import LOSS_AGGREGATIONS
+from system.algorithms.off_policy import LEVELS as OFF_POLICY_LEVELS
+from system.algorithms.off_policy import OFF_POLICY
 from system.data.prompts import PROMPT_FORMATS
 from system.envs import resolve_env
 from system.rewards import MODES as REWARD_MODES
@@ -118,6 +120,11 @@ class AlgorithmConfig:
     kl_estimator: str = "k3"  # k1 | k2 | k3  (kl.py)
     kl_in_reward: bool = False  # False: KL term in the loss (GRPO); True: subtracted from reward
     filter_zero_variance_groups: bool = False  # DAPO dynamic sampling: such groups carry no loss
+    # Off-policy correction of tokens the engine sampled (system/algorithms/off_policy.py):
+    # none | tis | mis | decoupled, per token or per sequence, C = off_policy_cap.
+    off_policy: str = "none"
+    off_policy_level: str = "token"
+    off_policy_cap: float = 2.0
 
 
 @dataclass
@@ -147,6 +154,14 @@ class SyncConfig:
     # the weights on both sides (what it costs: docs/benchmarks.md, table 3).
     verify_every: int = 10
     enabled: bool = True  # False only to demonstrate what a missing sync looks like
+
+
+@dataclass
+class ScheduleConfig:
+    # Rollouts of the next steps are collected while the trainer updates, by a policy at most this
+    # many updates older than the one trained (system/rollout/producer.py); 0 = synchronous.
+    max_staleness: int = 0
+    batch_timeout_s: float = 1800.0  # the longest the trainer waits for one step's rollouts
 
 
 @dataclass
@@ -210,6 +225,7 @@ class Config:
     reward: RewardConfig = field(default_factory=RewardConfig)
     env: EnvSection = field(default_factory=EnvSection)
     sync: SyncConfig = field(default_factory=SyncConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     placement: PlacementConfig = field(default_factory=PlacementConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
@@ -237,6 +253,7 @@ CHOICES = {
     "model.dtype": ("bfloat16", "float32", "float16"),
     "env.trajectory_reward": ("sum", "last"),
     "data.prompt_format": PROMPT_FORMATS,
+    "algorithm.off_policy_level": OFF_POLICY_LEVELS,
 }
 
 
@@ -343,6 +360,9 @@ def validate(cfg: Config) -> None:
     check_registered("algorithm.advantage", cfg.algorithm.advantage, ADVANTAGES.get)
     check_registered("algorithm.loss_agg", cfg.algorithm.loss_agg, LOSS_AGGREGATIONS.get)
     check_registered("algorithm.kl_estimator", cfg.algorithm.kl_estimator, KL_ESTIMATORS.get)
+    check_registered("algorithm.off_policy", cfg.algorithm.off_policy, OFF_POLICY.get)
+    if cfg.algorithm.off_policy_cap < 1:
+        raise ConfigError("'algorithm.off_policy_cap' must be >= 1 (C: tis truncates at C, mis keeps [1/C, C])")
     check_rewards(cfg.reward.functions)
     if cfg.env.cls:
         check_registered("env.cls", cfg.env.cls, resolve_env)
@@ -356,6 +376,8 @@ def validate(cfg: Config) -> None:
             f"prompts_per_step*rollout.group_size = {sequences} sequences must split evenly into "
             f"train.num_minibatches={cfg.train.num_minibatches} x train.num_ranks={cfg.train.num_ranks}"
         )
+    if cfg.schedule.max_staleness < 0 or cfg.schedule.batch_timeout_s <= 0:
+        raise ConfigError("'schedule.max_staleness' must be >= 0 and 'schedule.batch_timeout_s' > 0")
     if cfg.rollout.group_size < 2:
         raise ConfigError("'rollout.group_size' must be >= 2: GRPO normalises within a group")
     if cfg.algorithm.eps_low < 0 or cfg.algorithm.eps_high < 0:

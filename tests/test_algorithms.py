@@ -112,3 +112,36 @@ def test_kl_in_loss_adds_weighted_penalty():
     with_kl, stats = policy_loss(logp, logp, torch.tensor([0.0]), torch.ones(1, 1), 0.2, 0.2, ref, 0.1, "k1")
     assert (with_kl - base).item() == pytest.approx(0.1 * math.log(2))
     assert stats["kl"].item() == pytest.approx(math.log(2))
+
+
+def test_off_policy_weights_by_hand():
+    from system.algorithms.off_policy import off_policy_weights
+
+    # Two samples, three tokens; the second sample's last token is padding (mask 0).
+    # rho = exp(old - behaviour): sample 0: 2, 0.25, 1; sample 1: 4, 0.5, (masked).
+    old = torch.log(torch.tensor([[2.0, 0.25, 1.0], [4.0, 0.5, 1.0]]))
+    behaviour = torch.zeros(2, 3)
+    mask = torch.tensor([[1.0, 1, 1], [1, 1, 0]])
+    w, rho = off_policy_weights(old, behaviour, mask, "none", "token", 3.0)
+    assert w.tolist() == mask.tolist()
+    assert close(rho, [[2.0, 0.25, 1.0], [4.0, 0.5, 1.0]])
+    w, _ = off_policy_weights(old, behaviour, mask, "tis", "token", 3.0)  # min(rho, 3)
+    assert close(w, [[2.0, 0.25, 1.0], [3.0, 0.5, 0.0]])
+    w, _ = off_policy_weights(old, behaviour, mask, "mis", "token", 3.0)  # 1 inside [1/3, 3]
+    assert close(w, [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    w, _ = off_policy_weights(old, behaviour, mask, "decoupled", "token", 3.0)  # rho, 0 above 3
+    assert close(w, [[2.0, 0.25, 1.0], [0.0, 0.5, 0.0]])
+    # Sequence level: the geometric mean over a sample's tokens: (2 * 0.25 * 1)^(1/3), (4 * 0.5)^(1/2).
+    w, rho = off_policy_weights(old, behaviour, mask, "tis", "sequence", 3.0)
+    g0, g1 = 0.5 ** (1 / 3), 2.0 ** 0.5
+    assert close(rho * mask, [[g0] * 3, [g1, g1, 0.0]]) and close(w, [[g0] * 3, [g1, g1, 0.0]])
+
+
+def test_is_weights_scale_the_surrogate_only():
+    logp = torch.zeros(1, 2, requires_grad=True)
+    weights = torch.tensor([[0.5, 0.5]])
+    is_w = torch.tensor([[2.0, 0.0]])
+    loss, _ = policy_loss(logp, logp.detach(), torch.tensor([1.0]), weights, 0.2, 0.2, is_weights=is_w)
+    loss.backward()
+    # d/dlogp of -ratio*A*w*is at ratio 1: -A * w * is = [-1.0, 0.0]
+    assert close(logp.grad, [[-1.0, 0.0]]) and loss.item() == pytest.approx(-1.0)

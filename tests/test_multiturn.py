@@ -40,7 +40,8 @@ class Scripted:
         else:
             ids = ids[: self.limit]
             sample = {"response": ids, "finish_reason": "length", "text": self.tokenizer.decode(ids)}
-        return [{**sample, "logprobs": [LOGP] * len(sample["response"])} for _ in prompts]
+        # as if the weights changed between turns: turn t is sampled by policy version t
+        return [{**sample, "logprobs": [LOGP] * len(sample["response"]), "version": turn} for _ in prompts]
 
 
 def local_envs(name: str, seeds: list[int], **params):
@@ -107,9 +108,12 @@ def test_only_the_models_tokens_carry_loss_and_logprobs(tokenizer, turns):
     reset, step, log = local_envs("twenty_four", [1, 1, 2], max_turns=3)
     episodes = run_episodes(3, reset, Scripted(tokenizer, WRONG), step, turns, max_context_tokens=4096)
     for k, ep in enumerate(episodes):
-        assert len(ep.tokens) == len(ep.loss_mask) == len(ep.logprobs)
+        assert len(ep.tokens) == len(ep.loss_mask) == len(ep.logprobs) == len(ep.versions)
         assert all((lp == LOGP) == (m == 1) for m, lp in zip(ep.loss_mask, ep.logprobs))
         runs = segments(ep.loss_mask)
+        # an episode spans policy versions: each action's tokens carry the version that sampled that turn
+        assert [set(ep.versions[a:b]) for m, a, b in runs if m == 1] == [{0}, {1}, {2}]
+        assert {v for v, m in zip(ep.versions, ep.loss_mask) if m == 0} == {-1}
         actions = [tokenizer.decode(ep.tokens[a:b], skip_special_tokens=True) for m, a, b in runs if m == 1]
         rest = [tokenizer.decode(ep.tokens[a:b]) for m, a, b in runs if m == 0]
         assert actions == WRONG == ep.replies
@@ -146,7 +150,7 @@ def test_a_response_prefix_opens_every_turn_and_the_env_reads_it(tokenizer):
     def stopped_at_tag(prompts, turn):  # a stop string ends the reply: no EOS in the tokens
         ids = tokenizer(replies[turn] + "</answer>", add_special_tokens=False)["input_ids"]
         return [{"response": ids, "logprobs": [LOGP] * len(ids), "finish_reason": "stop",
-                 "text": replies[turn] + "</answer>"} for _ in prompts]
+                 "text": replies[turn] + "</answer>", "version": 0} for _ in prompts]
 
     reset, step, log = local_envs("twenty_four", [6], max_turns=2)
     [ep] = run_episodes(1, reset, stopped_at_tag, step, turns, max_context_tokens=4096)

@@ -57,14 +57,18 @@ def policy_loss(
     ref_logp: torch.Tensor | None = None,
     kl_coef: float = 0.0,
     kl_estimator: str = "k3",
+    is_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """PPO-clip surrogate with GRPO's KL-in-loss term; all inputs are [sequences, tokens]
-    except `advantages` ([sequences], broadcast over tokens)."""
+    except `advantages` ([sequences], broadcast over tokens). `is_weights`: the off-policy
+    correction of each token's surrogate (system/algorithms/off_policy.py), or None."""
     ratio = torch.exp(logp - old_logp)
     adv = advantages.unsqueeze(1)
     surrogate = ratio * adv
     clipped = ratio.clamp(1 - eps_low, 1 + eps_high) * adv
     token_loss = -torch.min(surrogate, clipped)
+    if is_weights is not None:
+        token_loss = token_loss * is_weights
     stats = {"clip_frac": ((surrogate > clipped).float() * (weights > 0)).sum()}
     if ref_logp is not None and kl_coef > 0:
         kl = kl_penalty(logp, ref_logp, kl_estimator)

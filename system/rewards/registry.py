@@ -19,8 +19,14 @@ from typing import Callable
 from system.registry import Registry
 
 REWARDS = Registry("reward", callable, "a function")
-get_reward = REWARDS.get
 available_rewards = REWARDS.names
+
+
+def get_reward(name: str) -> Callable:
+    """A registered reward, or a `package.module:function` path. (A function, not `REWARDS.get`:
+    Ray pickles the reward actor's class by value, and a bound method would carry the registry,
+    with every user function registered in the driver, into each worker.)"""
+    return REWARDS.get(name)
 
 
 def register_reward(name: str, correctness: bool = False) -> Callable:

@@ -18,6 +18,7 @@ class Rollouts:
     scores: dict[str, list[Optional[float]]]  # per reward function (or env statistic), for metrics
     finish_reasons: list[str]  # "stop" | "length" (generation limit) | "truncated" (context limit)
     texts: list[str]  # the model's text, for rewards, logs and reports
+    versions: list[list[int]]  # per token: the policy version that sampled it (-1 where mask is 0)
     timings: dict[str, float] = field(default_factory=dict)  # timing/<phase>_s of the phases that made them
 
     @property

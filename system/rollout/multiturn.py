@@ -85,6 +85,7 @@ class Trajectory:
     tokens: list[int] = field(default_factory=list)
     loss_mask: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
+    versions: list[int] = field(default_factory=list)  # the policy version of each action token, -1 elsewhere
     observations: list[str] = field(default_factory=list)  # what the env said: the task, then after each step
     replies: list[str] = field(default_factory=list)  # per turn, as the env reads it: prefix + text
     rewards: list[float] = field(default_factory=list)  # per env step
@@ -92,10 +93,11 @@ class Trajectory:
     finish_reason: str = "stop"  # of the last reply, or "truncated" when the context limit ended it
     done: bool = False
 
-    def extend(self, ids: list[int], mask: int, logprobs: Optional[list[float]] = None) -> None:
+    def extend(self, ids: list[int], mask: int, logprobs: Optional[list[float]] = None, version: int = -1) -> None:
         self.tokens += ids
         self.loss_mask += [mask] * len(ids)
         self.logprobs += logprobs if logprobs is not None else [0.0] * len(ids)
+        self.versions += [version] * len(ids)
 
     def reward(self, mode: str) -> float:
         """The episode's reward from its step rewards: their sum, or the last one (0 if no step ran)."""
@@ -138,7 +140,7 @@ def run_episodes(count: int, reset: Reset, generate: Generate, step: Step, turns
         for k, sample in zip(live, samples):
             ep, reply = episodes[k], sample["response"]
             room = max_context_tokens - len(ep.tokens)
-            ep.extend(reply[:room], 1, sample["logprobs"][:room])
+            ep.extend(reply[:room], 1, sample["logprobs"][:room], sample["version"])
             if len(reply) > room:
                 ep.replies.append(turns.response_prefix + turns.decode(reply[:room]))
                 ep.finish_reason, ep.done = "truncated", True
@@ -180,6 +182,7 @@ def to_rollouts(episodes: list[Trajectory], trajectory_reward: str) -> Rollouts:
         },
         finish_reasons=[ep.finish_reason for ep in episodes],
         texts=[ep.transcript() for ep in episodes],
+        versions=[ep.versions for ep in episodes],
     )
 
 

@@ -7,6 +7,7 @@ import math
 import torch
 
 from system.algorithms.losses import policy_loss
+from system.algorithms.off_policy import off_policy_weights
 from system.training.logprobs import compute_logprobs, first_loss_position, micro_batches, pad_sequences, token_logprobs
 from system.training.samples import TrainingSample
 
@@ -31,6 +32,8 @@ def grpo_update(engine, minibatches: list[list[TrainingSample]], algo, *, micro_
     totals: dict[str, float] = {"loss": 0.0, "clip_count": 0.0, "tokens": 0.0, "kl": 0.0, "entropy_sum": 0.0,
                                 "grad_norm": 0.0, "sync/logprob_diff_sum": 0.0, "sync/logprob_diff_max": 0.0,
                                 "sync/tokens": 0.0}
+    if algo.off_policy != "none":
+        totals.update({"off_policy/ratio_sum": 0.0, "off_policy/ratio_max": 0.0, "off_policy/masked": 0.0})
     for epoch in range(ppo_epochs):
         for mb_index, minibatch in enumerate(minibatches):
             for mb in micro_batches(minibatch, micro_batch):
@@ -40,9 +43,18 @@ def grpo_update(engine, minibatches: list[list[TrainingSample]], algo, *, micro_
                                                start=first_loss_position(mb))
                 old_logp = b["old_logp"] if reuse_old else logp.detach()
                 advantages = torch.tensor([s.advantage for s in mb], device=logp.device, dtype=logp.dtype)
+                is_weights = None
+                if algo.off_policy != "none":  # pi_old / engine, on the tokens the engine sampled
+                    is_weights, rho = off_policy_weights(old_logp.float(), b["rollout_logp"], b["loss_mask"],
+                                                         algo.off_policy, algo.off_policy_level, algo.off_policy_cap)
+                    if epoch == 0 and mask.any():
+                        totals["off_policy/ratio_sum"] += float(rho[mask].sum())
+                        totals["off_policy/ratio_max"] = max(totals["off_policy/ratio_max"], float(rho[mask].max()))
+                        totals["off_policy/masked"] += float((is_weights[mask] == 0).sum())
                 loss, stats = policy_loss(
                     logp, old_logp, advantages, b["weights"].float(), algo.eps_low, algo.eps_high,
                     b.get("ref_logp") if not algo.kl_in_reward else None, algo.kl_coef, algo.kl_estimator,
+                    is_weights,
                 )
                 # DeepSpeed averages gradients over ranks; weights already normalise over the global mini-batch.
                 engine.backward(loss * world_size, scale_wrt_gas=False)
@@ -53,7 +65,7 @@ def grpo_update(engine, minibatches: list[list[TrainingSample]], algo, *, micro_
                 if epoch == 0:
                     totals["tokens"] += float(mask.sum())
                     totals["entropy_sum"] += float(entropy[mask].sum())
-                if epoch == 0 and (reuse_old or mb_index == 0):  # weights still those the engine sampled with
+                if epoch == 0 and (reuse_old or mb_index == 0) and mask.any():  # weights still the engine's
                     reference = b["old_logp"] if reuse_old else logp.detach()
                     diff = (reference - b["rollout_logp"]).abs()[mask]
                     totals["sync/logprob_diff_sum"] += float(diff.sum())
