@@ -73,7 +73,7 @@ def build_actors(cfg, model_path: str, tokenizer) -> Actors:
     platform = cluster_platform()
     roles = cfg.roles()
     placement = Placement(roles, cfg.placement, platform)
-    engines = EnginePool(cfg, placement, model_path)
+    engines = EnginePool(cfg, placement, model_path, cfg.schedule.partial_rollout, cfg.schedule.batch_timeout_s)
     pad_id = tokenizer.pad_token_id
     policy = ActorGroup(PolicyTrainer, "policy", placement.options("policy"), model_path, cfg, pad_id)
     reference = None

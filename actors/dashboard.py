@@ -24,10 +24,15 @@ class MetricsExporter:
         for key, value in {**metrics, "step": step}.items():
             if not isinstance(value, (int, float)):
                 continue
-            name = "r1ray_" + re.sub(r"[^a-zA-Z0-9_]", "_", key)
+            name = gauge_name(key)
             if name not in self.gauges:
                 self.gauges[name] = Gauge(name, description=key, tag_keys=("run",))
             self.gauges[name].set(float(value), tags={"run": self.run_name})
+
+
+def gauge_name(key: str) -> str:
+    """The gauge of a metric key (Prometheus shows it with Ray's `ray_` prefix: ray_r1ray_reward_mean)."""
+    return "r1ray_" + re.sub(r"[^a-zA-Z0-9_]", "_", key)
 
 
 def dashboard_sink(run_name: str):

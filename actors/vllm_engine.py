@@ -7,17 +7,23 @@ Each engine also receives new weights (its workers run actors/vllm_worker.py).
 
 from __future__ import annotations
 
+import itertools
 import os
+import threading
+import time
+from contextlib import nullcontext
 
 import ray
+import torch
 
 from system.platform import current_platform
 
 
-@ray.remote
+@ray.remote(max_concurrency=2)  # a weight load runs beside a generate call, between its decode steps
 class VLLMEngine:
-    def __init__(self, model_path: str, cfg, seed: int, dtype: str, threads: int):
-        """`threads`: torch threads of the engine on CPU (see Platform.num_threads)."""
+    def __init__(self, model_path: str, cfg, seed: int, dtype: str, threads: int, partial_rollout: bool = False):
+        """`threads`: torch threads of the engine on CPU (see Platform.num_threads); `partial_rollout`:
+        weights may land in the middle of a generate call."""
         platform = current_platform()
         os.environ.update(platform.vllm_env(cfg.cpu_kv_cache_gib, threads))
         platform.set_threads(threads)  # before the engine starts: vLLM's CPU worker then forbids changing it
@@ -37,67 +43,137 @@ class VLLMEngine:
             **platform.vllm_kwargs(cfg.gpu_memory_utilization),
         )
         self.version = 0  # the policy version of the weights served: updates done when they were sent
+        self.partial_rollout = partial_rollout
+        self._engine = threading.Lock()  # held for an engine step, or a weight load
+        self._calls = threading.Lock()  # one generate call's requests in the engine at a time
+        self._load_waiting = threading.Event()
+        self._request_ids = itertools.count()
+        self.threads = threads
 
     def generate(self, prompts: list[list[int]], n: int, temperature: float, top_p: float, max_tokens: int,
                  seeds: list[int], stop: list[str] | None = None) -> list[list[dict]]:
-        """For each prompt, `n` samples: {"response": ids, "logprobs": floats, "finish_reason", "text",
-        "version": the policy version that sampled them}."""
-        from vllm import SamplingParams, TokensPrompt
+        """For each prompt, `n` samples: {"response": ids, "logprobs": floats, "versions": the policy
+        version that sampled each token, "finish_reason", "text"}.
 
+        The engine steps one decode step at a time; with partial rollouts a weight load may land
+        between two steps (`receive_weights` on the actor's other thread), so a sample's tokens can
+        come from two versions. Without, the load waits for the whole call."""
+        from vllm import SamplingParams, TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
+
+        self._own_threads()
         params = [
             SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, logprobs=0, seed=seed,
-                           stop=stop or None, include_stop_str_in_output=True)
+                           stop=stop or None, include_stop_str_in_output=True, output_kind=RequestOutputKind.DELTA)
             for seed in seeds
         ]
-        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
-        return [
-            [
-                {
-                    "response": list(c.token_ids),
-                    "logprobs": [step[token].logprob for step, token in zip(c.logprobs, c.token_ids)],
-                    "finish_reason": c.finish_reason,
-                    "text": c.text,
-                    "version": self.version,
-                }
-                for c in out.outputs
-            ]
-            for out in outputs
-        ]
+        engine = self.llm.llm_engine
+        whole_call, each_step = (nullcontext(), self._engine) if self.partial_rollout else (self._engine, nullcontext())
+        with self._calls, whole_call:  # one call's requests in the engine at a time
+            ids = [str(next(self._request_ids)) for _ in prompts]
+            samples = {rid: [_Sample() for _ in range(n)] for rid in ids}
+            with each_step:
+                for rid, prompt, sp in zip(ids, prompts, params):  # rendered as LLM.generate renders a prompt
+                    engine.add_request(rid, self.llm._preprocess_cmpl_one(TokensPrompt(prompt_token_ids=prompt), None),
+                                       sp)
+            while True:
+                while self.partial_rollout and self._load_waiting.is_set():  # a load waits: let it in
+                    time.sleep(0.001)
+                with each_step:
+                    if not engine.has_unfinished_requests():
+                        break
+                    outputs, version = engine.step(), self.version
+                for out in outputs:
+                    for c in out.outputs:
+                        samples[out.request_id][c.index].add(c, version)
+        return [[sample.result() for sample in samples[rid]] for rid in ids]
 
     def init_weight_sync(self, host: str, port: int, rank_offset: int, world_size: int, backend: str) -> list[int]:
         return self.llm.collective_rpc("init_weight_sync", args=(host, port, rank_offset, world_size, backend))
 
     def receive_weights(self, buckets: list[list[dict]], verify: bool, version: int) -> list[int]:
-        per_worker = self.llm.collective_rpc("receive_weights", args=(buckets, verify))
-        if any(sums != per_worker[0] for sums in per_worker):
-            raise RuntimeError("tensor-parallel workers received different bytes")
-        self.llm.reset_prefix_cache()  # KV computed with the old weights must not be reused
-        self.version = version
+        """Load the weights of update `version`, between two decode steps of a generate call in flight."""
+        self._own_threads()
+        self._load_waiting.set()
+        with self._engine:
+            self._load_waiting.clear()
+            per_worker = self.llm.collective_rpc("receive_weights", args=(buckets, verify))
+            if any(sums != per_worker[0] for sums in per_worker):
+                raise RuntimeError("tensor-parallel workers received different bytes")
+            # KV computed with the old weights must not be reused: not from the prefix cache, nor by
+            # requests in flight, which vLLM preempts and recomputes (their tokens so far are kept).
+            self.llm.reset_prefix_cache(reset_running_requests=True)
+            self.version = version
         return per_worker[0]
+
+
+    def _own_threads(self) -> None:
+        """This call may run on another of the actor's threads than the last one, and OpenMP keeps a
+        thread count per thread (the process started with Ray's OMP_NUM_THREADS=1): vLLM's CPU
+        attention checks that it runs on as many as at start-up. (vLLM's CPU worker replaces
+        torch.set_num_threads with a no-op, so the call goes to torch's own.)"""
+        if not current_platform().is_gpu:
+            torch._C.set_num_threads(self.threads)
+
+
+class _Sample:
+    """One completion as its decode steps arrive (vLLM's DELTA outputs), each token with its version."""
+
+    def __init__(self):
+        self.tokens, self.logprobs, self.versions, self.text, self.finish_reason = [], [], [], "", None
+
+    def add(self, delta, version: int) -> None:
+        self.tokens += delta.token_ids
+        self.logprobs += [step[token].logprob for step, token in zip(delta.logprobs, delta.token_ids)]
+        self.versions += [version] * len(delta.token_ids)
+        self.text += delta.text
+        self.finish_reason = delta.finish_reason or self.finish_reason
+
+    def result(self) -> dict:
+        return {"response": self.tokens, "logprobs": self.logprobs, "versions": self.versions,
+                "finish_reason": self.finish_reason, "text": self.text}
+
+
+CHUNKS_PER_ENGINE = 2  # with several engines: a batch is cut into this many chunks per engine
 
 
 class EnginePool:
     """One VLLMEngine per engine bundle of the placement, each seeded differently (cfg: the run
-    config, with `rollout`, `placement`, `model` and `seed`)."""
+    config, with `rollout`, `placement`, `model` and `seed`); `timeout_s`: the longest one
+    generate call may take before the pool gives up on it."""
 
-    def __init__(self, cfg, placement, model_path: str):
-        self.cfg = cfg.rollout
+    def __init__(self, cfg, placement, model_path: str, partial_rollout: bool = False, timeout_s: float = 1800.0):
+        self.cfg, self.timeout_s = cfg.rollout, timeout_s
         options = placement.options("engine")
         threads = current_platform().num_threads(cfg.placement.threads_per_actor, concurrent=len(options))
+        self.names = [f"engine-{i}" for i in range(len(options))]
         self.engines = [
-            VLLMEngine.options(name=f"engine-{i}", **opts).remote(model_path, cfg.rollout, cfg.seed + i,
-                                                                  cfg.model.dtype, threads)
+            VLLMEngine.options(name=self.names[i], **opts).remote(model_path, cfg.rollout, cfg.seed + i,
+                                                                  cfg.model.dtype, threads, partial_rollout)
             for i, opts in enumerate(options)
         ]
 
     def generate(self, prompts: list[list[int]], n: int, temperature: float, seed: int) -> list[list[dict]]:
-        """`n` samples per prompt, in prompt order; each engine takes a contiguous slice of the
-        prompts, and prompt i is sampled with seed `seed + i` whichever engine takes it."""
+        """`n` samples per prompt, in prompt order; prompt i is sampled with seed `seed + i` whichever
+        engine takes it. One engine takes the whole batch; several take chunks, each engine the next
+        chunk as soon as it is free, so a slow engine holds up no one."""
         k = len(self.engines)
-        bounds = [len(prompts) * i // k for i in range(k + 1)]
-        futures = [
-            engine.generate.remote(prompts[a:b], n, temperature, self.cfg.top_p, self.cfg.max_new_tokens,
-                                   [seed + i for i in range(a, b)], self.cfg.stop)
-            for engine, a, b in zip(self.engines, bounds, bounds[1:]) if b > a
-        ]
-        return [group for part in ray.get(futures) for group in part]
+        size = len(prompts) if k == 1 else max(1, -(-len(prompts) // (CHUNKS_PER_ENGINE * k)))
+        todo = [(a, min(a + size, len(prompts))) for a in range(0, len(prompts), size)]
+        free, running, done = list(range(k)), {}, {}  # engine indices; future -> (engine, first prompt)
+        while todo or running:
+            while free and todo:
+                engine, (a, b) = free.pop(0), todo.pop(0)
+                future = self.engines[engine].generate.remote(prompts[a:b], n, temperature, self.cfg.top_p,
+                                                              self.cfg.max_new_tokens, [seed + i for i in range(a, b)],
+                                                              self.cfg.stop)
+                running[future] = (engine, a)
+            finished, _ = ray.wait(list(running), num_returns=1, timeout=self.timeout_s)
+            if not finished:
+                busy = [self.names[e] for e, _ in running.values()]
+                raise TimeoutError(f"engine pool: no generate call finished within {self.timeout_s:.0f} s ({busy})")
+            for future in finished:
+                engine, a = running.pop(future)
+                done[a] = ray.get(future)
+                free.append(engine)
+        return [group for a in sorted(done) for group in done[a]]

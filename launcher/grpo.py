@@ -86,7 +86,8 @@ def grpo_step(step: int, cfg: Config, actors: Actors, batch: Batch) -> dict:
         "response/length_max": lengths.max().item(),
         "response/clipped_frac": sum(r != "stop" for r in rollouts.finish_reasons) / len(samples),
         **({"sync/checksum_ok": 1.0} if verify else {}),
-        **(staleness_metrics(step, rollouts, batch.ready) if cfg.schedule.max_staleness > 0 else {}),
+        **(staleness_metrics(step, rollouts, batch.ready, cfg.schedule.max_staleness)
+           if cfg.schedule.max_staleness > 0 else {}),
         "throughput/generated_tokens_per_s": lengths.sum().item() / timings["timing/generate_s"],
         **timings,
         "timing/step_s": sum(timings.values()),
@@ -125,11 +126,14 @@ def step_metrics(cfg, scores, rewards, valid, flat_groups, kl_seq, per_rank: lis
     return metrics
 
 
-def staleness_metrics(step: int, rollouts, ready: int) -> dict:
-    """How many updates behind the trained policy (version `step`) each trained token's sampler was."""
+def staleness_metrics(step: int, rollouts, ready: int, k: int) -> dict:
+    """How many updates behind the trained policy (version `step`) each trained token's sampler was:
+    mean, max and the histogram (the fraction of tokens d versions behind, d = 0..k)."""
     stale = [step - v for versions, mask in zip(rollouts.versions, rollouts.loss_mask)
              for v, m in zip(versions, mask) if m]
-    return {"async/staleness_mean": sum(stale) / max(len(stale), 1), "async/staleness_max": max(stale, default=0),
+    count = max(len(stale), 1)
+    return {"async/staleness_mean": sum(stale) / count, "async/staleness_max": max(stale, default=0),
+            **{f"async/staleness_{d}_frac": stale.count(d) / count for d in range(k + 1)},
             "async/buffer_fill": ready}
 
 

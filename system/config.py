@@ -161,6 +161,9 @@ class ScheduleConfig:
     # Rollouts of the next steps are collected while the trainer updates, by a policy at most this
     # many updates older than the one trained (system/rollout/producer.py); 0 = synchronous.
     max_staleness: int = 0
+    # A weight sync lands between two decode steps of the generation in flight (its requests are
+    # recomputed with the new weights and go on); false: it waits until the generate call is done.
+    partial_rollout: bool = True
     batch_timeout_s: float = 1800.0  # the longest the trainer waits for one step's rollouts
 
 

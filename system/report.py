@@ -38,7 +38,10 @@ PANELS = [
      "points"),
     ("KL to reference", lambda k: k == "kl/mean", "line"),
     ("Response length (tokens)", lambda k: k in ("response/length_mean", "response/length_max"), "line"),
-    ("Step time by phase (s)", lambda k: re.fullmatch(r"timing/\w+_s", k) and k != "timing/step_s", "stack"),
+    ("Step time by phase (s)", lambda k: re.fullmatch(r"timing/\w+_s", k) and k not in ("timing/step_s", "timing/wall_s"),
+     "stack"),
+    ("Who waited (fraction of each step)", lambda k: k.endswith("_idle_frac"), "line"),
+    ("Staleness (policy versions)", lambda k: k in ("async/staleness_mean", "async/staleness_max"), "line"),
 ]
 
 

@@ -41,7 +41,8 @@ class Scripted:
             ids = ids[: self.limit]
             sample = {"response": ids, "finish_reason": "length", "text": self.tokenizer.decode(ids)}
         # as if the weights changed between turns: turn t is sampled by policy version t
-        return [{**sample, "logprobs": [LOGP] * len(sample["response"]), "version": turn} for _ in prompts]
+        return [{**sample, "logprobs": [LOGP] * len(sample["response"]), "versions": [turn] * len(sample["response"])}
+                for _ in prompts]
 
 
 def local_envs(name: str, seeds: list[int], **params):
@@ -150,7 +151,7 @@ def test_a_response_prefix_opens_every_turn_and_the_env_reads_it(tokenizer):
     def stopped_at_tag(prompts, turn):  # a stop string ends the reply: no EOS in the tokens
         ids = tokenizer(replies[turn] + "</answer>", add_special_tokens=False)["input_ids"]
         return [{"response": ids, "logprobs": [LOGP] * len(ids), "finish_reason": "stop",
-                 "text": replies[turn] + "</answer>", "version": 0} for _ in prompts]
+                 "text": replies[turn] + "</answer>", "versions": [0] * len(ids)} for _ in prompts]
 
     reset, step, log = local_envs("twenty_four", [6], max_turns=2)
     [ep] = run_episodes(1, reset, stopped_at_tag, step, turns, max_context_tokens=4096)

@@ -93,11 +93,12 @@ class Trajectory:
     finish_reason: str = "stop"  # of the last reply, or "truncated" when the context limit ended it
     done: bool = False
 
-    def extend(self, ids: list[int], mask: int, logprobs: Optional[list[float]] = None, version: int = -1) -> None:
+    def extend(self, ids: list[int], mask: int, logprobs: Optional[list[float]] = None,
+               versions: Optional[list[int]] = None) -> None:
         self.tokens += ids
         self.loss_mask += [mask] * len(ids)
         self.logprobs += logprobs if logprobs is not None else [0.0] * len(ids)
-        self.versions += [version] * len(ids)
+        self.versions += versions if versions is not None else [-1] * len(ids)
 
     def reward(self, mode: str) -> float:
         """The episode's reward from its step rewards: their sum, or the last one (0 if no step ran)."""
@@ -140,7 +141,7 @@ def run_episodes(count: int, reset: Reset, generate: Generate, step: Step, turns
         for k, sample in zip(live, samples):
             ep, reply = episodes[k], sample["response"]
             room = max_context_tokens - len(ep.tokens)
-            ep.extend(reply[:room], 1, sample["logprobs"][:room], sample["version"])
+            ep.extend(reply[:room], 1, sample["logprobs"][:room], sample["versions"][:room])
             if len(reply) > room:
                 ep.replies.append(turns.response_prefix + turns.decode(reply[:room]))
                 ep.finish_reason, ep.done = "truncated", True

@@ -56,7 +56,7 @@ class SingleTurnRollout(Rollout):
             scores=scores,
             finish_reasons=[s["finish_reason"] for _, s in samples],
             texts=texts,
-            versions=[[-1] * len(p) + [s["version"]] * len(s["response"]) for p, s in samples],
+            versions=[[-1] * len(p) + s["versions"] for p, s in samples],
             timings=timings,
         )
 
