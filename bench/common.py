@@ -121,6 +121,15 @@ def _trl_version() -> str:
     return done.stdout.strip() or "-"
 
 
+def load(name: str) -> dict:
+    """The results last saved under `name` (without the machine and time), or {}."""
+    path = os.path.join(RESULTS, f"{name}.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return {k: v for k, v in json.load(f).items() if k not in ("machine", "measured")}
+
+
 def save(name: str, result: dict) -> str:
     """bench/results/<name>.json, with the machine it was measured on."""
     os.makedirs(RESULTS, exist_ok=True)

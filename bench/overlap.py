@@ -5,26 +5,31 @@
 Disaggregated layout on this 2-core machine, the way separate GPUs are separate: every actor one
 torch thread (placement.threads_per_actor=1), so the engine works on one core while the policy
 (and the reference) take turns on the other. Two jobs: table 1's (bench/grpo_bench.yaml,
-training-heavy; k = 0 and 1) and a balanced one (no reference, 16 samples of up to 96 tokens:
-generation and training take about the same time in this layout; k = 0, 1, 2, and 1 with the load
-waiting for the generation in flight, partial_rollout=false): median step wall time (the first step left out),
-generated tokens per second of wall time, each role's idle fraction, and the bound overlap can
-reach, max(generate, trainer busy) of the k = 0 run's steps.
+training-heavy; k = 0 and 1), two lighter ones without a reference (16 samples of up to 96 tokens,
+8 of up to 256: still training-heavy here) and a balanced one (4 samples of up to 384 tokens: the
+engine generates about as long as the trainer updates in this layout); k = 0, 1, 2, and 1 with the
+load waiting for the generation in flight (partial_rollout=false): median step wall time (the first step left out),
+generated tokens per second of wall time, each role's idle fraction, and the bound overlap can reach,
+max(generate, trainer busy) of the k = 0 run's steps.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from common import fmt, run_ours, save, spread
+from common import fmt, load, run_ours, save, spread
 
 LAYOUT = ["placement.threads_per_actor=1"]
 JOBS = {
     "table1": [],
-    "balanced": ["algorithm.kl_coef=0", "prompts_per_step=4", "rollout.group_size=4", "rollout.max_new_tokens=96"],
+    "short": ["algorithm.kl_coef=0", "prompts_per_step=4", "rollout.group_size=4", "rollout.max_new_tokens=96"],
+    "medium": ["algorithm.kl_coef=0", "prompts_per_step=2", "rollout.group_size=4", "rollout.max_new_tokens=256"],
+    "balanced": ["algorithm.kl_coef=0", "prompts_per_step=2", "rollout.group_size=2", "rollout.max_new_tokens=384"],
 }
 SCHEDULES = {  # (k, partial rollouts); table 1's job is long, so only k = 0 and 1 there
     "table1": [(0, True), (1, True)],
+    "short": [(0, True), (1, True), (2, True), (1, False)],
+    "medium": [(0, True), (1, True), (2, True), (1, False)],
     "balanced": [(0, True), (1, True), (2, True), (1, False)],
 }
 TRAINER = ("reference", "train", "sync")
@@ -50,7 +55,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--jobs", nargs="+", default=list(JOBS))
     args = parser.parse_args()
-    result = {}
+    result = load("overlap")  # the jobs not run this time keep their last figures
     for job in args.jobs:
         rows = {f"k={k}{'' if partial else ' whole'}": measure(job, k, partial, args.steps)
                 for k, partial in SCHEDULES[job]}

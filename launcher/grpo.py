@@ -170,19 +170,22 @@ def train(cfg: Config, run_dir: str) -> Actors:
     eval_due = lambda step: cfg.eval.every > 0 and step % cfg.eval.every == 0  # noqa: E731
     bar = tqdm(range(start, cfg.steps), desc="GRPO", initial=start, total=cfg.steps,
                disable=not cfg.logging.progress_bar, dynamic_ncols=True)
+    t0 = time.monotonic()
     try:
         for step in bar:
-            began = time.perf_counter()
+            began = time.monotonic()
             metrics = evaluate(step, cfg, actors, run_dir) if eval_due(step) else {}
             producer.allow(step)  # the batches up to step + k may be collected now
             batch = producer.take(step)
-            waited = time.perf_counter() - began - metrics.get("timing/eval_s", 0.0)
+            waited, train_start = time.monotonic() - began - metrics.get("timing/eval_s", 0.0), time.monotonic()
             metrics.update(grpo_step(step, cfg, actors, batch))
             metrics.update(batch.progress)
-            wall = time.perf_counter() - began
-            engine_busy = producer.busy_seconds() + metrics.get("timing/eval_s", 0.0)
+            wall = time.monotonic() - began
+            engine_busy = producer.engine_seconds(began, began + wall) + metrics.get("timing/eval_s", 0.0)
             metrics.update({"timing/wall_s": wall, "timing/trainer_idle_frac": waited / wall,
-                            "timing/engine_idle_frac": max(0.0, 1 - engine_busy / wall)})
+                            "timing/engine_idle_frac": max(0.0, 1 - engine_busy / wall),
+                            "timeline/rollout_start": batch.began - t0, "timeline/rollout_end": batch.ended - t0,
+                            "timeline/train_start": train_start - t0, "timeline/train_end": time.monotonic() - t0})
             logger.log(metrics, step)
             bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", step_s=f"{wall:.1f}")
             if checkpoint_due(cfg, step + 1, cfg.steps):

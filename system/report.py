@@ -42,7 +42,10 @@ PANELS = [
      "stack"),
     ("Who waited (fraction of each step)", lambda k: k.endswith("_idle_frac"), "line"),
     ("Staleness (policy versions)", lambda k: k in ("async/staleness_mean", "async/staleness_max"), "line"),
+    ("Who was busy when (s since the first step)", lambda k: k.startswith("timeline/"), "timeline"),
 ]
+# timeline/<role>_start and timeline/<role>_end of each step: one row of bars per role.
+TIMELINE_ROLES = ("rollout", "train")
 
 
 def write_report(run_dir: str) -> list[str]:
@@ -71,12 +74,13 @@ def _write_curves(run_dir: str, records: list[dict]) -> str:
         ax.set_axis_off()
     for i, (title, keys, kind) in enumerate(panels):
         ax = fig.add_subplot(rows, cols, i + 1)
-        {"line": _draw_lines, "points": _draw_points, "stack": _draw_stack}[kind](ax, records, keys)
+        {"line": _draw_lines, "points": _draw_points, "stack": _draw_stack, "timeline": _draw_timeline}[kind](
+            ax, records, keys)
         ax.set_title(title)
-        ax.set_xlabel("step")
+        ax.set_xlabel("seconds" if kind == "timeline" else "step")
         ax.grid(alpha=0.3)
         stacked = kind == "stack"
-        if len(keys) > 1 or stacked:  # a lone curve is named by its title; a lone phase is not
+        if kind != "timeline" and (len(keys) > 1 or stacked):  # a lone curve is named by its title; a lone phase is not
             ax.legend(fontsize=8, ncols=3 if stacked else 1, loc="upper center" if stacked else "best")
     path = os.path.join(run_dir, "report.png")
     fig.savefig(path, dpi=100)
@@ -109,6 +113,16 @@ def _draw_stack(ax, records: list[dict], keys: list[str]) -> None:
         ax.stairs(top, edges, baseline=bottom, fill=True, alpha=0.8, label=_label(key))
         bottom = top
     ax.margins(y=0.4)  # headroom, so that the legend sits above the bands, not over them
+
+
+def _draw_timeline(ax, records: list[dict], keys: list[str]) -> None:
+    """The rollouts (engines, reward / env workers) and the updates (reference, train, sync) of
+    every step as bars in time: where they overlap, both sides worked at once."""
+    for row, role in enumerate(TIMELINE_ROLES):
+        spans = [(r[f"timeline/{role}_start"], r[f"timeline/{role}_end"] - r[f"timeline/{role}_start"])
+                 for r in records if f"timeline/{role}_start" in r and f"timeline/{role}_end" in r]
+        ax.broken_barh(spans, (row - 0.35, 0.7), color=f"C{row}", alpha=0.8)
+    ax.set_yticks(range(len(TIMELINE_ROLES)), ["rollouts", "updates"])
 
 
 def _series(records: list[dict], key: str) -> tuple[list, list]:

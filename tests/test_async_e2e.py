@@ -9,12 +9,12 @@ import re
 import pytest
 
 from actors.dashboard import gauge_name
-from tests.test_grpo_e2e import ROOT, run
+from tests.test_grpo_e2e import ROOT, TINY_RUN, run
 
 
 @pytest.mark.e2e
-def test_rollouts_run_ahead_of_the_trainer_within_the_staleness_bound(ray_job, tmp_path):
-    k = 2
+@pytest.mark.parametrize("k", [1, 2])
+def test_rollouts_run_ahead_of_the_trainer_within_the_staleness_bound(ray_job, tmp_path, k):
     # Two engines: each takes the next chunk of a batch when it is free.
     actors, metrics = run(tmp_path, "steps=4", f"schedule.max_staleness={k}", "algorithm.off_policy=tis",
                           "algorithm.off_policy_cap=2.0", "rollout.num_engines=2", "placement.engine_cpus=0.25",
@@ -42,3 +42,25 @@ def test_rollouts_run_ahead_of_the_trainer_within_the_staleness_bound(ray_job, t
         queries = [t["expr"] for panel in json.load(f)["panels"] for t in panel["targets"]]
     shown = {name for q in queries for name in re.findall(r"(ray_r1ray_\w+)\{", q)}
     assert len(shown) >= 15 and not shown - exported, f"panels without a gauge: {sorted(shown - exported)}"
+
+
+@pytest.mark.e2e
+def test_an_asynchronous_run_resumes_without_losing_or_repeating_prompts(ray_job, tmp_path):
+    """At k = 1 the producer has drawn step 2's prompts before step 2's checkpoint is written; the
+    checkpoint must still hold the data position from before them, so the resumed run trains the
+    prompts of step 2 (and the samples in flight are collected again)."""
+    from launcher.grpo import train
+    from system.config import load_config
+    from system.metrics import read_metrics
+
+    run_args = ["steps=3", "schedule.max_staleness=1", "checkpoint.every=1", "checkpoint.keep_last=5"]
+    actors, first = run(tmp_path, *run_args)
+    actors.shutdown()
+    cfg = load_config(os.path.join(ROOT, "configs", "grpo_countdown_cpu.yaml"),
+                      [*TINY_RUN, *run_args, f"logging.output_dir={tmp_path}", "logging.run_name=run",
+                       f"resume={tmp_path}/run/checkpoints/step_000002"])
+    train(cfg, str(tmp_path / "run")).shutdown()
+    resumed = read_metrics(str(tmp_path / "run"))
+    assert [m["step"] for m in resumed] == [0, 1, 2]
+    assert [m["data/position"] for m in resumed] == [m["data/position"] for m in first]  # the same prompts, once
+    assert resumed[2]["async/staleness_max"] == 0  # the resumed step's batch: collected again, by the resumed policy

@@ -17,6 +17,7 @@ class Counting(Rollout):
     def __init__(self, trainer_step: list[int], fail_at: int | None = None, delay_s: float = 0.0):
         self.position, self.trainer_step, self.fail_at, self.delay_s = 0, trainer_step, fail_at, delay_s
         self.started: dict[int, int] = {}  # first task of a batch -> the trainer's step when it started
+        self.generate_s = 0.0
 
     def train_tasks(self, step_seed):
         tasks = [self.position, self.position + 1]
@@ -36,7 +37,7 @@ class Counting(Rollout):
         time.sleep(self.delay_s)
         return Rollouts(tokens=[[t] for t in tasks], loss_mask=[[1]] * 2, logprobs=[[0.0]] * 2, rewards=[0.0] * 2,
                         scores={}, finish_reasons=["stop"] * 2, texts=["x"] * 2, versions=[[0]] * 2,
-                        timings={"timing/generate_s": 0.5})
+                        timings={"timing/generate_s": self.generate_s})
 
     def state(self):
         return {"position": self.position}
@@ -99,10 +100,18 @@ def test_a_batch_that_never_comes_times_out_with_the_phase():
     producer.close()
 
 
-def test_busy_seconds_sum_the_engine_time_of_finished_batches():
-    producer = RolloutProducer(Counting([0]), lambda s: s, 2, 1.0, start=0, steps=3, max_staleness=2, timeout_s=10)
+def test_engine_seconds_count_the_generating_share_of_each_batch_inside_a_window():
+    # each collect takes ~0.3 s of which its rollouts say 0.15 s generated: half of it
+    rollout = Counting([0], delay_s=0.3)
+    rollout.generate_s = 0.15
+    producer = RolloutProducer(rollout, lambda s: s, 2, 1.0, start=0, steps=3, max_staleness=2, timeout_s=10)
+    start = time.monotonic()
     producer.allow(0)
-    for step in range(3):
-        producer.take(step)
-    assert producer.busy_seconds() == pytest.approx(1.5) and producer.busy_seconds() == 0.0
+    batches = [producer.take(step) for step in range(3)]
+    end = time.monotonic()
+    assert producer.engine_seconds(start, end) == pytest.approx(0.5 * sum(b.ended - b.began for b in batches), rel=0.05)
+    middle = batches[1]
+    assert producer.engine_seconds(middle.began, middle.ended) == pytest.approx(0.5 * (middle.ended - middle.began),
+                                                                                rel=0.05)
+    assert producer.engine_seconds(end + 1, end + 2) == 0.0
     producer.close()

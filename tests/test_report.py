@@ -28,7 +28,12 @@ def fake_run(run_dir, steps=60) -> None:
                       "reward/accuracy": 0.7 * progress, "response/length_mean": 200 - 50 * progress,
                       "response/length_max": 512, "sync/checksum_ok": 1.0,
                       "timing/generate_s": 3.0, "timing/reward_s": 0.2, "timing/train_s": 2.0,
-                      "timing/sync_s": 0.5, "timing/step_s": 5.7}
+                      "timing/sync_s": 0.5, "timing/step_s": 5.7, "timing/wall_s": 4.5,
+                      "timing/engine_idle_frac": 0.2, "timing/trainer_idle_frac": 0.1,
+                      "async/staleness_mean": 0.9, "async/staleness_max": 1,
+                      # an asynchronous run: step s's rollouts overlap step s-1's update
+                      "timeline/rollout_start": 4.5 * step - 3.0, "timeline/rollout_end": 4.5 * step,
+                      "timeline/train_start": 4.5 * step, "timeline/train_end": 4.5 * step + 2.5}
             if step >= 5:
                 record |= {"kl/mean": 0.01 * progress, "timing/reference_s": 0.8}
             if step % EVAL_EVERY == 0:

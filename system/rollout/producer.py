@@ -33,6 +33,8 @@ class Batch:
     rollouts: Rollouts
     progress: dict[str, float]  # where the task source stood once this batch's tasks were drawn
     ready: int  # batches finished and waiting when the trainer took this one (this one included)
+    began: float  # time.monotonic() when its collection began, and when it ended
+    ended: float
 
 
 class RolloutProducer:
@@ -42,8 +44,9 @@ class RolloutProducer:
         self.steps, self.k, self.timeout_s = steps, max_staleness, timeout_s
         self._allowed = start - 1  # the last step whose batch may be collected
         self._states: dict[int, dict] = {}  # step -> the task source's state before its tasks were drawn
-        self._ready: dict[int, tuple[Rollouts, dict]] = {}
-        self._busy_s = 0.0  # engine time of the batches finished since the trainer last asked
+        self._ready: dict[int, tuple[Rollouts, dict, float, float]] = {}
+        # (began, ended or None while collecting, the share of it the engines generated) per batch
+        self._spans: list[list] = []
         self._error: BaseException | None = None
         self._closed = False
         self._cond = threading.Condition()
@@ -67,19 +70,21 @@ class RolloutProducer:
             if self._error is not None:
                 raise RuntimeError(f"rollout producer failed collecting step {step}'s batch") from self._error
             self._states.pop(step, None)  # a checkpoint from now on is taken after this batch
-            rollouts, progress = self._ready.pop(step)
-            return Batch(step, rollouts, progress, ready=len(self._ready) + 1)
+            rollouts, progress, began, ended = self._ready.pop(step)
+            return Batch(step, rollouts, progress, len(self._ready) + 1, began, ended)
 
     def data_state(self, step: int) -> dict:
         """What a checkpoint taken before `step` is trained must hold of the task source."""
         with self._cond:
             return self._states[step] if step in self._states else self.rollout.state()
 
-    def busy_seconds(self) -> float:
-        """Seconds the engines spent generating the batches finished since the last call."""
+    def engine_seconds(self, start: float, end: float) -> float:
+        """Seconds of [start, end] (time.monotonic) in which the engines generated for the producer;
+        spans that ended before `start` are forgotten."""
         with self._cond:
-            busy, self._busy_s = self._busy_s, 0.0
-            return busy
+            self._spans = [s for s in self._spans if s[1] is None or s[1] > start]
+            return sum(max(0.0, min(end, ended or end) - max(start, began)) * share
+                       for began, ended, share in self._spans)
 
     def close(self) -> None:
         with self._cond:
@@ -98,10 +103,13 @@ class RolloutProducer:
                     seed = self.seed_of(step)
                     tasks = self.rollout.train_tasks(seed)
                     progress = self.rollout.progress()
+                    span = [time.monotonic(), None, 1.0]  # while collecting: count it all as generating
+                    self._spans.append(span)
                 rollouts = self.rollout.collect(tasks, seed, self.n, self.temperature)
                 with self._cond:
-                    self._busy_s += rollouts.timings.get("timing/generate_s", 0.0)
-                    self._ready[step] = (rollouts, progress)
+                    span[1] = time.monotonic()
+                    span[2] = min(1.0, rollouts.timings.get("timing/generate_s", 0.0) / max(span[1] - span[0], 1e-9))
+                    self._ready[step] = (rollouts, progress, span[0], span[1])
                     self._cond.notify_all()
         except BaseException as e:  # handed to the trainer at its next take()
             with self._cond:
