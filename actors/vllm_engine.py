@@ -14,7 +14,6 @@ import time
 from contextlib import nullcontext
 
 import ray
-import torch
 
 from system.platform import current_platform
 
@@ -48,7 +47,7 @@ class VLLMEngine:
         self._calls = threading.Lock()  # one generate call's requests in the engine at a time
         self._load_waiting = threading.Event()
         self._request_ids = itertools.count()
-        self.threads = threads
+        self.platform, self.threads = platform, threads
 
     def generate(self, prompts: list[list[int]], n: int, temperature: float, top_p: float, max_tokens: int,
                  seeds: list[int], stop: list[str] | None = None) -> list[list[dict]]:
@@ -106,14 +105,11 @@ class VLLMEngine:
             self.version = version
         return per_worker[0]
 
-
     def _own_threads(self) -> None:
         """This call may run on another of the actor's threads than the last one, and OpenMP keeps a
         thread count per thread (the process started with Ray's OMP_NUM_THREADS=1): vLLM's CPU
-        attention checks that it runs on as many as at start-up. (vLLM's CPU worker replaces
-        torch.set_num_threads with a no-op, so the call goes to torch's own.)"""
-        if not current_platform().is_gpu:
-            torch._C.set_num_threads(self.threads)
+        attention checks that it runs on as many as at start-up."""
+        self.platform.set_threads(self.threads)
 
 
 class _Sample:

@@ -54,9 +54,11 @@ class Platform:
         return threads or max(1, (os.cpu_count() or 1) // concurrent)
 
     def set_threads(self, threads: int) -> None:
-        """Torch's CPU threads: Ray would leave an actor one per CPU slot it asked for."""
+        """Torch's CPU threads of the calling thread: Ray would leave an actor one per CPU slot it
+        asked for. (torch's own function: vLLM's CPU worker replaces `torch.set_num_threads` with a
+        no-op once it has started.)"""
         if not self.is_gpu:
-            torch.set_num_threads(threads)
+            torch._C.set_num_threads(threads)
 
 
 CPU = Platform("cpu", "gloo")
