@@ -90,5 +90,5 @@ def build_actors(cfg, model_path: str, tokenizer) -> Actors:
     policy.init()
     if reference is not None:
         reference.init()
-    sync = WeightSync(policy, engines.engines, cfg.rollout.tensor_parallel_size, platform)
+    sync = WeightSync(policy, engines.engines, roles.engine_devices, platform)
     return Actors(engines, policy, reference, rewards, envs, rollout, sync, placement)
