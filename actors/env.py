@@ -2,33 +2,35 @@
 
 Slow envs (or thousands of them) step in parallel and off the driver. Every call is batched: one
 `reset` / `step` per worker per turn, with episode keys deciding which worker holds which env.
-The episode loop that drives them is system/rollout/multiturn.py.
+The episode loop that drives them is system/rollout/multiturn.py. Each env is played through
+`PlayedEnv` (system/envs/protocol.py): the turn limit, and the tool calls, which run here.
 """
 
 from __future__ import annotations
 
 import ray
 
-from system.envs import make_env
+from system.envs import PlayedEnv, make_env
 
 
 @ray.remote
 class EnvWorker:
     def __init__(self, cls: str, params: dict):
         self.cls, self.params = cls, params
-        self.envs: dict = {}  # episode key -> env instance, reused across steps
+        self.envs: dict[int, PlayedEnv] = {}  # episode key -> env, reused across steps
 
-    def reset(self, keys: list[int], seeds: list[int]) -> list[tuple[str, str]]:
-        """(system prompt, first observation) per key."""
+    def reset(self, keys: list[int], seeds: list[int]) -> list[tuple[str, str, list[dict]]]:
+        """(system prompt, first observation, tool schemas) per key."""
         out = []
         for key, seed in zip(keys, seeds):
             if key not in self.envs:
-                self.envs[key] = make_env(self.cls, **self.params)
+                self.envs[key] = PlayedEnv(make_env(self.cls, **self.params))
             observation = self.envs[key].reset(seed)
-            out.append((self.envs[key].system_prompt, observation))
+            out.append((self.envs[key].system_prompt, observation, self.envs[key].tool_schemas))
         return out
 
-    def step(self, keys: list[int], actions: list[str]) -> list[tuple[str, float, bool, dict]]:
+    def step(self, keys: list[int], actions: list[str]) -> list[tuple]:
+        """(observation, reward, done, info) per key; after tool calls the observation is tool messages."""
         return [self.envs[key].step(action) for key, action in zip(keys, actions)]
 
 
@@ -40,14 +42,14 @@ class EnvPool:
             raise ValueError("env.num_workers must be >= 1 to train on an environment")
         params = dict(env_cfg.params)
         # A bad name or param fails here with its message, not in an actor.
-        self.max_turns = make_env(env_cfg.cls, **params).max_turns
+        self.max_turns = PlayedEnv(make_env(env_cfg.cls, **params)).max_turns
         self.workers = [EnvWorker.options(name=f"env-{i}", **opts).remote(env_cfg.cls, params)
                         for i, opts in enumerate(options)]
 
-    def reset(self, keys: list[int], seeds: list[int]) -> list[tuple[str, str]]:
+    def reset(self, keys: list[int], seeds: list[int]) -> list[tuple[str, str, list[dict]]]:
         return self._call("reset", keys, seeds)
 
-    def step(self, keys: list[int], actions: list[str]) -> list[tuple[str, float, bool, dict]]:
+    def step(self, keys: list[int], actions: list[str]) -> list[tuple]:
         return self._call("step", keys, actions)
 
     def _call(self, method: str, keys: list[int], values: list) -> list:

@@ -1,4 +1,5 @@
-"""The env interface, the registry and check_env (on the shipped envs and on broken ones)."""
+"""The env protocol, the registry and check_env (on the shipped envs, on broken ones, and on envs
+that subclass nothing of ours)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from system.config import load_config
 from system.envs import (
     EnvCheckError,
     EnvConfig,
+    EnvProtocolError,
     Feedback,
+    PlayedEnv,
     TextEnv,
     available_envs,
     check_env,
@@ -57,6 +60,11 @@ class EndlessEnv(CoinEnv):
         return "Again.", 0.0, False, {"success": False, "invalid_action": False}
 
 
+class NaNEnv(CoinEnv):
+    def respond(self, answer: str) -> Feedback:
+        return Feedback("Hm.", reward=float("nan"), done=True)
+
+
 class FragileEnv(CoinEnv):
     def respond(self, answer: str) -> Feedback:
         return Feedback("Noted.", reward=1.0 / int(answer == "heads"), done=True)
@@ -67,10 +75,16 @@ class GenerousEnv(CoinEnv):
         return Feedback("Have five.", reward=5.0, done=True)
 
 
-class NoInfoEnv(CoinEnv):
+class StringyInfoEnv(CoinEnv):
     def step(self, action: str) -> tuple[str, float, bool, dict]:
-        observation, reward, done, _ = super().step(action)
-        return observation, reward, done, {}
+        observation, reward, done, info = super().step(action)
+        return observation, reward, done, {**info, "success": "no"}
+
+
+class NumpyDoneEnv(CoinEnv):
+    def step(self, action: str) -> tuple:
+        observation, reward, done, info = super().step(action)
+        return observation, reward, int(done), info
 
 
 SHIPPED = available_envs()
@@ -105,7 +119,7 @@ def test_check_env_takes_a_class_a_factory_or_an_instance():
     check_env(CoinEnv)
     check_env(lambda: CoinEnv(EnvConfig(max_turns=2)))
     check_env(CoinEnv())
-    with pytest.raises(EnvCheckError, match="not a TextEnv"):
+    with pytest.raises(EnvCheckError, match="not an env"):
         check_env(lambda: "an env")
 
 
@@ -114,10 +128,11 @@ def test_check_env_takes_a_class_a_factory_or_an_instance():
     [
         (UnseededEnv, "same seed, same episode"),
         (SeedIgnoredEnv, "different seeds, different tasks"),
-        (EndlessEnv, "ends within max_turns"),
         (FragileEnv, "no exceptions"),
         (GenerousEnv, "rewards within reward_range"),
-        (NoInfoEnv, "types"),
+        (NaNEnv, "types"),
+        (StringyInfoEnv, "types"),
+        (NumpyDoneEnv, "types"),
     ],
 )
 def test_check_env_names_the_broken_rule(env_cls, rule):
@@ -200,7 +215,7 @@ def test_make_env_imports_a_users_module_outside_the_package(tmp_path, monkeypat
         ("twenty_fuor", {}, "unknown env 'twenty_fuor' (did you mean 'twenty_four'?)"),
         ("no_such_module_xyz:Env", {}, "cannot import module 'no_such_module_xyz'"),
         ("system.envs.examples.guess_number:Nope", {}, "has no attribute 'Nope'"),
-        ("system.envs.examples.guess_number:GuessConfig", {}, "not a TextEnv subclass"),
+        ("system.envs.examples.guess_number:GuessConfig", {}, "not an env class (with reset, step)"),
     ],
 )
 def test_make_env_errors_name_the_problem(name, params, message):
@@ -217,7 +232,7 @@ def test_register_env_refuses_a_taken_name_but_allows_re_registering():
     assert resolve_env("guess_number") is guess_number.GuessEnv
     with pytest.raises(ValueError, match="already taken"):
         register_env("guess_number")(CoinEnv)
-    with pytest.raises(TypeError, match="not a TextEnv subclass"):
+    with pytest.raises(TypeError, match="not an env class"):
         register_env("thing")(dict)
 
 
@@ -239,3 +254,118 @@ def test_guess_number_plays_a_binary_search():
             break
         low, high = (guess + 1, high) if "higher" in observation else (low, guess - 1)
     assert info["success"] and reward == 1.0 and observation == "Correct!"
+
+
+# The protocol: any object with reset and step is an env; PlayedEnv plays it as training does.
+
+
+class Bare:
+    """The least an env can be: reset and step, no attributes, info without success."""
+
+    def reset(self, seed: int) -> str:
+        self.seed = seed
+        return f"Task {seed}."
+
+    def step(self, action: str) -> tuple[str, float, bool, dict]:
+        return "Go on.", float(len(action) % 3), False, {}
+
+
+class GymStyleTextEnv(TextEnv):
+    """The documented base, with gymnasium's two methods overridden instead of start/respond."""
+
+    instructions = "Say a number."
+
+    def reset(self, seed: int) -> str:
+        self.target = random.Random(seed).randint(1, 10**6)
+        return f"Say {self.target}."
+
+    def step(self, action: str) -> tuple[str, float, bool, dict]:
+        won = str(self.target) in action
+        return ("Yes." if won else "No."), float(won), won, {"success": won}
+
+
+def test_an_env_that_subclasses_nothing_is_checked_made_and_played():
+    from tests.user_plugins import ParrotGym
+
+    check_env(ParrotGym)
+    check_env(lambda: make_env("tests.user_plugins:ParrotGym", max_turns=3, words="kiwi lime"))
+    env = make_env("tests.user_plugins:ParrotGym", max_turns=3)  # constructor params, from env.params
+    assert isinstance(env, ParrotGym) and env.max_turns == 3
+    played = PlayedEnv(env)
+    first = played.reset(4)
+    word = first.split()[1].rstrip(".")
+    assert played.system_prompt == ParrotGym.system_prompt and played.tool_schemas == []
+    filled = {"success": False, "invalid_action": False, "tool_calls": 0, "tool_errors": 0, "turn": 1,
+              "truncated": False}
+    assert played.step("hello")[1:] == (5 / 400, False, filled)
+    assert played.step(f"I say {word}")[1:3] == (1.0, True)
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"max_turn": 3}, "unknown param 'max_turn' (did you mean 'max_turns'?)"),
+        ({"max_turns": "3"}, "param 'max_turns' must be int, got '3'"),
+        ({"words": 5}, "param 'words' must be str"),
+    ],
+)
+def test_constructor_params_of_a_plain_class_are_checked(params, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make_env("tests.user_plugins:ParrotGym", **params)
+
+
+def test_played_env_fills_in_defaults_and_ends_by_max_turns():
+    played = PlayedEnv(Bare())
+    assert (played.system_prompt, played.max_turns) == ("", 10)
+    assert played.reward_range == (float("-inf"), float("inf"))
+    played.reset(1)
+    infos = [played.step("ab")[3] for _ in range(10)]
+    assert [i["truncated"] for i in infos] == [False] * 9 + [True] and played.done
+    assert all(i["success"] is False and i["invalid_action"] is False for i in infos)  # absent: not solved
+    with pytest.raises(RuntimeError, match="reset"):
+        played.step("ab")
+    check_env(Bare)
+
+
+def test_an_endless_text_env_is_ended_by_the_turn_limit():
+    played = PlayedEnv(EndlessEnv(EnvConfig(max_turns=3)))
+    played.reset(0)
+    assert [played.step("x")[2] for _ in range(3)] == [False, False, True]
+    check_env(EndlessEnv)  # "ends within max_turns" is kept for every env, not a rule it can break
+
+
+def test_a_text_env_may_override_reset_and_step_instead():
+    check_env(GymStyleTextEnv)
+    env = make_env("tests.test_envs:GymStyleTextEnv", max_turns=2)
+    assert env.max_turns == 2 and "Say a number." in env.system_prompt
+    with pytest.raises(NotImplementedError, match="write start and respond, or reset and step"):
+        TextEnv().reset(0)
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        (type("NoText", (Bare,), {"reset": lambda self, seed: None}), "reset(0) must return a non-empty str"),
+        (type("Turns", (Bare,), {"max_turns": 0}), "max_turns must be an int >= 1"),
+        (type("Range", (Bare,), {"reward_range": (1, 0)}), "reward_range must be a (low, high) tuple"),
+        (type("Triple", (Bare,), {"step": lambda self, a: ("x", 0.0, True)}), "must return (obs"),
+        (type("Inf", (Bare,), {"step": lambda self, a: ("x", float("inf"), True, {})}), "not a finite"),
+    ],
+)
+def test_played_env_names_an_answer_outside_the_protocol(env, message):
+    played = PlayedEnv(env())
+    with pytest.raises(EnvProtocolError, match=re.escape(message)):
+        played.reset(0)
+        played.step("a")
+
+
+def test_the_config_accepts_a_plain_env_class_and_refuses_what_is_not_one():
+    from system.config import ConfigError
+
+    recipe = str(ROOT / "configs" / "grpo_24point_cpu.yaml")
+    user_env = "tests.user_plugins:ParrotGym"
+    assert load_config(recipe, [f"env.cls={user_env}"]).env.cls == user_env
+    with pytest.raises(ConfigError, match=re.escape("not an env class (with reset, step)")):
+        load_config(recipe, ["env.cls=tests.user_plugins:response_length"])
+    with pytest.raises(ConfigError, match="not an env class"):
+        load_config(recipe, ["env.cls=system.envs.examples.guess_number:GuessConfig"])

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
-from system.envs import make_env
+from system.envs import PlayedEnv, make_env
 from system.models import tiny_model_path
-from system.rollout.multiturn import (ChatTurns, eval_seeds, response_token_budget, run_episodes, to_rollouts,
-                                      train_seeds)
+from system.rollout.multiturn import (ChatTurns, eval_seeds, response_token_budget, run_episodes,
+                                      succeeded_after_retry, to_rollouts, train_seeds)
 
 LOGP = -0.5  # every fake sampled token's log-prob: nonzero, so misplaced log-probs show
 
@@ -46,13 +46,14 @@ class Scripted:
 
 
 def local_envs(name: str, seeds: list[int], **params):
-    """reset/step callables over in-process envs (the Ray pool's job in training), logging what they saw."""
-    envs = [make_env(name, **params) for _ in seeds]
+    """reset/step callables over in-process envs, played as the env workers play them in training
+    (actors/env.py), logging what they saw."""
+    envs = [PlayedEnv(make_env(name, **params)) for _ in seeds]
     log = {"observations": [[] for _ in seeds], "steps": []}
 
     def reset(keys):
-        out = [(envs[k].system_prompt, envs[k].reset(seeds[k])) for k in keys]
-        for k, (_, obs) in zip(keys, out):
+        out = [(envs[k].system_prompt, envs[k].reset(seeds[k]), envs[k].tool_schemas) for k in keys]
+        for k, (_, obs, _) in zip(keys, out):
             log["observations"][k].append(obs)
         return out
 
@@ -138,9 +139,10 @@ def test_a_reply_cut_by_the_token_limit_gets_its_end_of_turn_outside_the_loss(to
 def test_after_reply_writes_only_the_missing_end_of_turn(tokenizer, turns):
     eos = tokenizer.eos_token_id
     reply = tokenizer("4 * 6", add_special_tokens=False)["input_ids"]
-    assert turns.after_reply(reply + [eos], "obs")[0] != eos
-    assert turns.after_reply(reply, "obs")[0] == eos
-    assert turns.after_reply(reply + [eos], "obs") == turns.after_reply(reply, "obs")[1:]
+    obs = [{"role": "user", "content": "obs"}]
+    assert turns.after_reply(reply + [eos], obs)[0] != eos
+    assert turns.after_reply(reply, obs)[0] == eos
+    assert turns.after_reply(reply + [eos], obs) == turns.after_reply(reply, obs)[1:]
 
 
 def test_a_response_prefix_opens_every_turn_and_the_env_reads_it(tokenizer):
@@ -212,7 +214,7 @@ def scripted_env(outcomes: list[list[tuple[float, bool, dict]]]):
     calls = []
 
     def reset(keys):
-        return [("Play.", f"Episode {k}.") for k in keys]
+        return [("Play.", f"Episode {k}.", []) for k in keys]
 
     def step(keys, replies):
         calls.append(list(keys))
@@ -244,6 +246,9 @@ def test_live_episodes_generate_together_and_finished_ones_drop_out(tokenizer, t
         "env/success": [1.0, 1.0, 0.0],
         "env/turns": [1.0, 2.0, 3.0],
         "env/invalid_actions": [0.0, 1.0, 1.0],
+        "env/tool_calls": [0.0, 0.0, 0.0],
+        "env/tool_errors": [0.0, 0.0, 0.0],
+        "env/success_after_retry": [0.0, 1.0, 0.0],
     }
     assert summed.texts[2] == "\n".join(f"[env] {o}\n[model] {r}" for o, r in zip(
         ["Episode 2.", "Turn 1 over.", "Turn 2 over."], WRONG)) + "\n[env] Turn 3 over."
@@ -261,3 +266,60 @@ def test_eval_seeds_are_never_training_seeds():
 def test_dr_grpo_length_constant_covers_every_turn():
     assert response_token_budget(max_turns=3, max_new_tokens=32, max_context_tokens=1024) == 96
     assert response_token_budget(max_turns=10, max_new_tokens=400, max_context_tokens=3600) == 3600
+
+
+TOOL_REPLIES = [
+    'Let me check. <tool_call>{"name": "python", "arguments": {"code": "print(6 * 7)"}}</tool_call>',
+    '<tool_call>{"name": "python", "arguments": {"code": "1/0"}}</tool_call> '
+    '<tool_call>{"name": python}</tool_call>',
+    "<answer>1 + 2</answer>",
+]
+
+
+def test_tool_calls_run_and_their_results_follow_as_tool_messages_outside_the_loss(tokenizer, turns):
+    from system.tools.prompt import tool_block
+
+    reset, step, log = local_envs("python_countdown", [3])
+    [ep] = run_episodes(1, reset, Scripted(tokenizer, TOOL_REPLIES), step, turns, max_context_tokens=4096)
+    assert ep.done and len(ep.rewards) == 3 and ep.rewards[:2] == [0.0, 0.0]
+    env = PlayedEnv(make_env("python_countdown"))
+    env.reset(3)
+    assert ep.observations[1] == [{"role": "tool", "content": "42\n"}]  # the program ran, in the sandbox
+    error, invalid = [m["content"] for m in ep.observations[2]]  # two calls, two tool messages
+    assert "ZeroDivisionError" in error and error.lstrip().startswith('File "main.py"')
+    assert invalid.startswith("Invalid tool call: not valid JSON")
+
+    # The tokens of the same conversation under the template, the tools in the system prompt (the fallback).
+    system = f"{env.system_prompt}\n\n{tool_block(env.tool_schemas)}"
+    conversation = [{"role": "system", "content": system},
+                    {"role": "user", "content": log["observations"][0][0]}]
+    for reply, messages in zip(TOOL_REPLIES, ep.observations[1:]):
+        conversation += [{"role": "assistant", "content": reply}] + messages
+    expected = tokenizer(tokenizer.apply_chat_template(conversation[:-1], tokenize=False),
+                         add_special_tokens=False)["input_ids"]
+    assert ep.tokens == expected[: len(ep.tokens)]
+    assert len(expected) - len(ep.tokens) == len(turns.end_of_turn) - 1
+    assert '"name": "python"' in tokenizer.decode(ep.tokens[: ep.loss_mask.index(1)])
+
+    runs = segments(ep.loss_mask)
+    actions = [tokenizer.decode(ep.tokens[a:b], skip_special_tokens=True) for m, a, b in runs if m == 1]
+    assert actions == TOOL_REPLIES
+    outside = [tokenizer.decode(ep.tokens[a:b]) for m, a, b in runs if m == 0][1:]
+    assert outside[0] == "\n<|im_start|>tool\n42\n<|im_end|>\n<|im_start|>assistant\n"
+    assert outside[1].count("<|im_start|>tool\n") == 2
+
+    rollouts = to_rollouts([ep], "sum")
+    assert {k: v[0] for k, v in rollouts.scores.items() if k.startswith("env/tool") or k == "env/turns"} == {
+        "env/tool_calls": 3.0, "env/tool_errors": 2.0, "env/turns": 3.0}
+    assert "[tool] 42" in rollouts.texts[0] and "[model] <answer>1 + 2</answer>" in rollouts.texts[0]
+
+
+def test_success_after_retry_counts_a_solve_that_follows_a_failed_turn():
+    miss, invalid, won = {"success": False}, {"success": False, "invalid_action": True}, {"success": True}
+    tool = {"success": False, "tool_calls": 1}
+    assert succeeded_after_retry([miss, won]) == 1.0
+    assert succeeded_after_retry([invalid, tool, won]) == 1.0
+    assert succeeded_after_retry([won]) == 0.0  # solved at once
+    assert succeeded_after_retry([tool, tool, won]) == 0.0  # looking things up first is no failed attempt
+    assert succeeded_after_retry([miss, invalid, miss]) == 0.0
+    assert succeeded_after_retry([{}, won]) == 1.0  # no success key: not solved

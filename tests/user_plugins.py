@@ -1,8 +1,10 @@
-"""What a user's own package holds, loaded by `module:function` path from the config: rewards and
-an advantage estimator, none of them registered in this project.
+"""What a user's own package holds, loaded by `module:function` path from the config: rewards,
+an advantage estimator and an env, none of them registered in this project.
 
 A random tiny model never writes a correct answer, so the end-to-end tests reward something
 it does vary in, to get a learning signal through the real stack."""
+
+import random
 
 import torch
 
@@ -26,3 +28,26 @@ def leave_one_out(rewards: torch.Tensor, valid: torch.Tensor, group_size: int) -
     others = (v.sum(1, keepdim=True) - v).clamp(min=1)
     baseline = ((r * v).sum(1, keepdim=True) - r * v) / others
     return ((r - baseline) * v).view(-1)
+
+
+class ParrotGym:
+    """A user's env written the gymnasium way: `reset` and `step` only, subclassing nothing of this
+    project's (system/envs/protocol.py), trained by `env.cls: tests.user_plugins:ParrotGym`.
+
+    It never ends an episode on a miss: PlayedEnv ends it after `max_turns` replies. A miss earns
+    a little for length, as `response_length` does, so a random model's episodes differ in reward."""
+
+    system_prompt = "Repeat the word you are shown."
+    reward_range = (0.0, 1.0)
+
+    def __init__(self, max_turns: int = 2, words: str = "apple pear plum fig"):
+        self.max_turns, self.words = max_turns, words.split()
+
+    def reset(self, seed: int) -> str:
+        self.word = random.Random(seed).choice(self.words)
+        return f"Say {self.word}."
+
+    def step(self, action: str) -> tuple[str, float, bool, dict]:
+        said = self.word in action
+        reward = 1.0 if said else min(len(action), 200) / 400
+        return ("Yes." if said else f"No. Say {self.word}."), reward, said, {"success": said}

@@ -6,15 +6,18 @@ the turn limit live here, so every env treats an unreadable reply the same way (
 hint, never an exception that would kill a rollout) and no env can run past `max_turns`.
 
 A new env subclasses `TextEnv` and writes two methods: `start` (draw a task from a seeded rng and
-describe it) and `respond` (apply one parsed move and say what happened).
+describe it) and `respond` (apply one parsed move and say what happened). Or it overrides `reset`
+and `step` themselves, gymnasium's way; or it subclasses nothing of ours at all: any object with
+`reset` and `step` is an env (the protocol: system/envs/protocol.py). This class is a convenience.
 """
 
 from __future__ import annotations
 
 import random
-from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
+
+from system.tools import get_parser
 
 
 @dataclass
@@ -24,12 +27,14 @@ class EnvConfig:
     max_turns: int = 1  # replies the model gets; the episode ends after this many
     answer_tag: str = "answer"  # the move is read from the last <answer>...</answer> of a reply
     invalid_penalty: float = -0.1  # reward for a reply with no readable or no legal move
+    tool_parser: str = "hermes"  # how an env with tools reads calls out of a reply (system/tools/parsers.py)
 
     def __post_init__(self) -> None:
         if self.max_turns < 1:
             raise ValueError(f"max_turns must be >= 1, got {self.max_turns}")
         if not self.answer_tag.isidentifier():
             raise ValueError(f"answer_tag must be a plain tag name like 'answer', got {self.answer_tag!r}")
+        get_parser(self.tool_parser)  # an unknown name raises, naming the registered ones
 
 
 @dataclass(frozen=True)
@@ -48,12 +53,13 @@ def shorten(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-class TextEnv(ABC):
+class TextEnv:
     """One episode at a time: `reset(seed)`, then `step(reply)` until done."""
 
     config_cls: ClassVar[type[EnvConfig]] = EnvConfig
     instructions: ClassVar[str] = ""  # the rules of the game, opening the system prompt
     example_answer: ClassVar[str] = ""  # one well-formed move, shown in the system prompt
+    tools: ClassVar[tuple] = ()  # tools the model may call: registered names or Tool objects (system/tools)
 
     def __init__(self, config: EnvConfig | None = None) -> None:
         self.config = config if config is not None else self.config_cls()
@@ -63,6 +69,10 @@ class TextEnv(ABC):
     @property
     def max_turns(self) -> int:
         return self.config.max_turns
+
+    @property
+    def tool_parser(self) -> str:
+        return self.config.tool_parser
 
     @property
     def reward_range(self) -> tuple[float, float]:
@@ -131,10 +141,14 @@ class TextEnv(ABC):
         """A plausible move for the current state; check_env plays these. Override to explore more."""
         return self.example_answer
 
-    @abstractmethod
+    def sample_action(self, rng: random.Random) -> str:
+        """A plausible whole reply (the protocol's hook for check_env): a sampled move in the tags."""
+        return self.wrap(self.sample_answer(rng))
+
     def start(self, rng: random.Random) -> str:
         """Draw a new task from `rng` (and only from it: that makes seeding work); describe it."""
+        raise NotImplementedError(f"{type(self).__name__}: write start and respond, or reset and step")
 
-    @abstractmethod
     def respond(self, answer: str) -> Feedback:
         """Apply one move (the text inside the answer tags) and say what happened."""
+        raise NotImplementedError(f"{type(self).__name__}: write start and respond, or reset and step")

@@ -10,13 +10,11 @@ kills a rollout hours in. Run this on a new env before training on it:
 
 from __future__ import annotations
 
-import math
 import random
 import time
-from numbers import Real
-from typing import Any, Callable, NoReturn, Sequence, Union
+from typing import Any, Callable, NoReturn, Sequence
 
-from system.envs.base import TextEnv
+from system.envs.protocol import EnvProtocolError, PlayedEnv, is_env
 
 STEP_SECONDS = 2.0  # slower than this on one reply is a hang waiting to happen in a rollout
 
@@ -44,6 +42,17 @@ GARBAGE = [
     "UP DOWN left right 1 2 3",
 ]
 
+# Tool calls a model can get wrong (for envs with tools, read by the hermes parser); {tool}: each tool's name.
+TOOL_GARBAGE = [
+    "<tool_call>",
+    '<tool_call>{"name": </tool_call>',
+    "<tool_call>[1, 2]</tool_call>",
+    "<tool_call>" + "[" * 100_000 + "</tool_call>",
+    '<tool_call>{"name": "no_such_tool", "arguments": {}}</tool_call>',
+]
+BAD_ARGUMENTS = ['{{"name": "{tool}"}}', '{{"name": "{tool}", "arguments": {{"zzz": 1}}}}',
+                 '{{"name": "{tool}", "arguments": "not json"}}', '{{"name": "{tool}", "arguments": [1]}}']
+
 Step = tuple  # (observation, reward, done, success, invalid): what must replay identically
 
 
@@ -51,17 +60,18 @@ class EnvCheckError(AssertionError):
     """An env broke one of the interface's rules; the message names the rule."""
 
 
-def check_env(env_or_factory: Union[TextEnv, Callable[[], TextEnv]], seeds: Sequence[int] = range(8)) -> None:
-    """Play the env over `seeds`; raise EnvCheckError naming the first rule it breaks.
+def check_env(env_or_factory: Any, seeds: Sequence[int] = range(8)) -> None:
+    """Play the env over `seeds` as training plays it (system/envs/protocol.py: `PlayedEnv`);
+    raise EnvCheckError naming the first rule it breaks. Takes a class, a factory or an instance.
 
-    Rules: return types; the same seed gives the same task and the same outcomes for the same
-    replies (also in a fresh instance, given a class or factory); different seeds give different
-    tasks; every episode ends within `max_turns` whatever the replies; every reward lies in
-    `reward_range`; no reply, however malformed, raises or takes more than a few seconds.
+    Rules: types (the protocol's); the same seed gives the same task and the same outcomes for the
+    same replies (also in a fresh instance, given a class or factory); different seeds give
+    different tasks; every reward lies in `reward_range`; no reply, however malformed (tool calls
+    too, for an env with tools), raises or takes more than a few seconds.
     """
-    make = env_or_factory if not isinstance(env_or_factory, TextEnv) else (lambda: env_or_factory)
+    given = env_or_factory
+    make = (lambda: given) if is_env(given) and not isinstance(given, type) else given
     env = _made(make)
-    _check_attributes(env)
     runs = []
     for seed in seeds:
         runs.append(_play(env, seed))
@@ -74,81 +84,71 @@ def check_env(env_or_factory: Union[TextEnv, Callable[[], TextEnv]], seeds: Sequ
     if len(runs) > 1 and all(run == runs[0] for run in runs):
         same = f"seeds {list(seeds)} all gave the same episode: is the seed ignored?"
         _fail(env, "different seeds, different tasks", same)
-    payloads = GARBAGE + [env.wrap(g) for g in GARBAGE if g not in env.tags]
+    payloads = _payloads(env)
     for reply in payloads:
-        env.reset(0)
+        _call(env, 0, "reset", lambda: env.reset(0))
         _step(env, reply, seed=0)
     _play(env, seed=0, replies=payloads)
 
 
-def _made(make: Callable[[], TextEnv]) -> TextEnv:
+def _made(make: Callable[[], Any]) -> PlayedEnv:
     env = make()
-    if not isinstance(env, TextEnv):
-        raise EnvCheckError(f"the factory returned {env!r}, not a TextEnv")
-    return env
+    if not is_env(env):
+        raise EnvCheckError(f"the factory returned {env!r:.80}, not an env (an object with reset and step)")
+    return PlayedEnv(env)
 
 
-def _fail(env: TextEnv, rule: str, message: str) -> NoReturn:
-    raise EnvCheckError(f"{type(env).__name__} breaks the rule '{rule}': {message}")
+def _fail(env: PlayedEnv, rule: str, message: str) -> NoReturn:
+    raise EnvCheckError(f"{type(env.env).__name__} breaks the rule '{rule}': {message}")
 
 
-def _check_attributes(env: TextEnv) -> None:
-    prompt, turns, bounds = env.system_prompt, env.max_turns, env.reward_range
-    if not isinstance(prompt, str) or not prompt.strip():
-        _fail(env, "types", f"system_prompt must be a non-empty str, got {prompt!r:.80}")
-    if type(turns) is not int or turns < 1:
-        _fail(env, "types", f"max_turns must be an int >= 1, got {turns!r}")
-    if not (type(bounds) is tuple and len(bounds) == 2 and all(isinstance(b, Real) for b in bounds)):
-        _fail(env, "types", f"reward_range must be a (low, high) tuple of numbers, got {bounds!r}")
-    if not bounds[0] <= bounds[1]:
-        _fail(env, "types", f"reward_range {bounds} has low > high")
+def _payloads(env: PlayedEnv) -> list[str]:
+    """The garbage, also inside the answer tags of an env that reads its moves from them (TextEnv's
+    `wrap`), and malformed tool calls when it has tools."""
+    wrap = getattr(env.env, "wrap", None)
+    payloads = GARBAGE + ([wrap(g) for g in GARBAGE] if callable(wrap) else [])
+    _call(env, 0, "reset", lambda: env.reset(0))
+    if env.tools:
+        payloads += TOOL_GARBAGE + [f"<tool_call>{form.format(tool=name)}</tool_call>"
+                                    for name in env.tools for form in BAD_ARGUMENTS]
+    return payloads
 
 
-def _play(env: TextEnv, seed: int, replies: Sequence[str] = ()) -> list[Step]:
-    """One episode: plausible moves mixed with garbage (or `replies`, in turn), checked at each step."""
-    observation = _call(env, seed, "reset", lambda: env.reset(seed))
-    if not isinstance(observation, str) or not observation:
-        _fail(env, "types", f"reset({seed}) must return a non-empty str, got {observation!r:.80}")
+def _play(env: PlayedEnv, seed: int, replies: Sequence[str] = ()) -> list[Step]:
+    """One episode: plausible replies mixed with garbage (or `replies`, in turn), checked at each step.
+    It ends: PlayedEnv ends every episode after max_turns replies."""
+    steps: list[Step] = [(_call(env, seed, "reset", lambda: env.reset(seed)),)]
     script = random.Random(0)  # the same replies for every seed, so episodes differ only by task
-    steps: list[Step] = [(observation,)]
-    for turn in range(env.max_turns):
+    done = False
+    while not done:
         if replies:
-            reply = replies[turn % len(replies)]
-        elif script.random() < 0.8:
-            reply = env.wrap(_call(env, seed, "sample_answer", lambda: env.sample_answer(script)))
+            reply = replies[(len(steps) - 1) % len(replies)]
+        elif script.random() < 0.8 and (sample := _call(env, seed, "sample_action",
+                                                        lambda: env.sample_action(script))) is not None:
+            reply = sample
         else:
             reply = script.choice(GARBAGE)
         steps.append(_step(env, reply, seed))
-        if steps[-1][2]:
-            return steps
-    _fail(env, "ends within max_turns", f"seed {seed}: not done after max_turns={env.max_turns} steps")
+        done = steps[-1][2]
+    return steps
 
 
-def _step(env: TextEnv, reply: str, seed: int) -> Step:
+def _step(env: PlayedEnv, reply: str, seed: int) -> Step:
     began = time.perf_counter()
-    result = _call(env, seed, f"step({reply!r:.80})", lambda: env.step(reply))
+    observation, reward, done, info = _call(env, seed, f"step({reply!r:.80})", lambda: env.step(reply))
     seconds = time.perf_counter() - began
     if seconds > STEP_SECONDS:
         _fail(env, "no hangs", f"step({reply!r:.80}) took {seconds:.1f}s (seed {seed})")
-    if not (isinstance(result, tuple) and len(result) == 4):
-        _fail(env, "types", f"step() must return (observation, reward, done, info), got {result!r:.200}")
-    observation, reward, done, info = result
-    for name, value, kind in [("observation", observation, str), ("done", done, bool), ("info", info, dict)]:
-        if not isinstance(value, kind):
-            _fail(env, "types", f"step() returned {name}={value!r:.80}, not a {kind.__name__}")
-    if isinstance(reward, bool) or not isinstance(reward, (int, float)) or math.isnan(reward):
-        _fail(env, "types", f"step() returned reward={reward!r}, not a number")
     if not env.reward_range[0] <= reward <= env.reward_range[1]:
         outside = f"step({reply!r:.60}) gave {reward}, outside {env.reward_range} (seed {seed})"
         _fail(env, "rewards within reward_range", outside)
-    for key in ("success", "invalid_action"):
-        if not isinstance(info.get(key), bool):
-            _fail(env, "types", f"info[{key!r}] must be a bool, got {info.get(key)!r} (info={info!r:.200})")
     return observation, reward, done, info["success"], info["invalid_action"]
 
 
-def _call(env: TextEnv, seed: int, what: str, fn: Callable[[], Any]) -> Any:
+def _call(env: PlayedEnv, seed: int, what: str, fn: Callable[[], Any]) -> Any:
     try:
         return fn()
+    except EnvProtocolError as e:
+        _fail(env, "types", f"{e} (seed {seed})")
     except Exception as e:
         _fail(env, "no exceptions", f"{what} raised {type(e).__name__}: {str(e):.200} (seed {seed})")

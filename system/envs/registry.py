@@ -3,30 +3,56 @@
     make_env("twenty_four", max_turns=3)
     make_env("my_pkg.my_env:GuessEnv", high=50)
 
-Params are checked against the env's config dataclass before anything runs: a typo in a YAML
-file fails at start-up with the closest valid name, not as a silent default hours later.
+An env class is any class with `reset` and `step` (system/envs/protocol.py). Params are checked
+before anything runs, against the config dataclass of a `TextEnv` or the constructor's keyword
+parameters of any other class: a typo in a YAML file fails at start-up with the closest valid
+name, not as a silent default hours later.
 """
 
 from __future__ import annotations
 
 import difflib
+import inspect
 import typing
 from dataclasses import fields
 from typing import Any
 
 from system.envs.base import EnvConfig, TextEnv
+from system.envs.protocol import is_env
 from system.registry import Registry
 
-ENVS = Registry("env", lambda obj: isinstance(obj, type) and issubclass(obj, TextEnv), "a TextEnv subclass")
+ENVS = Registry("env", lambda obj: isinstance(obj, type) and is_env(obj), "an env class (with reset, step)")
 register_env = ENVS.register  # class decorator: make_env(name) builds it once its module is imported
 resolve_env = ENVS.get  # the env class for a registered name or a `package.module:Class` path
 available_envs = ENVS.names
 
 
-def make_env(name_or_path: str, **params: Any) -> TextEnv:
-    """A new env with its config built from `params` (unknown names and wrong types raise ValueError)."""
-    cls = resolve_env(name_or_path)
-    return cls(_build_config(cls.config_cls, params, where=f"env '{name_or_path}'"))
+def make_env(name_or_path: str, **params: Any) -> Any:
+    """A new env: a TextEnv with its config built from `params`, any other class called with them
+    (unknown names and wrong types raise ValueError)."""
+    cls, where = resolve_env(name_or_path), f"env '{name_or_path}'"
+    if issubclass(cls, TextEnv):
+        return cls(_build_config(cls.config_cls, params, where))
+    _check_call(cls, params, where)
+    return cls(**params)
+
+
+def _check_call(cls: type, params: dict[str, Any], where: str) -> None:
+    """`params` bind to the constructor's keywords, each of its annotated scalar type."""
+    signature = inspect.signature(cls)
+    names = [name for name, p in signature.parameters.items()
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+    for key in params:
+        if key not in names and not takes_any:
+            raise ValueError(f"{where}: unknown param '{key}'{_did_you_mean(key, names)}; valid: {names}")
+    try:
+        signature.bind(**params)
+    except TypeError as e:
+        raise ValueError(f"{where}: {e}") from e
+    hints = typing.get_type_hints(cls.__init__)
+    for key, value in params.items():
+        _check_type(key, value, hints.get(key), where)
 
 
 def _build_config(config_cls: type[EnvConfig], params: dict[str, Any], where: str = "env") -> EnvConfig:

@@ -13,7 +13,10 @@ turn boundaries, so trained and sampled tokens differ, and building masks over r
 is where its inverted-mask bug lived. Only the text the env adds (each observation) is tokenised.
 
 How an observation looks in tokens is read off the tokenizer's own chat template (`ChatTurns`),
-so any chat model works without a per-model table. The loop (`run_episodes`) is driven by three
+so any chat model works without a per-model table. An observation is a user turn, or, after a reply
+that called tools, the tools' results as tool messages (role "tool"); either way outside the loss.
+The tools are shown in the first prompt as the template shows them (system/tools/prompt.py).
+The loop (`run_episodes`) is driven by three
 callables (reset, generate, step), so it runs against fake generators in tests; `EpisodeRollout`
 wires it to the engine and env pools (actors/vllm_engine.py, actors/env.py) for training.
 """
@@ -22,11 +25,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import zip_longest
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
-from system.data.prompts import encode_chat
 from system.metrics import timed
 from system.rollout.base import Rollout, Rollouts
+from system.tools.prompt import render_chat, supports_tools
 
 SENTINEL = "\x00ACTION\x00"  # stands for the model's reply while reading the template
 ANCHOR = [{"role": "user", "content": "U"}]  # any conversation before the reply
@@ -39,6 +42,7 @@ class ChatTurns:
 
     def __init__(self, tokenizer, response_prefix: str = ""):
         self.tokenizer, self.response_prefix = tokenizer, response_prefix
+        self.native_tools = supports_tools(tokenizer)  # else the tools go into the system prompt
         self.closed = self._render(ANCHOR + [{"role": "assistant", "content": SENTINEL}], False)
         self.reply_end = self.closed.rindex(SENTINEL) + len(SENTINEL)
         # What closes a reply ("<|im_end|>\n" in ChatML); a model that ends its turn writes its EOS part.
@@ -54,23 +58,25 @@ class ChatTurns:
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
-    def prompt(self, system_prompt: str, observation: str) -> list[int]:
-        """The first prompt: the system prompt, the first observation as a user turn, the assistant opened."""
+    def prompt(self, system_prompt: str, observation: str, tools: list[dict] = ()) -> list[int]:
+        """The first prompt: the system prompt and the tools (OpenAI function schemas), the first
+        observation as a user turn, the assistant turn opened."""
         system = [{"role": "system", "content": system_prompt}] if system_prompt else []
         messages = system + [{"role": "user", "content": observation}]
-        return encode_chat(self.tokenizer, messages, self.response_prefix)
+        text = render_chat(self.tokenizer, messages, list(tools), self.native_tools)
+        return self.encode(text + self.response_prefix)
 
-    def after_reply(self, reply: list[int], observation: str) -> list[int]:
+    def after_reply(self, reply: list[int], messages: list[dict]) -> list[int]:
         """Tokens that follow a reply: the end of its turn (the part the model did not write), the
-        observation as a user turn, and the next assistant turn opened (and started with the prefix).
+        observation's messages (a user turn, or tool messages), and the next assistant turn opened
+        (and started with the prefix).
 
-        The template renders [anchor, reply] and [anchor, reply, user(observation)]; the difference
-        is exactly the text after the reply. A reply that ended with EOS already holds the start of
+        The template renders [anchor, reply] and [anchor, reply, *messages]; the difference is
+        exactly the text after the reply. A reply that ended with EOS already holds the start of
         the end-of-turn tokens; a reply cut by the token limit holds none of it."""
-        opened = self._render(ANCHOR + [{"role": "assistant", "content": SENTINEL},
-                                        {"role": "user", "content": observation}], True)
+        opened = self._render(ANCHOR + [{"role": "assistant", "content": SENTINEL}] + messages, True)
         if not opened.startswith(self.closed):
-            raise ValueError("the chat template renders earlier turns differently once a user turn follows; "
+            raise ValueError("the chat template renders earlier turns differently once another turn follows; "
                              "multi-turn rollouts need a template that only appends")
         tail = self.encode(opened[self.reply_end:] + self.response_prefix)
         written = max(k for k in range(min(len(self.end_of_turn), len(reply)) + 1)
@@ -86,7 +92,7 @@ class Trajectory:
     loss_mask: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     versions: list[int] = field(default_factory=list)  # the policy version of each action token, -1 elsewhere
-    observations: list[str] = field(default_factory=list)  # what the env said: the task, then after each step
+    observations: list[list[dict]] = field(default_factory=list)  # the task, then each step's: chat messages
     replies: list[str] = field(default_factory=list)  # per turn, as the env reads it: prefix + text
     rewards: list[float] = field(default_factory=list)  # per env step
     infos: list[dict] = field(default_factory=list)
@@ -109,14 +115,22 @@ class Trajectory:
         raise ValueError(f"unknown trajectory reward '{mode}': sum | last")
 
     def transcript(self) -> str:
-        """The episode as text, for logs: the env's messages and the model's replies in turn."""
-        turns = zip_longest(self.observations, self.replies)
-        return "\n".join(f"[env] {o}\n[model] {r}" if r is not None else f"[env] {o}" for o, r in turns)
+        """The episode as text, for logs: the env's and tools' messages and the model's replies in turn."""
+        lines = []
+        for messages, reply in zip_longest(self.observations, self.replies):
+            lines += [f"[{'env' if m['role'] == 'user' else m['role']}] {m['content']}" for m in messages]
+            lines += [f"[model] {reply}"] if reply is not None else []
+        return "\n".join(lines)
 
 
-Reset = Callable[[list[int]], list[tuple[str, str]]]  # keys -> (system prompt, first observation)
+Reset = Callable[[list[int]], list[tuple[str, str, list[dict]]]]  # keys -> (system prompt, task, tools)
 Generate = Callable[[list[list[int]], int], list[dict]]  # prompts, turn -> one sample each (engine format)
-Step = Callable[[list[int], list[str]], list[tuple[str, float, bool, dict]]]  # keys, replies -> env results
+# keys, replies -> (observation, reward, done, info); the observation: a user turn's text, or tool messages
+Step = Callable[[list[int], list[str]], list[tuple[Union[str, list[dict]], float, bool, dict]]]
+
+
+def as_messages(observation: Union[str, list[dict]]) -> list[dict]:
+    return [{"role": "user", "content": observation}] if isinstance(observation, str) else observation
 
 
 def run_episodes(count: int, reset: Reset, generate: Generate, step: Step, turns: ChatTurns,
@@ -128,9 +142,9 @@ def run_episodes(count: int, reset: Reset, generate: Generate, step: Step, turns
     cut there and not sent to the env; an observation that would leave no room for a reply is not
     appended. Either way the episode ends with finish_reason "truncated"."""
     episodes = [Trajectory() for _ in range(count)]
-    for ep, (system, observation) in zip(episodes, reset(list(range(count)))):
-        ep.observations.append(observation)
-        ep.extend(turns.prompt(system, observation), 0)
+    for ep, (system, observation, tools) in zip(episodes, reset(list(range(count)))):
+        ep.observations.append(as_messages(observation))
+        ep.extend(turns.prompt(system, observation, tools), 0)
         if len(ep.tokens) >= max_context_tokens:
             ep.finish_reason, ep.done = "truncated", True
     live = [k for k, ep in enumerate(episodes) if not ep.done]
@@ -154,11 +168,11 @@ def run_episodes(count: int, reset: Reset, generate: Generate, step: Step, turns
             ep = episodes[k]
             ep.rewards.append(float(reward))
             ep.infos.append(info)
-            ep.observations.append(observation)
+            ep.observations.append(as_messages(observation))
             if done:
                 ep.done = True
                 continue
-            following = turns.after_reply(reply, observation)
+            following = turns.after_reply(reply, ep.observations[-1])
             if len(ep.tokens) + len(following) >= max_context_tokens:
                 ep.finish_reason, ep.done = "truncated", True
             else:
@@ -168,8 +182,26 @@ def run_episodes(count: int, reset: Reset, generate: Generate, step: Step, turns
     return episodes
 
 
+def succeeded_after_retry(infos: list[dict]) -> float:
+    """1.0 if the episode succeeded on a turn after a failed one, else 0.0. A failed turn: one that
+    did not succeed and did not end the episode (the model was told and went on), and that called no
+    tool: using a tool first is not a failed attempt."""
+    failed = False
+    for info in infos:
+        if info.get("success", False):
+            return float(failed)
+        failed = failed or not info.get("tool_calls", 0)
+    return 0.0
+
+
 def to_rollouts(episodes: list[Trajectory], trajectory_reward: str) -> Rollouts:
-    """Episodes -> what the GRPO update takes; env statistics ride along as `scores` for metrics."""
+    """Episodes -> what the GRPO update takes; env statistics ride along as `scores` for metrics,
+    per episode: solved, turns (replies), invalid moves, tool calls, tool errors (calls that were
+    malformed or failed), solved after a failed turn."""
+
+    def count(key: str) -> list[float]:
+        return [float(sum(int(i.get(key, 0)) for i in ep.infos)) for ep in episodes]
+
     return Rollouts(
         tokens=[ep.tokens for ep in episodes],
         loss_mask=[ep.loss_mask for ep in episodes],
@@ -178,8 +210,10 @@ def to_rollouts(episodes: list[Trajectory], trajectory_reward: str) -> Rollouts:
         scores={
             "env/success": [float(any(i.get("success", False) for i in ep.infos)) for ep in episodes],
             "env/turns": [float(len(ep.rewards)) for ep in episodes],
-            "env/invalid_actions": [float(sum(bool(i.get("invalid_action", False)) for i in ep.infos))
-                                    for ep in episodes],
+            "env/invalid_actions": count("invalid_action"),
+            "env/tool_calls": count("tool_calls"),
+            "env/tool_errors": count("tool_errors"),
+            "env/success_after_retry": [succeeded_after_retry(ep.infos) for ep in episodes],
         },
         finish_reasons=[ep.finish_reason for ep in episodes],
         texts=[ep.transcript() for ep in episodes],
