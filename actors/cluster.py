@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import ray
 
@@ -68,17 +68,23 @@ def release(actors: list, placement: Placement) -> None:
     placement.remove()
 
 
-def build_actors(cfg, model_path: str, tokenizer) -> Actors:
+@dataclass
+class RolloutActors:
+    """What sampling and scoring need: the engines, reward workers, env workers and the rollout over them."""
+
+    engines: EnginePool
+    rewards: RewardPool
+    envs: EnvPool | None  # when training on environments (cfg.env.cls)
+    rollout: Rollout  # single-turn over the data set, or episodes in the envs
+    placement: Placement
+
+    def shutdown(self) -> None:
+        release(self.engines.engines + self.rewards.workers + (self.envs.workers if self.envs else []), self.placement)
+
+
+def build_rollout(cfg, model_path: str, tokenizer, placement: Placement) -> RolloutActors:
     data = None if cfg.env.cls else load_splits(cfg.data)  # bad data fails before any actor starts
-    platform = cluster_platform()
-    roles = cfg.roles()
-    placement = Placement(roles, cfg.placement, platform)
     engines = EnginePool(cfg, placement, model_path, cfg.schedule.partial_rollout, cfg.schedule.batch_timeout_s)
-    pad_id = tokenizer.pad_token_id
-    policy = ActorGroup(PolicyTrainer, "policy", placement.options("policy"), model_path, cfg, pad_id)
-    reference = None
-    if roles.reference:
-        reference = ActorGroup(ReferenceModel, "reference", placement.options("reference"), model_path, cfg, pad_id)
     rewards = RewardPool(list(cfg.reward.functions), cfg.reward.num_workers, placement.options("reward"))
     if cfg.env.cls:
         envs = EnvPool(cfg.env, placement.options("env"))
@@ -87,8 +93,27 @@ def build_actors(cfg, model_path: str, tokenizer) -> Actors:
         envs, (train_rows, eval_rows) = None, data
         sampler = PromptSampler(train_rows, cfg.prompts_per_step, cfg.seed)
         rollout = SingleTurnRollout(engines, rewards, tokenizer, cfg, sampler, eval_rows)
+    return RolloutActors(engines, rewards, envs, rollout, placement)
+
+
+def build_evaluation(cfg, model_path: str, tokenizer) -> RolloutActors:
+    """The rollout side of a GRPO config alone (no trainer): to evaluate a model."""
+    roles = replace(cfg.roles(), policy=0, reference=0)
+    return build_rollout(cfg, model_path, tokenizer, Placement(roles, cfg.placement, cluster_platform()))
+
+
+def build_actors(cfg, model_path: str, tokenizer) -> Actors:
+    platform = cluster_platform()
+    roles = cfg.roles()
+    placement = Placement(roles, cfg.placement, platform)
+    sampling = build_rollout(cfg, model_path, tokenizer, placement)
+    pad_id = tokenizer.pad_token_id
+    policy = ActorGroup(PolicyTrainer, "policy", placement.options("policy"), model_path, cfg, pad_id)
+    reference = None
+    if roles.reference:
+        reference = ActorGroup(ReferenceModel, "reference", placement.options("reference"), model_path, cfg, pad_id)
     policy.init()
     if reference is not None:
         reference.init()
-    sync = WeightSync(policy, engines.engines, roles.engine_devices, platform)
-    return Actors(engines, policy, reference, rewards, envs, rollout, sync, placement)
+    sync = WeightSync(policy, sampling.engines.engines, roles.engine_devices, platform)
+    return Actors(sampling.engines, policy, reference, sampling.rewards, sampling.envs, sampling.rollout, sync, placement)

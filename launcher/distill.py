@@ -1,7 +1,8 @@
 """Distillation data by rejection sampling (R1's cold-start data and its stage-3 SFT data; how
 Bespoke-Stratos-17k and open-r1's distilled sets were made): a teacher served by vLLM engine
 actors samples n reasoning traces per problem, the reward workers verify each, the correct ones
-are kept as chats for SFT.
+are kept as chats for SFT. The teacher may also be a program (`teacher: countdown_search`, a
+solver that writes search traces: system/teachers/), verified the same way.
 
     python launcher/distill.py --config configs/distill_countdown_cpu.yaml [key.sub=value ...]
 
@@ -31,9 +32,10 @@ from system.models import resolve_model
 from system.recipe_config import DistillConfig, validate_distill
 from system.rollout.single_turn import SingleTurnRollout
 from system.seeds import derive_seed
+from system.teachers.program import ProgramTeacher
 
 
-def distill_chunk(rows: list[dict], cfg, teacher: SingleTurnRollout, store: TraceStore) -> dict:
+def distill_chunk(rows: list[dict], cfg, teacher, store: TraceStore) -> dict:
     n = cfg.rollout.group_size
     seed = derive_seed(cfg.seed, "distill", len(store.done))  # a different seed for every chunk, also after a resume
     rollouts = teacher.collect(rows, seed, n, cfg.rollout.temperature)
@@ -67,16 +69,19 @@ def distill(cfg, run_dir: str) -> str:
     if todo:
         start_ray(cfg.ray_address, Placement.logical_cpus(cfg.roles(), cfg.placement))
         placement = Placement(cfg.roles(), cfg.placement, cluster_platform())
-        engines = EnginePool(cfg, placement, model_path)
         rewards = RewardPool(list(cfg.reward.functions), cfg.reward.num_workers, placement.options("reward"))
-        teacher = SingleTurnRollout(engines, rewards, tokenizer, cfg)
+        engines = None if cfg.teacher else EnginePool(cfg, placement, model_path)
+        if cfg.teacher:  # a program writes the traces (system/teachers/)
+            teacher = ProgramTeacher(cfg.teacher, rewards, tokenizer, cfg)
+        else:
+            teacher = SingleTurnRollout(engines, rewards, tokenizer, cfg)
         logger = make_logger(cfg, run_dir)
         chunks = range(0, len(todo), cfg.chunk_size)
         for start in tqdm(chunks, desc="distill", disable=not cfg.logging.progress_bar, dynamic_ncols=True):
             metrics = distill_chunk(todo[start:start + cfg.chunk_size], cfg, teacher, store)
             logger.log(metrics, len(store.done))  # step: problems done
         logger.close()
-        release(engines.engines + rewards.workers, placement)
+        release((engines.engines if engines else []) + rewards.workers, placement)
 
     stats = store.finish()
     print(f"distill stats: {json.dumps({k: v for k, v in stats.items() if k != 'per_source'})}", flush=True)

@@ -9,8 +9,12 @@ its own run directory, with its own config: its YAML file, the pipeline's `overr
 `overrides`, then the wiring (model.path = the model it starts from, data.source = the traces of
 its `data_from` stage).
 
+With an `eval` section, the starting model and every sft/grpo stage's model are evaluated on the
+same held-out problems (launcher/evaluate.py); the report plots accuracy by stage.
+
 PIPELINE_DIR/  config.yaml, pipeline_state.json (the finished stages, their outputs and figures),
-               1-<name>/, 2-<name>/, ...  (each stage's run directory)
+               1-<name>/, 2-<name>/, ...  (each stage's run directory), eval-<name>/ (evaluations),
+               evals.json, stages.md and pipeline_report.png (the figures of every evaluation)
 Running it again (resume=true, or the same logging.run_name) skips the finished stages; an
 unfinished one continues from its last checkpoint (GRPO, SFT) or its finished problems (distill).
 """
@@ -20,14 +24,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import replace
 
 from actors.cluster import start_ray
 from actors.placement import Placement
 from launcher import distill, grpo, sft
+from launcher.evaluate import evaluate_model
 from launcher.lifecycle import launch
 from system.checkpoint import latest_checkpoint
-from system.config import save_config
+from system.config import Config, load_config, save_config, validate
 from system.metrics import read_metrics
+from system.pipeline_report import EVALS_FILE, read_evals, stage_table, write_pipeline_report
 from system.recipe_config import STAGE_KINDS, PipelineConfig, load_stage_config, validate_pipeline
 
 STATE_FILE = "pipeline_state.json"
@@ -69,6 +76,21 @@ def summarize(kind: str, run_dir: str) -> str:
     return ", ".join(f"{key} {v[0]:.3f} -> {v[-1]:.3f}" for key, v in curves.items() if v)
 
 
+def evaluate_stage(name: str, model_path: str, eval_cfg: Config, pipe_dir: str) -> None:
+    """Evaluate one stage's model (or the starting one) on the held-out problems; kept in evals.json."""
+    evals = read_evals(pipe_dir)
+    if name in evals:
+        return
+    run_dir = os.path.join(pipe_dir, f"eval-{name}")
+    os.makedirs(run_dir, exist_ok=True)
+    cfg = replace(eval_cfg, model=replace(eval_cfg.model, path=model_path))
+    print(f"eval after {name}: {model_path}", flush=True)
+    evals[name] = {"model": model_path, **evaluate_model(cfg, run_dir)}
+    with open(os.path.join(pipe_dir, EVALS_FILE + ".tmp"), "w") as f:
+        json.dump(evals, f, indent=2)
+    os.replace(os.path.join(pipe_dir, EVALS_FILE + ".tmp"), os.path.join(pipe_dir, EVALS_FILE))
+
+
 def run(cfg, pipe_dir: str, recipe_path: str | None) -> str:
     """Every stage not yet finished, in order; returns the last stage's output."""
     recipe_dir = os.path.dirname(os.path.abspath(recipe_path)) if recipe_path else os.getcwd()
@@ -77,7 +99,14 @@ def run(cfg, pipe_dir: str, recipe_path: str | None) -> str:
               f"logging.progress_bar={log.progress_bar}"] + cfg.overrides
     # Every stage's config is checked before the first stage runs.
     configs = [load_stage_config(stage, recipe_dir, shared + stage.overrides) for stage in cfg.stages]
+    eval_cfg = None
+    if cfg.eval.config:
+        eval_cfg = load_config(os.path.join(recipe_dir, cfg.eval.config), shared + cfg.eval.overrides,
+                               schema=Config, check=validate)
+        configs.append(eval_cfg)
     start_ray(cfg.ray_address, max(Placement.logical_cpus(c.roles(), c.placement) for c in configs))
+    if eval_cfg is not None:
+        evaluate_stage("start", eval_cfg.model.path, eval_cfg, pipe_dir)
 
     state_path = os.path.join(pipe_dir, STATE_FILE)
     state = {}
@@ -87,6 +116,8 @@ def run(cfg, pipe_dir: str, recipe_path: str | None) -> str:
     for index, stage in enumerate(cfg.stages):
         if stage.name in state:
             print(f"stage {index + 1} {stage.name}: done before ({state[stage.name]['summary']})", flush=True)
+            if eval_cfg is not None and STAGE_KINDS[stage.kind][2] == "model":  # a run killed in its eval
+                evaluate_stage(stage.name, state[stage.name]["output"], eval_cfg, pipe_dir)
             continue
         run_dir = os.path.join(pipe_dir, f"{index + 1}-{stage.name}")
         resuming = stage.kind != "distill" and latest_checkpoint(run_dir) is not None
@@ -105,6 +136,11 @@ def run(cfg, pipe_dir: str, recipe_path: str | None) -> str:
             json.dump(state, f, indent=2)
         os.replace(state_path + ".tmp", state_path)  # the stage counts as finished from here on
         print(f"stage {index + 1} {stage.name}: {state[stage.name]['summary']}", flush=True)
+        if eval_cfg is not None and STAGE_KINDS[stage.kind][2] == "model":
+            evaluate_stage(stage.name, output, eval_cfg, pipe_dir)
+    if eval_cfg is not None:
+        print("held-out eval by stage:\n" + stage_table(read_evals(pipe_dir)), flush=True)
+        print("report:", ", ".join(write_pipeline_report(pipe_dir, state)), flush=True)
     return state[cfg.stages[-1].name]["output"]
 
 

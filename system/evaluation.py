@@ -12,7 +12,10 @@ import os
 
 import numpy as np
 
+from system.rewards.format import make_format
 from system.rollout.base import Rollouts
+
+R1_FORMAT = make_format()
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -32,9 +35,13 @@ def eval_metrics(greedy: Rollouts, sampled: Rollouts, n: int, ks: list[int], cor
     """greedy: one sample per problem at temperature 0; sampled: n per problem, contiguous."""
     greedy_ok = solved(greedy.scores, correctness, greedy.rewards)
     scored = [r for r in greedy.rewards if r is not None]
+    lengths = greedy.response_lengths
     metrics = {
         "eval/reward_mean": sum(scored) / max(len(scored), 1),
         "eval/accuracy": sum(greedy_ok) / len(greedy_ok),
+        "eval/length_mean": sum(lengths) / max(len(lengths), 1),  # generated tokens per greedy reply
+        # replies in R1's <think>...</think><answer>...</answer> layout (0 for tasks that ask for none)
+        "eval/format_rate": float(np.mean(R1_FORMAT(greedy.texts))),
     }
     sampled_ok = solved(sampled.scores, correctness, sampled.rewards)
     per_problem = [sum(sampled_ok[i:i + n]) for i in range(0, len(sampled_ok), n)]

@@ -13,8 +13,9 @@ import os
 from dataclasses import dataclass, field
 
 from system.config import (CheckpointConfig, Config, ConfigError, DataConfig, LoggingConfig, ModelConfig,
-                           PlacementConfig, RewardConfig, Roles, RolloutConfig, TrainConfig, check_choices, check_rewards,
-                           load_config, validate)
+                           PlacementConfig, RewardConfig, Roles, RolloutConfig, TrainConfig, check_choices, check_registered,
+                           check_rewards, load_config, validate)
+from system.teachers import TEACHERS
 
 
 @dataclass
@@ -44,7 +45,11 @@ class SFTConfig:
 
 @dataclass
 class DistillConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)  # the teacher
+    # The teacher: the model at model.path, sampled by the engines; or, with `teacher` set, a program
+    # (a registered name such as countdown_search, or package.module:fn; system/teachers/). The
+    # model's tokenizer still tokenises the traces: model.path is the student's model then.
+    teacher: str = ""
+    model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=lambda: DataConfig(num_eval=0))  # the problems (train split)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)  # group_size = traces sampled per problem
     reward: RewardConfig = field(default_factory=RewardConfig)  # the verifier of each trace
@@ -57,8 +62,8 @@ class DistillConfig:
     resume: str = ""  # "true": continue the newest run of this config (a run always continues its own directory)
 
     def roles(self) -> Roles:
-        return Roles(engine=self.rollout.num_engines, reward=self.reward.num_workers,
-                     engine_devices=self.rollout.tensor_parallel_size)
+        engines = 0 if self.teacher else self.rollout.num_engines  # a program teacher needs no engine
+        return Roles(engine=engines, reward=self.reward.num_workers, engine_devices=self.rollout.tensor_parallel_size)
 
 
 @dataclass
@@ -75,8 +80,17 @@ class StageConfig:
 
 
 @dataclass
+class PipelineEvalConfig:
+    """The held-out evaluation run on the starting model and after every sft/grpo stage."""
+
+    config: str = ""  # a GRPO config (relative to the pipeline file): its data's held-out split, rollout and eval
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
 class PipelineConfig:
     stages: list[StageConfig] = field(default_factory=list)
+    eval: PipelineEvalConfig = field(default_factory=PipelineEvalConfig)  # config "": no evaluations
     overrides: list[str] = field(default_factory=list)  # key=value for every stage (keys all kinds have)
     # Where the pipeline directory goes; wandb_mode, wandb_project and progress_bar apply to every stage.
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -102,6 +116,8 @@ def validate_distill(cfg: DistillConfig) -> None:
     if cfg.rollout.group_size < 1 or cfg.chunk_size < 1:
         raise ConfigError("'rollout.group_size' and 'chunk_size' must be >= 1")
     check_rewards(cfg.reward.functions)
+    if cfg.teacher:
+        check_registered("teacher", cfg.teacher, TEACHERS.get)
     if cfg.reward.mode == "gate" and cfg.reward.gate not in cfg.reward.functions:
         raise ConfigError(f"'reward.gate'={cfg.reward.gate} must be one of reward.functions")
 

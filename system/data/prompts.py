@@ -21,6 +21,11 @@ TEMPLATES = {
         "<think> </think> tags, then give only the equation in <answer> </answer> tags, for "
         "example <answer> (1 + 2) * 3 </answer>."
     ),
+    # TinyZero's prompt in fewer tokens (64 fewer to train on per sample, for CPU recipes).
+    "countdown_short": (
+        "Using the numbers {nums}, make {target} with + - * /, each number once. Think in <think> </think> "
+        "tags, then give the equation in <answer> </answer> tags."
+    ),
     # For small models: the answer alone, in the tags the reward reads (pairs with response_prefix "<answer>").
     "countdown_answer": (
         "Make {target} from the numbers {nums} using + - * /, each number once. Respond with only the "

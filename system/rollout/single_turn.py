@@ -11,6 +11,14 @@ from system.rewards import combine_rewards, correctness_reward
 from system.rollout.base import Rollout, Rollouts
 
 
+def score_samples(rewards, reward_cfg, rows: list[dict], texts: list[str], completion_tokens: list[int], n: int):
+    """(every reward function's scores, the combined reward) of `n` samples per row, contiguous."""
+    columns = {key: [row[key] for row in rows for _ in range(n)] for key in rows[0] if key != "messages"}
+    columns["completion_tokens"] = completion_tokens  # for length-shaped rewards
+    scores = rewards.score(texts, columns, n)
+    return scores, combine_rewards(scores, reward_cfg.functions, reward_cfg.mode, reward_cfg.gate)
+
+
 class SingleTurnRollout(Rollout):
     """`engines.generate(prompts, n, temperature, seed)` samples; `rewards.score(texts, columns, n)`
     scores (actors/vllm_engine.py, actors/reward.py). `cfg`: a run config with `data`, `rollout`
@@ -44,10 +52,7 @@ class SingleTurnRollout(Rollout):
         samples = [(p, s) for p, group in zip(prompts, groups) for s in group]
         texts = [data.response_prefix + s["text"] for _, s in samples]  # the whole reply, as rewards must judge it
         with timed(timings, "reward"):
-            columns = {key: [row[key] for row in rows for _ in range(n)] for key in rows[0] if key != "messages"}
-            columns["completion_tokens"] = [len(s["response"]) for _, s in samples]  # for length-shaped rewards
-            scores = self.rewards.score(texts, columns, n)
-            total = combine_rewards(scores, reward.functions, reward.mode, reward.gate)
+            scores, total = score_samples(self.rewards, reward, rows, texts, [len(s["response"]) for _, s in samples], n)
         return Rollouts(
             tokens=[p + s["response"] for p, s in samples],
             loss_mask=[[0] * len(p) + [1] * len(s["response"]) for p, s in samples],

@@ -1,0 +1,59 @@
+"""Held-out evaluation of a model on its own: greedy accuracy, pass@k, response length, format rate.
+
+    python launcher/evaluate.py --config configs/grpo_countdown3_cpu.yaml model.path=runs/.../final
+
+The tasks are the held-out split of the config's data (or env seeds), the ones GRPO evaluates
+on, so figures of a GRPO run, an SFT output and the pipeline's stages compare like with like.
+Writes RUN_DIR/eval.json and the greedy samples to RUN_DIR/eval/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from transformers import AutoTokenizer
+
+from actors.cluster import build_evaluation, start_ray
+from actors.placement import Placement
+from launcher.lifecycle import launch
+from system.config import Config, validate
+from system.evaluation import eval_metrics, solved, write_samples
+from system.models import resolve_model
+from system.seeds import derive_seed
+
+
+def evaluate(step: int, cfg: Config, rollout, run_dir: str) -> dict:
+    """Greedy accuracy and pass@k on held-out tasks that training never sees: data rows, or
+    whole episodes on env seeds that training never plays."""
+    seed = derive_seed(cfg.seed, "eval")  # the same samples for every eval of a run: curves compare like with like
+    tasks = rollout.eval_tasks()
+    greedy = rollout.collect(tasks, seed, 1, 0.0)
+    sampled = rollout.collect(tasks, seed, cfg.eval.num_samples, cfg.eval.temperature)
+    metrics = eval_metrics(greedy, sampled, cfg.eval.num_samples, cfg.eval.pass_k, rollout.correctness)
+    correct = solved(greedy.scores, rollout.correctness, greedy.rewards)
+    write_samples(run_dir, step, rollout.describe(tasks), greedy.texts, greedy.rewards, correct, cfg.eval.num_logged)
+    return {**metrics, "timing/eval_s": sum(greedy.timings.values()) + sum(sampled.timings.values())}
+
+
+def evaluate_model(cfg: Config, run_dir: str) -> dict:
+    """Start the engines and reward workers of `cfg` on model.path, evaluate, shut them down."""
+    model_path = resolve_model(cfg.model.path)
+    start_ray(cfg.ray_address, Placement.logical_cpus(cfg.roles(), cfg.placement))
+    actors = build_evaluation(cfg, model_path, AutoTokenizer.from_pretrained(model_path))
+    try:
+        metrics = evaluate(0, cfg, actors.rollout, run_dir)
+    finally:
+        actors.shutdown()
+    with open(os.path.join(run_dir, "eval.json"), "w") as f:
+        json.dump({"model": cfg.model.path, **metrics}, f, indent=2)
+    print("eval: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k.startswith("eval/")), flush=True)
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> str:
+    return launch(argv, __doc__, Config, validate, lambda cfg, run_dir, _: evaluate_model(cfg, run_dir))
+
+
+if __name__ == "__main__":
+    main()

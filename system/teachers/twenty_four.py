@@ -1,0 +1,52 @@
+"""A 24-game teacher that is a program: the Countdown search (teachers/countdown.py) one level up.
+
+Four numbers: the goal is split as `24 = rest op x` for one number x, and the three numbers left
+must make the sub-goal, which the three-number search then shows in its own, indented lines:
+
+    <think>
+    Goal 24 with 13, 5, 8, 6.
+    24 + 8 = 32 from 13, 5, 6: no.
+    24 * 6 = 144 from 13, 5, 8:
+      144 - 13 = 131 from 5, 8: 5 + 8 = 13, 8 - 5 = 3, 5 * 8 = 40. No.
+      144 / 8 = 18 from 13, 5: 13 + 5 = 18. Yes.
+    </think>
+    <answer> ((13 + 5) * 8) / 6 </answer>
+
+A failed first split is shown as one line ("no."): the teacher has searched it, the trace only
+says so, which keeps traces short. Tasks whose only solutions pair the numbers two by two, as in
+(8 - 4) * (7 - 1), are not of this form: the teacher returns None for them (counted by distill).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Optional
+
+from system.teachers.countdown import candidates, splits
+
+
+def twenty_four_trace(numbers: list[int], target: int, rng: random.Random, max_failures: int = 2,
+                      noise: float = 2.5) -> Optional[str]:
+    """One trace for a four-number task, or None when no solution of the backwards form exists."""
+    if len(numbers) != 4:
+        raise ValueError(f"the 24 teacher solves four-number tasks, got {numbers}")
+    tries = []  # (line, the three-number tries for its sub-goal, how the goal wraps their expression)
+    for i, x in enumerate(numbers):
+        rest = [n for j, n in enumerate(numbers) if j != i]
+        for split in splits(target, x):
+            tries.append((f"{split.line} from {', '.join(map(str, rest))}:", candidates(rest, split.need), split.wrap))
+    solved = lambda t: any(c.expression for c in t[1])  # noqa: E731
+    if not any(map(solved, tries)):
+        return None
+    order = sorted(tries, key=lambda t: (0.0 if solved(t) else 1.0) + rng.gauss(0.0, noise))
+    first = next(t for t in order if solved(t))
+    failures = order[:order.index(first)][:max_failures]
+    line, inner, wrap = first
+    inner = sorted(inner, key=lambda c: math.log1p(c.miss) + rng.gauss(0.0, noise))
+    solution = next(c for c in inner if c.expression)
+    shown = inner[:inner.index(solution)][:max_failures] + [solution]
+    lines = [f"Goal {target} with {', '.join(map(str, numbers))}."] + [f"{t[0]} no." for t in failures]
+    lines += [line] + [f"  {c.line}" for c in shown]
+    expression = wrap.format(rest=solution.expression)
+    return "<think>\n" + "\n".join(lines) + f"\n</think>\n<answer> {expression} </answer>"

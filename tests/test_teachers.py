@@ -1,0 +1,70 @@
+"""Program teachers (system/teachers/): every trace they write is right, readable arithmetic, short,
+and reproducible from its seed; a task they cannot solve gives None, never a wrong trace."""
+
+import random
+import re
+from types import SimpleNamespace
+
+import pytest
+
+from system.data.generators import generate
+from system.rewards.countdown import score_equation
+from system.teachers import TEACHERS
+from system.teachers.countdown import countdown_trace, solvable
+from system.teachers.twenty_four import twenty_four_trace
+
+COUNTDOWN3 = SimpleNamespace(min_numbers=3, max_numbers=3, max_number=25, max_target=100)
+STEP = re.compile(r"(\d+) ([-+*/]) (\d+) = (\d+)")
+
+
+def arithmetic_is_right(trace: str) -> bool:
+    """Every `a op b = c` the trace shows holds."""
+    ops = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: a / b}
+    return all(ops[op](int(a), int(b)) == int(c) for a, op, b, c in STEP.findall(trace))
+
+
+@pytest.mark.parametrize("name, source, count", [("countdown_search", "countdown", 300),
+                                                 ("twenty_four_search", "twenty_four", 150)])
+def test_every_trace_reaches_the_target_with_right_steps(name, source, count):
+    teacher, solved = TEACHERS.get(name), 0
+    for i, row in enumerate(generate(source, count, 7, COUNTDOWN3)):
+        trace = teacher(row, random.Random(i))
+        if trace is None:
+            continue
+        solved += 1
+        assert score_equation(trace, row["nums"], row["target"]) == 1.0, trace
+        assert arithmetic_is_right(trace), trace
+        assert trace.startswith("<think>\n") and trace.endswith("</answer>") and trace.count("</think>") == 1
+    assert solved >= 0.95 * count  # the backwards form covers (nearly) every generated task
+
+
+def test_traces_show_failed_tries_and_stay_short():
+    rows = generate("countdown", 300, 3, COUNTDOWN3)
+    traces = [countdown_trace(r["nums"], r["target"], random.Random(i)) for i, r in enumerate(rows)]
+    backtracked = sum("No." in t for t in traces)
+    assert 0.2 * len(traces) < backtracked < 0.8 * len(traces)  # a step back when a try fails, often not
+    assert max(t.count("No.") for t in traces) <= 2  # max_failures
+    assert max(len(t) for t in traces) < 700  # characters: well inside the SFT context
+
+
+def test_a_trace_is_reproducible_from_its_seed_and_varies_across_seeds():
+    numbers, target = [7, 19, 3], 40
+    assert countdown_trace(numbers, target, random.Random(5)) == countdown_trace(numbers, target, random.Random(5))
+    assert len({countdown_trace(numbers, target, random.Random(s)) for s in range(20)}) > 1
+
+
+def test_unsolvable_tasks_give_none():
+    assert not solvable([1, 1, 1], 100) and countdown_trace([1, 1, 1], 100, random.Random(0)) is None
+    assert twenty_four_trace([1, 1, 1, 1], 24, random.Random(0)) is None
+    with pytest.raises(ValueError, match="three-number"):
+        countdown_trace([1, 2], 3, random.Random(0))
+
+
+def test_teachers_are_named_in_distill_configs(tmp_path):
+    from system.config import ConfigError, load_config
+    from system.recipe_config import DistillConfig, validate_distill
+
+    cfg = load_config(None, ["teacher=countdown_search"], schema=DistillConfig, check=validate_distill)
+    assert cfg.roles().engine == 0  # a program needs no engine
+    with pytest.raises(ConfigError, match="did you mean 'countdown_search'"):
+        load_config(None, ["teacher=countdown_serch"], schema=DistillConfig, check=validate_distill)
