@@ -199,6 +199,23 @@ def test_the_code_reward_scores_hostile_programs_zero_and_keeps_serving():
     assert scores == [1.0, 1.0]
 
 
+def test_handed_descriptors_reach_the_program_and_no_one_else_keeps_them():
+    """A pipe handed to the program (as the code reward links its harness and candidate) is closed
+    here at once, and the relay outside the namespaces keeps no copy: the other end sees EOF as
+    soon as the program closes it, not when the run ends."""
+    read, write = os.pipe()
+    program = f"import os, time\nos.write({write}, b'hello')\nos.close({write})\ntime.sleep(4)"
+    start = time.monotonic()
+    with ThreadPoolExecutor(1) as pool:
+        run_ = pool.submit(run_python, program, "", LIMITS, (write,))
+        received = b""
+        while chunk := os.read(read, 100):  # until EOF: every copy of `write` is closed, ours too
+            received += chunk
+        assert received == b"hello" and time.monotonic() - start < 3
+        assert run_.result().ok
+    os.close(read)
+
+
 def test_parallel_runs_do_not_mix():
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda i: run(f"print(input() * 2, {i})", stdin=f"{i}\n"), range(8)))

@@ -91,23 +91,24 @@ class SandboxResult:
         return self.status == "ok"
 
 
-def run_python(source: str, stdin: str = "", limits: Limits = Limits()) -> SandboxResult:
+def run_python(source: str, stdin: str = "", limits: Limits = Limits(), pass_fds=()) -> SandboxResult:
     """Run `source` as a program with `stdin` as its input; wait at most `limits.wall_s`.
 
-    Raises SandboxSetupError only when this host cannot isolate programs at all.
+    `pass_fds` are handed to the program under the same numbers (pipes to a companion process)
+    and closed here once it has them, whatever happens. Raises SandboxSetupError only when this
+    host cannot isolate programs at all.
     """
     start = time.monotonic()
     workdir = tempfile.mkdtemp(prefix="r1ray-sandbox-")
     report_read, report_write = os.pipe()  # the child says what isolation it got
     try:
-        with open(os.path.join(workdir, "main.py"), "w") as f:
-            f.write(source)
         try:
-            proc = _start(workdir, stdin, limits, report_write)
+            proc = _start(workdir, source, stdin, limits, (report_write, *pass_fds))
         except OSError as e:  # the host could not start it (out of processes, memory)
             return SandboxResult("error", "", f"sandbox: {e}", time.monotonic() - start)
         finally:
-            os.close(report_write)
+            for fd in (report_write, *pass_fds):
+                os.close(fd)
         with proc:
             status, out, err = _collect(proc, limits, start + limits.wall_s)
             isolation = _read_report(report_read)
@@ -131,18 +132,21 @@ def run_python(source: str, stdin: str = "", limits: Limits = Limits()) -> Sandb
     )
 
 
-def _start(workdir: str, stdin: str, limits: Limits, report_fd: int) -> subprocess.Popen:
+def _start(workdir: str, source: str, stdin: str, limits: Limits, fds: tuple) -> subprocess.Popen:
+    """The child, handed `fds`: the first is where it reports its isolation."""
+    with open(os.path.join(workdir, "main.py"), "w") as f:
+        f.write(source)
     with tempfile.TemporaryFile() as input_file:
         input_file.write(stdin.encode())
         input_file.seek(0)
         return subprocess.Popen(
-            [sys.executable, "-I", "-S", CHILD, json.dumps(dataclasses.asdict(limits)), str(report_fd)],
+            [sys.executable, "-I", "-S", CHILD, json.dumps(dataclasses.asdict(limits)), str(fds[0])],
             cwd=workdir,
             env=ENV,
             stdin=input_file,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            pass_fds=(report_fd,),
+            pass_fds=fds,
             start_new_session=True,  # its own process group, killed as a whole
         )
 

@@ -55,7 +55,7 @@ def block_sockets() -> None:
     socket.socket = socket.create_connection = socket.socketpair = socket.fromfd = refuse
 
 
-def enter_private_namespaces(limits: dict, report_fd: int) -> bool:
+def enter_private_namespaces(limits: dict) -> bool:
     """As root: a new pid and mount namespace. Returns in the program's process (pid 1 of the
     namespace, so all its descendants die with it); the forked-off parent stays outside to relay
     its exit status, and on SIGTERM kills it and reaps it, so that no zombie is left behind."""
@@ -64,7 +64,7 @@ def enter_private_namespaces(limits: dict, report_fd: int) -> bool:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     pid = os.fork()
     if pid:
-        os.close(report_fd)
+        os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])  # so pipes see the program end
         signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGKILL))
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         relay_exit(os.waitpid(pid, 0)[1])
@@ -127,7 +127,7 @@ def main() -> None:
     isolation = {"network_namespace": call("unshare", CLONE_NEWNET), "namespaces": False, "own_user": None}
     if os.geteuid() == 0:
         uid = UID_BASE + os.getpid()
-        isolation["namespaces"] = enter_private_namespaces(limits, report_fd)
+        isolation["namespaces"] = enter_private_namespaces(limits)
         closed = closed_ancestor(sys.base_prefix)
         if closed:  # only without the mount namespace, which would have opened it
             problem = f"the sandbox's user cannot read Python's files under {closed} (mode 0700?)"
