@@ -10,6 +10,7 @@ import pytest
 
 from system.rewards import get_reward
 from system.rewards.extract import boxed_content, final_answer, tag_content
+from system.rewards.math_accuracy import make_accuracy
 
 # (completion, gold, expected score)
 CASES = [
@@ -35,6 +36,13 @@ CASES = [
     ("<answer>4</answer>", "\\boxed{}", None),
     ("<answer>4</answer>", None, None),
     ("<answer>4</answer>", "1" * 2000, None),
+    # a gold math-verify reads only as text: no expression to compare, so no string match either
+    ("\\boxed{unparseable_latex}", "unparseable_latex", None),
+    ("<answer>unparseable_latex</answer>", "\\boxed{unparseable_latex}", None),
+    # a letter or a \text{} word is an expression (a symbol): still scored
+    ("<answer>B</answer>", "B", 1.0),
+    ("<answer>C</answer>", "B", 0.0),
+    ("<answer>\\text{Tuesday}</answer>", "\\text{Tuesday}", 1.0),
     # hostile answers: 0.0 at once, whatever the thread
     ("<answer>9^{9^{9}}</answer>", "3", 0.0),
     ("<answer>2^{100000}</answer>", "3", 0.0),
@@ -92,3 +100,13 @@ def test_numeric_accuracy_wants_the_value_not_the_question_copied_back():
     assert accuracy(completions, answer=["6"] * 4) == [1.0, 1.0, 1.0, 0.0]  # math-verify evaluates "7 - 1"
     assert numeric(completions, answer=["6"] * 4) == [0.0, 1.0, 1.0, 0.0]
     assert numeric(["<answer>-3</answer>", "<answer>x</answer>"], answer=["-3", "1/2"]) == [1.0, None]
+
+
+def test_string_fallback_compares_text_golds_only_when_asked():
+    fallback = get_reward("accuracy_string_fallback")
+    completions = ["\\boxed{unparseable_latex}", "\\boxed{other_text}", "<answer>0.5</answer>"]
+    golds = ["unparseable_latex", "unparseable_latex", "\\frac{1}{2}"]
+    assert accuracy(completions, answer=golds) == [None, None, 1.0]
+    assert fallback(completions, answer=golds) == [1.0, 0.0, 1.0]
+    assert fallback(["<answer>4</answer>"], answer=[""]) == [None]  # an empty gold is never text
+    assert make_accuracy(string_fallback=True)(completions, answer=golds) == fallback(completions, answer=golds)

@@ -2,8 +2,12 @@ r"""Accuracy of a math answer, by math-verify: symbolic equality, so `\frac{1}{2
 
 The gold comes from the `answer` column (or `solution`; either is cut to its last `\boxed{}` if it
 has one), the completion's final answer from its last `<answer>` tag, else its last `\boxed{}`.
-A gold that does not parse gives None (a broken data row must not hand out reward); a completion
-without an answer gives 0.0.
+A gold that does not parse gives None (a broken data row must not hand out reward), and so does
+one that math-verify reads only as text, with no expression in its parse (`unparseable_latex`,
+broken LaTeX): comparing it as a string would pay for copying a string, not for mathematics.
+`make_accuracy(string_fallback=True)`, registered as `accuracy_string_fallback`, compares such
+golds as strings, for data sets whose golds are meant as words. A completion without an answer
+gives 0.0.
 
 Time bounds: math-verify interrupts slow parsing and comparison with `signal.alarm`, which works
 only in the main thread (Ray actors run their methods there). Elsewhere its timeouts are turned
@@ -75,10 +79,11 @@ def _usable(text: Optional[str]) -> Optional[list]:
     return parsed
 
 
-def math_correct(completion: str, gold: Optional[str]) -> Optional[bool]:
-    """Whether the completion's final answer equals the gold; None when the gold is unusable."""
+def math_correct(completion: str, gold: Optional[str], string_fallback: bool = False) -> Optional[bool]:
+    """Whether the completion's final answer equals the gold; None when the gold is unusable, or
+    is text only and `string_fallback` is off."""
     parsed_gold = None if gold is None else _usable(boxed_content(str(gold)) or str(gold))
-    if parsed_gold is None:
+    if parsed_gold is None or not (string_fallback or any(isinstance(p, sympy.Basic) for p in parsed_gold)):
         return None
     parsed_answer = _usable(final_answer(completion))
     if parsed_answer is None:
@@ -86,20 +91,32 @@ def math_correct(completion: str, gold: Optional[str]) -> Optional[bool]:
     return verify(parsed_gold, parsed_answer, timeout_seconds=_timeout())
 
 
-@register_reward("accuracy", correctness=True)
-def accuracy(
-    completions: list[str], answer: Optional[list] = None, solution: Optional[list] = None, **kwargs
-) -> list[Optional[float]]:
-    """1.0 when the final answer equals the gold (column `answer`, else `solution`), 0.0 if not."""
-    golds = answer if answer is not None else solution
-    if golds is None:
-        raise ValueError("the accuracy reward needs an 'answer' or 'solution' column")
-    correct = [math_correct(c, g) for c, g in zip(completions, golds)]
-    return [None if ok is None else float(ok) for ok in correct]
+def make_accuracy(string_fallback: bool = False):
+    """An accuracy reward; `string_fallback`: golds with no expression are compared as strings."""
+
+    def accuracy(
+        completions: list[str], answer: Optional[list] = None, solution: Optional[list] = None, **kwargs
+    ) -> list[Optional[float]]:
+        """1.0 when the final answer equals the gold (column `answer`, else `solution`), 0.0 if not."""
+        golds = answer if answer is not None else solution
+        if golds is None:
+            raise ValueError("the accuracy reward needs an 'answer' or 'solution' column")
+        correct = [math_correct(c, g, string_fallback) for c, g in zip(completions, golds)]
+        return [None if ok is None else float(ok) for ok in correct]
+
+    return accuracy
+
+
+accuracy = register_reward("accuracy", correctness=True)(make_accuracy())
+accuracy_string_fallback = register_reward("accuracy_string_fallback", correctness=True)(
+    make_accuracy(string_fallback=True)
+)
 
 
 @register_reward("numeric_accuracy", correctness=True)
-def numeric_accuracy(completions: list[str], answer: Optional[list] = None, **kwargs) -> list[Optional[float]]:
+def numeric_accuracy(
+    completions: list[str], answer: Optional[list] = None, **kwargs
+) -> list[Optional[float]]:
     """1.0 when the final answer (or the right side of a final `... = x`) is a number equal to the
     numeric gold `answer`. For questions that are expressions themselves (the `arithmetic`
     generator's "7 - 1"): `accuracy` would take the question copied back as its own answer."""
