@@ -9,6 +9,7 @@ import pytest
 from system.rewards import get_reward
 from system.rewards.code import make_code
 from system.rewards.extract import code_block
+from system.rewards.format import make_code_format
 from system.rewards.function_test import run_function_test
 from system.rewards.function_test_child import PASSED_EXIT
 from system.rewards.sandbox import Limits, run_python
@@ -339,3 +340,33 @@ def test_stdin_stdout_hacks_fail(name):
     assert reward([fenced(STDIO_HACKS[name])], inputs=[["1 2"]], outputs=[["3"]]) == [0.0]
     honest = "print(sum(map(int, input().split())))\nimport sys\nsys.exit(0)"  # exit 0 is fine
     assert reward([fenced(honest)], inputs=[["1 2"]], outputs=[["3"]]) == [1.0]
+
+
+# open-r1's `code_format` cases (tests/test_rewards.py, TestCodeFormat), and this layout's own rules
+JS = "<think>\nAnalysis\n</think>\n<answer>\n```javascript\nconsole.log('hello');\n```\n</answer>"
+CODE_FORMAT = [
+    ("<think>\nLet's solve this\nStep 1: First step\n</think>\n<answer>\n```python\ndef hello():\n"
+     "    print('world')\n```\n</answer>", "python", 1.0),
+    ("<think>\nHere's an example:\n```python\nx = 1\n```\nNow the solution:\n</think>\n<answer>\n"
+     "```python\ndef solution():\n    return 42\n```\n</answer>", "python", 1.0),  # a block in <think> too
+    (JS, "javascript", 1.0),
+    (JS, "python", 0.0),
+    ("```python\ndef hello():\n    print('world')\n```", "python", 0.0),  # no tags
+    ("<think>Some thinking</think><answer>Just plain text</answer>", "python", 0.0),  # no block
+    ("<think>Analysis</think><answer>```\ndef hello(): pass\n```</answer>", "python", 0.0),  # no language
+    ("<answer>```python\npass\n```</answer><think>Analysis</think>", "python", 0.0),  # tags out of order
+    ("<think>x</think><answer>ok</answer>\n```python\npass\n```", "python", 0.0),  # block after the answer
+    ("Planning.</think><answer>```python\npass\n```</answer>", "python", 1.0),  # <think> from the prompt
+]
+
+
+@pytest.mark.parametrize("completion, language, expected", CODE_FORMAT)
+def test_code_format(completion, language, expected):
+    assert make_code_format(language=language)([completion]) == [expected]
+
+
+def test_code_format_reads_a_language_column_and_is_registered():
+    completion = "<think>x</think><answer>```rust\nfn main() {}\n```</answer>"
+    code_format = get_reward("code_format")
+    assert code_format([completion]) == [0.0]  # python by default
+    assert code_format([completion, completion], language=["rust", "python"]) == [1.0, 0.0]

@@ -7,8 +7,8 @@ import pytest
 from system.rewards import available_rewards, combine_rewards, get_reward, register_reward
 
 SHIPPED = [
-    "accuracy", "code", "cosine", "countdown", "format", "length", "reasoning_steps",
-    "repetition_penalty", "soft_overlong", "tag_count", "twenty_four",
+    "accuracy", "accuracy_string_fallback", "binary_code", "code", "code_format", "cosine", "countdown",
+    "format", "length", "reasoning_steps", "repetition_penalty", "soft_overlong", "tag_count", "twenty_four",
 ]
 
 

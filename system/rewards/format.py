@@ -1,7 +1,8 @@
 """Rewards for the shape of a completion: R1's `<think>...</think><answer>...</answer>` layout.
 
 `format` is all or nothing; `tag_count` gives partial credit per tag, a denser signal for small
-models that have not found the layout yet; `reasoning_steps` rewards visibly stepwise reasoning.
+models that have not found the layout yet; `reasoning_steps` rewards visibly stepwise reasoning;
+`code_format` (open-r1's) is `format` with a fenced code block of the right language in the answer.
 The opening `<think>` may be missing: the base prompt template ends with it, so the completion
 starts inside the thinking.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import re
 
+from system.rewards.extract import tag_content
 from system.rewards.registry import register_reward
 
 
@@ -28,6 +30,26 @@ def make_format(think: str = "think", answer: str = "answer"):
         ]
 
     return format_reward
+
+
+def make_code_format(language: str = "python", think: str = "think", answer: str = "answer"):
+    """1.0 for `format`'s layout with a ```<language> fenced block inside the answer; a data set's
+    `language` column, where it has one, names the language per row (open-r1's mixed-language
+    training). The fence must name the language: a bare ``` does not count."""
+    layout = make_format(think, answer)
+
+    def code_format(completions: list[str], **columns) -> list[float]:
+        languages = columns.get("language") or [language] * len(completions)
+        return [
+            float(shaped == 1.0 and _fenced_block(tag_content(c, answer), lang or language))
+            for c, lang, shaped in zip(completions, languages, layout(completions))
+        ]
+
+    return code_format
+
+
+def _fenced_block(text: str, language: str) -> bool:
+    return re.search(rf"```{re.escape(language)}[ \t]*\n.*?```", text, re.DOTALL | re.IGNORECASE) is not None
 
 
 def make_tag_count(think: str = "think", answer: str = "answer"):
@@ -51,3 +73,4 @@ def reasoning_steps(completions: list[str], **kwargs) -> list[float]:
 
 format_reward = register_reward("format")(make_format())
 tag_count = register_reward("tag_count")(make_tag_count())
+code_format = register_reward("code_format")(make_code_format())
