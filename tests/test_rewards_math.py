@@ -43,6 +43,11 @@ CASES = [
     ("<answer>B</answer>", "B", 1.0),
     ("<answer>C</answer>", "B", 0.0),
     ("<answer>\\text{Tuesday}</answer>", "\\text{Tuesday}", 1.0),
+    # hedged answers: several candidates, or a range that holds the gold, are not the gold
+    ("<answer>1, 2, 3, 4, 5</answer>", "3", 0.0),
+    ("<answer>3 \\text{ or } 4</answer>", "3", 0.0),
+    ("<answer>[0, 10]</answer>", "3", 0.0),
+    ("<answer>3 \\pm 1</answer>", "3", 0.0),
     # hostile answers: 0.0 at once, whatever the thread
     ("<answer>9^{9^{9}}</answer>", "3", 0.0),
     ("<answer>2^{100000}</answer>", "3", 0.0),
