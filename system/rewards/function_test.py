@@ -30,8 +30,9 @@ harness: a program that redefines it changes what that test checks.
 Cost: two interpreters per row instead of one, started at once: about twice the CPU time and
 a few tens of milliseconds more per row (docs/reliability.md has the figures).
 
-Without root, the candidate runs as the reward worker's user and can ptrace the worker itself
-where the kernel's ptrace scope allows it (Yama scope 0): run reward workers as root (sandbox.py).
+Without root, the candidate runs as the reward worker's user and, where the kernel's ptrace
+scope allows it (Yama scope 0), can ptrace the worker itself, or the harness in the moment before
+it turns non-dumpable: run reward workers as root (sandbox.py).
 """
 
 from __future__ import annotations
@@ -39,19 +40,19 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from system.rewards.function_test_child import PASSED_EXIT
 from system.rewards.sandbox import Limits, SandboxResult, run_python
 
-with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "function_test_child.py")) as _f:
-    CHILD_SOURCE = _f.read()
+CHILD_SOURCE = Path(__file__).with_name("function_test_child.py").read_text()
 
 
 @dataclass(frozen=True)
 class FunctionTestResult:
     passed: bool
-    harness: SandboxResult  # its stderr says why a test failed
-    candidate: SandboxResult
+    harness: SandboxResult  # its stderr says why a test failed; a pass is status "error", code 86
+    candidate: SandboxResult  # the program's own output and status (they do not count)
 
 
 def run_function_test(
