@@ -101,7 +101,7 @@ def test_answer_extraction(text, tag, boxed, final):
 
 def test_numeric_accuracy_wants_the_value_not_the_question_copied_back():
     numeric, accuracy = get_reward("numeric_accuracy"), get_reward("accuracy")
-    completions = ["<answer>7 - 1</answer>", "<answer>6</answer>", "<answer>7 - 1 = 6</answer>", "<answer>5</answer>"]
+    completions = [f"<answer>{a}</answer>" for a in ("7 - 1", "6", "7 - 1 = 6", "5")]
     assert accuracy(completions, answer=["6"] * 4) == [1.0, 1.0, 1.0, 0.0]  # math-verify evaluates "7 - 1"
     assert numeric(completions, answer=["6"] * 4) == [0.0, 1.0, 1.0, 0.0]
     assert numeric(["<answer>-3</answer>", "<answer>x</answer>"], answer=["-3", "1/2"]) == [1.0, None]
@@ -114,4 +114,4 @@ def test_string_fallback_compares_text_golds_only_when_asked():
     assert accuracy(completions, answer=golds) == [None, None, 1.0]
     assert fallback(completions, answer=golds) == [1.0, 0.0, 1.0]
     assert fallback(["<answer>4</answer>"], answer=[""]) == [None]  # an empty gold is never text
-    assert make_accuracy(string_fallback=True)(completions, answer=golds) == fallback(completions, answer=golds)
+    assert make_accuracy(string_fallback=True)(completions, answer=golds) == [1.0, 0.0, 1.0]
