@@ -73,7 +73,7 @@ def test_the_last_python_block_is_the_program():
     assert code_block("no block") is None
 
 
-# Rows as HumanEval writes them (a prompt's helpers, floats, tuples, dicts, sets, None, strings),
+# Rows as HumanEval writes them (a prompt's helpers, floats, tuples, dicts, sets, None, strings, big ints),
 # each with an honest solution that must keep passing and a plausible wrong one.
 HUMANEVAL_ROWS = [
     (  # a list of floats in, a bool out
@@ -120,6 +120,15 @@ HUMANEVAL_ROWS = [
         "    top = max(xs.count(x) for x in xs)\n"
         "    return sum(xs) / len(xs), {x for x in xs if xs.count(x) == top}\n",
         "def mean_and_modes(xs):\n    return (0.0, set())\n",
+    ),
+    (  # a big int out (5736 digits, more than Python converts to text by default)
+        "factorial",
+        "def check(candidate):\n"
+        "    import math\n"
+        "    assert candidate(2000) == math.factorial(2000)\n"
+        "    assert candidate(0) == 1\n",
+        "def factorial(n):\n    out = 1\n    for i in range(2, n + 1):\n        out *= i\n    return out\n",
+        "def factorial(n):\n    return n\n",
     ),
     (  # HumanEval/38: the test calls `encode_cyclic`, a helper the prompt defines
         "decode_cyclic",

@@ -13,6 +13,7 @@ import builtins
 import ctypes
 import os
 import struct
+import sys
 
 PASSED_EXIT = 86  # the harness's exit status once check() has returned; nothing else exits so
 PR_SET_DUMPABLE = 4
@@ -56,6 +57,7 @@ class Channel:
 def serve(program: str, calls_fd: int, answers_fd: int, limit: int) -> None:
     """The candidate's side: run the program, then answer calls until the harness hangs up.
     (This runs next to untrusted code, which may change anything here: it only ever answers.)"""
+    sys.set_int_max_str_digits(0)  # a result may be a big int (a factorial): as in a shared script
     names = {"__name__": "__main__", "__builtins__": builtins}
     exec(compile(program, "main.py", "exec"), names)
     channel = Channel(calls_fd, answers_fd, limit)
@@ -107,6 +109,7 @@ def judge(test: str, entry_point: str, calls_fd: int, answers_fd: int, limit: in
     one or open its memory and descriptors through /proc."""
     if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
+    sys.set_int_max_str_digits(0)
     names = TestNames(Channel(answers_fd, calls_fd, limit))
     exec(compile(test, "test.py", "exec"), names)
     check = dict.get(names, "check")  # not __missing__: that would be the candidate's own check
