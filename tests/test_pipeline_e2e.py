@@ -125,3 +125,61 @@ def test_distill_sft_grpo_end_to_end(ray_job, tiny_model, smollm2, tmp_path):
     before = stamps()
     assert run(cfg, pipe_dir, str(recipe)) == final
     assert stamps() == before
+
+
+TINY = {  # per stage kind: the shipped Countdown pipeline at a size CI can run
+    "distill": ["data.num_train=6", "rollout.group_size=2", "rollout.max_new_tokens=16", "rollout.max_model_len=256",
+                "reward.num_workers=1"],
+    "sft": ["steps=2", "batch_size=2", "train.micro_batch_size=2", "max_length=256", "packing=false",
+            "data.num_eval=1", "eval_every=0"],
+    "grpo": ["steps=1", "prompts_per_step=2", "rollout.group_size=2", "rollout.max_new_tokens=16",
+             "rollout.max_model_len=256", "train.micro_batch_size=4", "reward.num_workers=1", "sync.bucket_mb=4"],
+}
+TINY_EVAL = ["model.path=tiny", "data.num_eval=3", "eval.num_samples=2", "eval.pass_k=[1, 2]",
+             "rollout.max_new_tokens=16", "rollout.max_model_len=256", "reward.num_workers=1"]
+
+
+@pytest.mark.e2e
+def test_the_countdown_pipeline_runs_end_to_end_with_a_program_teacher_and_an_eval_per_stage(ray_job, tiny_model,
+                                                                                             smollm2, tmp_path):
+    """configs/pipeline_countdown_cpu.yaml's six stages at a tiny size: the program teacher's
+    traces (no engine) -> SFT -> GRPO -> rejection sampling from the RL policy -> SFT -> GRPO,
+    and the same held-out evaluation of the starting model and of each sft/grpo stage's model."""
+    from launcher.pipeline import run
+
+    shipped = yaml.safe_load(open(os.path.join(ROOT, "configs", "pipeline_countdown_cpu.yaml")))
+    for stage in shipped["stages"]:
+        stage["config"] = os.path.join(ROOT, "configs", stage["config"])
+        stage["overrides"] = stage.get("overrides", []) + TINY[stage["kind"]]
+    shipped["stages"][0]["overrides"] += ["model.path=tiny"]  # the student's tokenizer measures the traces
+    # A random tiny policy never ends a reply by itself, so nothing of its would be kept: here the
+    # embedded model plays the RL policy's part in rejection sampling, with a reward that keeps about half.
+    shipped["stages"][3].update(model_from="config", overrides=shipped["stages"][3]["overrides"] + [
+        "model.path=smollm2-135m", "reward.functions={tests.user_plugins:even_length: 1.0}", "data.num_train=8",
+        "rollout.group_size=4", "rollout.max_new_tokens=32", "data.prompt_template=countdown_answer",
+        "data.response_prefix=<answer>"])
+    shipped["eval"] = {"config": os.path.join(ROOT, "configs", shipped["eval"]["config"]), "overrides": TINY_EVAL}
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(shipped))
+    cfg = load_pipeline(str(recipe), ["logging.wandb_mode=disabled", "logging.progress_bar=false"])
+    pipe_dir = str(tmp_path / "pipeline")
+    os.makedirs(pipe_dir)
+    run(cfg, pipe_dir, str(recipe))
+
+    state = json.load(open(os.path.join(pipe_dir, "pipeline_state.json")))
+    assert list(state) == ["cold_start_data", "cold_start_sft", "reasoning_rl", "rejection_sampling", "sft", "all_rl"]
+    traces = [json.loads(line) for line in open(state["cold_start_data"]["output"])]
+    stats = json.load(open(os.path.join(state["cold_start_data"]["run_dir"], "stats.json")))
+    assert stats["problems"] == stats["solved"] == 6 and stats["kept"] == len(traces) >= 6  # 2 per problem, distinct
+    assert all(t["messages"][-1]["content"].startswith("<think>\nGoal ") for t in traces)  # the program's traces
+    sft_cfg = yaml.safe_load(open(os.path.join(state["sft"]["run_dir"], "config.yaml")))
+    assert sft_cfg["model"]["path"] == state["reasoning_rl"]["output"]  # the RL policy learns its kept traces
+    assert sft_cfg["data"]["source"] == state["rejection_sampling"]["output"]
+    evals = json.load(open(os.path.join(pipe_dir, "evals.json")))
+    assert list(evals) == ["start", "cold_start_sft", "reasoning_rl", "sft", "all_rl"]
+    assert evals["all_rl"]["model"] == state["all_rl"]["output"]
+    for metrics in evals.values():
+        assert {"eval/accuracy", "eval/pass@2", "eval/length_mean", "eval/format_rate"} <= set(metrics)
+    table = open(os.path.join(pipe_dir, "stages.md")).read()
+    assert table.count("\n") == 2 + len(evals) and "| reasoning_rl |" in table
+    assert os.path.getsize(os.path.join(pipe_dir, "pipeline_report.png")) > 10_000

@@ -4,12 +4,13 @@ R1's cold start came from a stronger model. With none on this machine, the cold-
 come from a solver instead, the way Stream-of-Search made its traces: the `<think>` block shows
 the candidates tried, the values they reach, and a step back when one fails; the `<answer>` holds
 the equation. The search works backwards from the goal, so every line is short arithmetic that a
-small model can check:
+small model can check, and the solution is checked forwards before it becomes the answer:
 
     <think>
     Goal 40 with 7, 19, 3.
     40 - 3 = 37 from 7, 19: 7 + 19 = 26, 19 - 7 = 12, 7 * 19 = 133. No.
     40 - 19 = 21 from 7, 3: 7 + 3 = 10, 7 - 3 = 4, 7 * 3 = 21. Yes.
+    Check: 7 * 3 = 21, 21 + 19 = 40.
     </think>
     <answer> 7 * 3 + 19 </answer>
 
@@ -63,14 +64,15 @@ def pair_tries(a: int, b: int) -> list[tuple[str, int, str]]:
     return out
 
 
-def check_pair(a: int, b: int, need: int) -> tuple[str, Optional[str]]:
-    """The tries shown for making `need` from a and b, stopping at the first hit; (text, expression or None)."""
+def check_pair(a: int, b: int, need: int) -> tuple[str, Optional[str], str]:
+    """The tries shown for making `need` from a and b, stopping at the first hit:
+    (text, expression or None, the line that hit or "")."""
     shown = []
     for line, value, expression in pair_tries(a, b):
         shown.append(line)
         if value == need:
-            return ", ".join(shown) + ". Yes.", expression
-    return ", ".join(shown) + ". No.", None
+            return ", ".join(shown) + ". Yes.", expression, line
+    return ", ".join(shown) + ". No.", None, ""
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class Candidate:
     line: str  # the whole line of the trace for this try
     expression: Optional[str]  # the solution, if this try finds one
     miss: int  # how far the closest pair value is from the sub-goal (0 = a solution)
+    check: str = ""  # for a solution: the forward computation, e.g. "7 * 3 = 21, 21 + 19 = 40"
 
 
 def candidates(numbers: list[int], goal: int) -> list[Candidate]:
@@ -90,10 +93,12 @@ def candidates(numbers: list[int], goal: int) -> list[Candidate]:
             if key in seen:  # the same number twice in the task gives the same try
                 continue
             seen.add(key)
-            shown, rest = check_pair(a, b, split.need)
+            shown, rest, hit = check_pair(a, b, split.need)
             miss = 0 if rest else min(abs(v - split.need) for _, v, _ in pair_tries(a, b))
             expression = split.wrap.format(rest=rest) if rest else None
-            out.append(Candidate(f"{split.line} from {a}, {b}: {shown}", expression, miss))
+            outer = split.wrap.format(rest=split.need).replace(f"({split.need})", str(split.need))
+            check = f"{hit}, {outer} = {goal}" if rest else ""
+            out.append(Candidate(f"{split.line} from {a}, {b}: {shown}", expression, miss, check))
     return out
 
 
@@ -113,6 +118,7 @@ def countdown_trace(numbers: list[int], target: int, rng: random.Random, max_fai
     failures = failures[:max_failures]
     solution = next(c for c in order if c.expression)
     lines = [f"Goal {target} with {', '.join(map(str, numbers))}."] + [c.line for c in failures] + [solution.line]
+    lines.append(f"Check: {solution.check}.")
     return "<think>\n" + "\n".join(lines) + f"\n</think>\n<answer> {solution.expression} </answer>"
 
 
