@@ -19,14 +19,15 @@ class EnvWorker:
         self.cls, self.params = cls, params
         self.envs: dict[int, PlayedEnv] = {}  # episode key -> env, reused across steps
 
-    def reset(self, keys: list[int], seeds: list[int]) -> list[tuple[str, str, list[dict]]]:
-        """(system prompt, first observation, tool schemas) per key."""
+    def reset(self, keys: list[int], seeds: list[int]) -> list[tuple[str, str, list[dict], str]]:
+        """(system prompt, first observation, tool schemas, tool format) per key."""
         out = []
         for key, seed in zip(keys, seeds):
             if key not in self.envs:
                 self.envs[key] = PlayedEnv(make_env(self.cls, **self.params))
             observation = self.envs[key].reset(seed)
-            out.append((self.envs[key].system_prompt, observation, self.envs[key].tool_schemas))
+            env = self.envs[key]
+            out.append((env.system_prompt, observation, env.tool_schemas, env.tool_parser))
         return out
 
     def step(self, keys: list[int], actions: list[str]) -> list[tuple]:
@@ -46,7 +47,7 @@ class EnvPool:
         self.workers = [EnvWorker.options(name=f"env-{i}", **opts).remote(env_cfg.cls, params)
                         for i, opts in enumerate(options)]
 
-    def reset(self, keys: list[int], seeds: list[int]) -> list[tuple[str, str, list[dict]]]:
+    def reset(self, keys: list[int], seeds: list[int]) -> list[tuple[str, str, list[dict], str]]:
         return self._call("reset", keys, seeds)
 
     def step(self, keys: list[int], actions: list[str]) -> list[tuple]:

@@ -52,8 +52,9 @@ def local_envs(name: str, seeds: list[int], **params):
     log = {"observations": [[] for _ in seeds], "steps": []}
 
     def reset(keys):
-        out = [(envs[k].system_prompt, envs[k].reset(seeds[k]), envs[k].tool_schemas) for k in keys]
-        for k, (_, obs, _) in zip(keys, out):
+        out = [(envs[k].system_prompt, envs[k].reset(seeds[k]), envs[k].tool_schemas, envs[k].tool_parser)
+               for k in keys]
+        for k, (_, obs, *_) in zip(keys, out):
             log["observations"][k].append(obs)
         return out
 
@@ -214,7 +215,7 @@ def scripted_env(outcomes: list[list[tuple[float, bool, dict]]]):
     calls = []
 
     def reset(keys):
-        return [("Play.", f"Episode {k}.", []) for k in keys]
+        return [("Play.", f"Episode {k}.", [], "hermes") for k in keys]
 
     def step(keys, replies):
         calls.append(list(keys))
@@ -272,17 +273,17 @@ TOOL_REPLIES = [
     'Let me check. <tool_call>{"name": "python", "arguments": {"code": "print(6 * 7)"}}</tool_call>',
     '<tool_call>{"name": "python", "arguments": {"code": "1/0"}}</tool_call> '
     '<tool_call>{"name": python}</tool_call>',
-    "<answer>1 + 2</answer>",
+    "So it is 42. The answer is 42.",
 ]
 
 
 def test_tool_calls_run_and_their_results_follow_as_tool_messages_outside_the_loss(tokenizer, turns):
     from system.tools.prompt import tool_block
 
-    reset, step, log = local_envs("python_countdown", [3])
+    reset, step, log = local_envs("python_arithmetic", [3], tool_parser="hermes")
     [ep] = run_episodes(1, reset, Scripted(tokenizer, TOOL_REPLIES), step, turns, max_context_tokens=4096)
-    assert ep.done and len(ep.rewards) == 3 and ep.rewards[:2] == [0.0, 0.0]
-    env = PlayedEnv(make_env("python_countdown"))
+    assert ep.done and len(ep.rewards) == 3 and ep.rewards == [0.0, 0.0, 0.0]  # 42 is not 343 * 706 + 70
+    env = PlayedEnv(make_env("python_arithmetic", tool_parser="hermes"))
     env.reset(3)
     assert ep.observations[1] == [{"role": "tool", "content": "42\n"}]  # the program ran, in the sandbox
     error, invalid = [m["content"] for m in ep.observations[2]]  # two calls, two tool messages
@@ -290,7 +291,7 @@ def test_tool_calls_run_and_their_results_follow_as_tool_messages_outside_the_lo
     assert invalid.startswith("Invalid tool call: not valid JSON")
 
     # The tokens of the same conversation under the template, the tools in the system prompt (the fallback).
-    system = f"{env.system_prompt}\n\n{tool_block(env.tool_schemas)}"
+    system = f"{env.system_prompt}\n\n{tool_block(env.tool_schemas, 'hermes')}"
     conversation = [{"role": "system", "content": system},
                     {"role": "user", "content": log["observations"][0][0]}]
     for reply, messages in zip(TOOL_REPLIES, ep.observations[1:]):
@@ -311,7 +312,8 @@ def test_tool_calls_run_and_their_results_follow_as_tool_messages_outside_the_lo
     rollouts = to_rollouts([ep], "sum")
     assert {k: v[0] for k, v in rollouts.scores.items() if k.startswith("env/tool") or k == "env/turns"} == {
         "env/tool_calls": 3.0, "env/tool_errors": 2.0, "env/turns": 3.0}
-    assert "[tool] 42" in rollouts.texts[0] and "[model] <answer>1 + 2</answer>" in rollouts.texts[0]
+    assert "[tool] 42" in rollouts.texts[0] and "[model] So it is 42." in rollouts.texts[0]
+    assert rollouts.texts[0].endswith("[env] Wrong: 343 * 706 + 70 = 242228, not 42.")
 
 
 def test_success_after_retry_counts_a_solve_that_follows_a_failed_turn():

@@ -94,3 +94,87 @@ def test_two_multi_turn_grpo_steps(ray_job, tiny_model, tmp_path, monkeypatch):
             sampled = torch.tensor(logprobs[1:])[at]
             assert (sampled - torch.tensor(engine_logp)[at]).abs().mean() < 0.05
     trained.shutdown()
+
+
+def recorded(monkeypatch) -> list:
+    """Every rollout the run collects, as (rollouts, the engine's log-probs of their tokens)."""
+    calls = []
+    real = EpisodeRollout.collect
+
+    def recording(self, env_seeds, seed, n, temperature):
+        rollouts = real(self, env_seeds, seed, n, temperature)
+        calls.append((rollouts, engine_logprobs(self.engines.engines[0], rollouts.tokens)))
+        return rollouts
+
+    monkeypatch.setattr(EpisodeRollout, "collect", recording)
+    return calls
+
+
+def run_two_steps(config: str, overrides: list[str], tmp_path) -> tuple:
+    cfg = load_config(os.path.join(ROOT, "configs", config), TINY_RUN + overrides + [
+        "eval.every=0", f"logging.output_dir={tmp_path}", "logging.run_name=run"])
+    run_dir = os.path.join(str(tmp_path), "run")
+    os.makedirs(run_dir)
+    trained = train(cfg, run_dir)
+    trained.shutdown()
+    return read_metrics(run_dir)
+
+
+def assert_sampled_where_trained(rollouts, engine_logp) -> None:
+    """Log-probs sit on the model's tokens only, and the engine scores those tokens as it sampled them."""
+    for mask, logprobs, scored in zip(rollouts.loss_mask, rollouts.logprobs, engine_logp):
+        assert all((lp != 0.0) == (m == 1) for m, lp in zip(mask, logprobs)), "log-probs off the actions"
+        at = torch.tensor(mask[1:]) == 1
+        assert (torch.tensor(logprobs[1:])[at] - torch.tensor(scored)[at]).abs().mean() < 0.05
+
+
+@pytest.mark.e2e
+def test_a_users_gym_style_env_trains_by_its_class_path(ray_job, tiny_model, tmp_path, monkeypatch):
+    """tests.user_plugins:ParrotGym subclasses nothing of ours: reset and step, constructor params."""
+    from transformers import AutoTokenizer
+
+    calls = recorded(monkeypatch)
+    metrics = run_two_steps("grpo_24point_cpu.yaml", ["env.cls=tests.user_plugins:ParrotGym"], tmp_path)
+    assert [m["step"] for m in metrics] == [0, 1] and len(calls) == 2
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    for m, (rollouts, engine_logp) in zip(metrics, calls):
+        assert 1.0 <= m["env/turns"] <= 2.0 and m["sync/checksum_ok"] == 1.0
+        assert 0.0 < m["reward/mean"] <= 2.0  # a random model's misses earn for length: GRPO has spread
+        assert all(text.startswith("[env] Say ") for text in rollouts.texts)
+        for tokens, mask, turns in zip(rollouts.tokens, rollouts.loss_mask, rollouts.scores["env/turns"]):
+            prompt = tokenizer.decode(tokens[: mask.index(1)])
+            assert "<|im_start|>system\nRepeat the word you are shown.<|im_end|>" in prompt
+            env_turns = [tokenizer.decode(tokens[a:b]) for value, a, b in segments(mask)[2:] if value == 0]
+            assert len(env_turns) == turns - 1
+            assert all(OBSERVATION.fullmatch(t) and "No. Say " in t for t in env_turns)
+        assert_sampled_where_trained(rollouts, engine_logp)
+
+
+# Every reply opens with a complete call (the random tiny model never writes one itself): each turn
+# runs the code in the sandbox of an env worker and gets its output back as a tool message.
+CALL = "```python\nprint(6 * 7)\n```\n"
+TOOL_TURN = re.compile(r"(<\|im_end\|>)?\n<\|im_start\|>tool\n42\n<\|im_end\|>\n<\|im_start\|>assistant\n"
+                       + re.escape(CALL))
+
+
+@pytest.mark.e2e
+def test_a_tool_using_env_runs_two_multi_turn_grpo_steps(ray_job, tiny_model, tmp_path, monkeypatch):
+    from transformers import AutoTokenizer
+
+    calls = recorded(monkeypatch)
+    prefix = f"data.response_prefix={json.dumps(CALL)}"
+    metrics = run_two_steps("grpo_tool_arithmetic_cpu.yaml", [prefix], tmp_path)
+    assert [m["step"] for m in metrics] == [0, 1] and len(calls) == 2
+    for m in metrics:  # two replies per episode, each a call of the python tool that ran
+        assert (m["env/turns"], m["env/tool_calls"], m["env/tool_errors"]) == (2.0, 2.0, 0.0)
+        assert m["sync/checksum_ok"] == 1.0 and "train/loss" in m
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    for rollouts, engine_logp in calls:
+        assert rollouts.scores["env/tool_calls"] == [2.0] * len(rollouts.tokens)
+        for tokens, mask, text in zip(rollouts.tokens, rollouts.loss_mask, rollouts.texts):
+            prompt = tokenizer.decode(tokens[: mask.index(1)])
+            assert "To call python, write its code in a fenced block" in prompt and prompt.endswith(CALL)
+            [tool_turn] = [tokenizer.decode(tokens[a:b]) for value, a, b in segments(mask)[2:] if value == 0]
+            assert TOOL_TURN.fullmatch(tool_turn), tool_turn  # outside the loss, token in, token out
+            assert text.count("[tool] 42") == 2
+        assert_sampled_where_trained(rollouts, engine_logp)

@@ -20,7 +20,7 @@ from system.tools.prompt import render_chat, supports_tools, tool_block
 from system.tools.python import LIMITS, python_tool
 from tests.test_multiturn import Scripted, local_envs, segments
 
-hermes, python_block = get_parser("hermes"), get_parser("python_block")
+hermes, python_block = get_parser("hermes").parse, get_parser("python_block").parse
 
 
 def call(name: str, **arguments) -> str:
@@ -65,6 +65,13 @@ def test_python_block_reads_fenced_python_as_python_calls():
     assert python_block(reply) == [ToolCall("python", {"code": "print(6 * 7)\n"}),
                                    ToolCall("python", {"code": "x = 1\n"})]
     assert python_block("```python\nunclosed") == []
+
+
+@pytest.mark.parametrize("name, read", [("hermes", 'print("a\\nb")'), ("python_block", 'print("a\\nb")\n')])
+def test_a_formats_example_call_is_what_it_parses(name, read):
+    tool_format = get_parser(name)
+    example = tool_format.example("python", {"code": 'print("a\\nb")'})
+    assert tool_format.parse(f"Let me run it.\n{example}\n") == [ToolCall("python", {"code": read})]
 
 
 def test_parsers_are_a_registry():
@@ -215,6 +222,9 @@ def test_a_template_without_tools_gets_the_fallback_block_in_its_system_prompt(s
     assert text.startswith(f"<|im_start|>system\nBe brief.\n\n{block}<|im_end|>\n<|im_start|>user\nHi")
     assert json.dumps(SCHEMAS[0]) in block
     assert '{"name": <function-name>, "arguments": <args-json-object>}' in block
+    fenced = render_chat(smol, CHAT, SCHEMAS, native=False, parser="python_block")
+    assert "write its code in a fenced block:\n```python\n<code>\n```<|im_end|>" in fenced
+    assert "<tool_call>" not in fenced
     no_system = render_chat(smol, CHAT[1:], SCHEMAS, native=False)
     assert no_system.startswith(f"<|im_start|>system\n{block}<|im_end|>")
     assert render_chat(smol, CHAT, [], native=False) == smol.apply_chat_template(CHAT, tokenize=False,
@@ -231,10 +241,11 @@ def test_a_template_with_tools_shows_them_itself(qwen_like):
 def test_tool_turns_are_token_exact_under_a_template_that_renders_tool_messages_its_own_way(qwen_like):
     turns = ChatTurns(qwen_like)
     two_calls = call("python", code="print(6 * 7)") + call("python", code="print(1)")
-    replies = [two_calls, "<answer>1 + 2</answer>"]
-    reset, step, log = local_envs("python_countdown", [5])
+    replies = [two_calls, "The answer is 42."]
+    reset, step, log = local_envs("python_arithmetic", [5], tool_parser="hermes")
     [ep] = run_episodes(1, reset, Scripted(qwen_like, replies), step, turns, max_context_tokens=4096)
-    conversation = [{"role": "system", "content": make_env("python_countdown").system_prompt},
+    system = make_env("python_arithmetic", tool_parser="hermes").system_prompt
+    conversation = [{"role": "system", "content": system},
                     {"role": "user", "content": log["observations"][0][0]},
                     {"role": "assistant", "content": replies[0]}, *ep.observations[1],
                     {"role": "assistant", "content": replies[1]}]
@@ -250,7 +261,7 @@ def test_tool_turns_are_token_exact_under_a_template_that_renders_tool_messages_
 
 
 def test_a_tool_turn_is_answered_by_the_tools_and_counts_as_a_turn():
-    env = PlayedEnv(make_env("python_countdown", max_turns=2))
+    env = PlayedEnv(make_env("python_arithmetic", max_turns=2, tool_parser="hermes"))
     env.reset(0)
     observation, reward, done, info = env.step(call("python", code="print(2 + 2)") + call("nope"))
     assert observation == [{"role": "tool", "content": "4\n"},
@@ -288,4 +299,4 @@ def test_an_env_names_its_tool_parser():
     with pytest.raises(ValueError, match="unknown param"):
         make_env("countdown", tool_parsr="hermes")
     with pytest.raises(ValueError, match="unknown tool parser 'xml'"):
-        make_env("python_countdown", tool_parser="xml")
+        make_env("python_arithmetic", tool_parser="xml")

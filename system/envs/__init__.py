@@ -14,7 +14,7 @@ from system.envs.checker import EnvCheckError, check_env
 from system.envs.protocol import EnvProtocolError, PlayedEnv, is_env
 from system.envs.registry import available_envs, make_env, register_env, resolve_env
 
-from system.envs import countdown, frozen_lake, python_countdown, twenty_four  # noqa: E402,F401  (registers them)
+from system.envs import countdown, frozen_lake, python_arithmetic, twenty_four  # noqa: E402,F401  (registers them)
 
 __all__ = [
     "EnvCheckError",

@@ -107,7 +107,7 @@ class TextEnv:
         self.turn += 1
         answer = self.parse(action)
         if answer is None:
-            feedback = self.invalid(f"No move found. End your reply with {self.wrap('your move')}.")
+            feedback = self.invalid(self.no_move())
         else:
             feedback = self.respond(answer)
         truncated = not feedback.done and self.turns_left <= 0
@@ -128,6 +128,10 @@ class TextEnv:
         if end < 0:
             return None
         return reply[begin + len(opening) : end].strip() or None
+
+    def no_move(self) -> str:
+        """What a reply without a readable move is told."""
+        return f"No move found. End your reply with {self.wrap('your move')}."
 
     def wrap(self, answer: str) -> str:
         """`answer` as the model should write it: inside the answer tags."""

@@ -78,7 +78,8 @@ class PlayedEnv:
         self._check_attributes()
         self.turn, self.done = 0, False
         self.tools = resolve_tools(getattr(self.env, "tools", ()))
-        self.parse_calls = get_parser(getattr(self.env, "tool_parser", "hermes"))
+        self.tool_parser = getattr(self.env, "tool_parser", "hermes")
+        self.parse_calls = get_parser(self.tool_parser).parse
         return observation
 
     def step(self, action: str) -> tuple[Any, Any, bool, Any]:

@@ -58,12 +58,14 @@ class ChatTurns:
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
-    def prompt(self, system_prompt: str, observation: str, tools: list[dict] = ()) -> list[int]:
-        """The first prompt: the system prompt and the tools (OpenAI function schemas), the first
-        observation as a user turn, the assistant turn opened."""
+    def prompt(self, system_prompt: str, observation: str, tools: list[dict] = (),
+               parser: str = "hermes") -> list[int]:
+        """The first prompt: the system prompt and the tools (OpenAI function schemas; without the
+        template's support, described for the `parser` format), the first observation as a user
+        turn, the assistant turn opened."""
         system = [{"role": "system", "content": system_prompt}] if system_prompt else []
         messages = system + [{"role": "user", "content": observation}]
-        text = render_chat(self.tokenizer, messages, list(tools), self.native_tools)
+        text = render_chat(self.tokenizer, messages, list(tools), self.native_tools, parser)
         return self.encode(text + self.response_prefix)
 
     def after_reply(self, reply: list[int], messages: list[dict]) -> list[int]:
@@ -123,7 +125,8 @@ class Trajectory:
         return "\n".join(lines)
 
 
-Reset = Callable[[list[int]], list[tuple[str, str, list[dict]]]]  # keys -> (system prompt, task, tools)
+# keys -> (system prompt, first observation, tool schemas, tool format)
+Reset = Callable[[list[int]], list[tuple[str, str, list[dict], str]]]
 Generate = Callable[[list[list[int]], int], list[dict]]  # prompts, turn -> one sample each (engine format)
 # keys, replies -> (observation, reward, done, info); the observation: a user turn's text, or tool messages
 Step = Callable[[list[int], list[str]], list[tuple[Union[str, list[dict]], float, bool, dict]]]
@@ -142,9 +145,9 @@ def run_episodes(count: int, reset: Reset, generate: Generate, step: Step, turns
     cut there and not sent to the env; an observation that would leave no room for a reply is not
     appended. Either way the episode ends with finish_reason "truncated"."""
     episodes = [Trajectory() for _ in range(count)]
-    for ep, (system, observation, tools) in zip(episodes, reset(list(range(count)))):
+    for ep, (system, observation, tools, parser) in zip(episodes, reset(list(range(count)))):
         ep.observations.append(as_messages(observation))
-        ep.extend(turns.prompt(system, observation, tools), 0)
+        ep.extend(turns.prompt(system, observation, tools, parser), 0)
         if len(ep.tokens) >= max_context_tokens:
             ep.finish_reason, ep.done = "truncated", True
     live = [k for k, ep in enumerate(episodes) if not ep.done]
