@@ -32,10 +32,11 @@ from system.models import resolve_model
 from system.report import write_report
 from system.rollout.producer import Batch, RolloutProducer
 from system.seeds import derive_seed
+from system.training.grpo import skipped_in_a_row, stop_if_skipping
 from system.training.samples import TrainingSample, split_for_training
 
 
-def grpo_step(step: int, cfg: Config, actors: Actors, batch: Batch) -> dict:
+def grpo_step(step: int, cfg: Config, actors: Actors, batch: Batch, skipped_before: int = 0) -> dict:
     n = cfg.rollout.group_size
 
     # 1-2. Rollout (collected by the producer): n samples per task (a GRPO group, contiguous), each rewarded.
@@ -85,6 +86,7 @@ def grpo_step(step: int, cfg: Config, actors: Actors, batch: Batch) -> dict:
         "response/length_mean": lengths.mean().item(),
         "response/length_max": lengths.max().item(),
         "response/clipped_frac": sum(r != "stop" for r in rollouts.finish_reasons) / len(samples),
+        "train/skipped_in_a_row": skipped_in_a_row(skipped_before, per_rank[0]),  # NaN/inf updates, over steps
         **({"sync/checksum_ok": 1.0} if verify else {}),
         **(staleness_metrics(step, rollouts, batch.ready, cfg.schedule.max_staleness)
            if cfg.schedule.max_staleness > 0 else {}),
@@ -107,6 +109,7 @@ def step_metrics(cfg, scores, rewards, valid, flat_groups, kl_seq, per_rank: lis
         "train/clip_frac": total["clip_count"] / (tokens * cfg.train.ppo_epochs),
         "train/entropy": total["entropy_sum"] / tokens,
         "train/grad_norm": per_rank[0]["grad_norm"],
+        "train/skipped_updates": per_rank[0]["skipped_updates"],  # for a NaN/inf loss or gradient
         "train/lr": per_rank[0]["lr"],
         "sync/logprob_abs_diff_mean": total["sync/logprob_diff_sum"] / max(total["sync/tokens"], 1.0),
         "sync/logprob_abs_diff_max": max(r["sync/logprob_diff_max"] for r in per_rank),
@@ -170,7 +173,7 @@ def train(cfg: Config, run_dir: str) -> Actors:
     eval_due = lambda step: cfg.eval.every > 0 and step % cfg.eval.every == 0  # noqa: E731
     bar = tqdm(range(start, cfg.steps), desc="GRPO", initial=start, total=cfg.steps,
                disable=not cfg.logging.progress_bar, dynamic_ncols=True)
-    t0 = time.monotonic()
+    t0, skipped = time.monotonic(), 0
     try:
         for step in bar:
             began = time.monotonic()
@@ -178,7 +181,7 @@ def train(cfg: Config, run_dir: str) -> Actors:
             producer.allow(step)  # the batches up to step + k may be collected now
             batch = producer.take(step)
             waited, train_start = time.monotonic() - began - metrics.get("timing/eval_s", 0.0), time.monotonic()
-            metrics.update(grpo_step(step, cfg, actors, batch))
+            metrics.update(grpo_step(step, cfg, actors, batch, skipped))
             metrics.update(batch.progress)
             wall = time.monotonic() - began
             engine_busy = producer.engine_seconds(began, began + wall) + metrics.get("timing/eval_s", 0.0)
@@ -188,6 +191,8 @@ def train(cfg: Config, run_dir: str) -> Actors:
                             "timeline/train_start": train_start - t0, "timeline/train_end": time.monotonic() - t0})
             logger.log(metrics, step)
             bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", step_s=f"{wall:.1f}")
+            skipped = int(metrics["train/skipped_in_a_row"])
+            stop_if_skipping(skipped, cfg.train.max_skipped_updates_in_a_row)
             if checkpoint_due(cfg, step + 1, cfg.steps):
                 save_checkpoint(step + 1, cfg, actors.policy, producer.data_state(step + 1), run_dir)
     finally:

@@ -21,6 +21,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 from system.algorithms.advantages import ADVANTAGES
 from system.algorithms.kl import KL_ESTIMATORS
 from system.algorithms.losses import LOSS_AGGREGATIONS
+from system.algorithms.objectives import POLICY_OBJECTIVES
 from system.algorithms.off_policy import LEVELS as OFF_POLICY_LEVELS
 from system.algorithms.off_policy import OFF_POLICY
 from system.data.prompts import PROMPT_FORMATS
@@ -100,6 +101,8 @@ class TrainConfig:
     num_minibatches: int = 1  # optimizer steps per ppo epoch
     ppo_epochs: int = 1
     gradient_checkpointing: bool = False
+    # An update whose loss or gradient is NaN/inf is skipped (train/skipped_updates); this many in a row stop the run.
+    max_skipped_updates_in_a_row: int = 3
 
 
 @dataclass
@@ -112,9 +115,14 @@ class ReferenceConfig:
 @dataclass
 class AlgorithmConfig:
     # Each of these names a registered implementation or a user's `package.module:fn`:
-    advantage: str = "grpo"  # grpo | drgrpo | batch_std  (system/algorithms/advantages.py)
+    advantage: str = "grpo"  # grpo | drgrpo | batch_std | rloo | reinforce_pp_baseline  (advantages.py)
+    policy_loss: str = "ppo"  # ppo | gspo | gspo_token | cispo  (system/algorithms/objectives.py, docs/algorithms.md)
     eps_low: float = 0.2
-    eps_high: float = 0.2  # > eps_low = DAPO clip-higher
+    eps_high: float = 0.2  # > eps_low = DAPO clip-higher; GSPO's are tiny (3e-4 / 4e-4), CISPO's eps_low >= 1
+    # Dual clip: for A < 0 the loss stops growing at -clip_ratio_c * A (verl's default 3; 0 = off).
+    # It only acts where the ratio passes c, i.e. after several updates on one batch.
+    clip_ratio_c: float = 3.0
+    entropy_coef: float = 0.0  # > 0: the loss subtracts coef * token entropy (an entropy bonus)
     loss_agg: str = "token-mean"  # token-mean | seq-mean-token-mean | seq-mean-token-sum-norm  (losses.py)
     kl_coef: float = 0.0
     kl_estimator: str = "k3"  # k1 | k2 | k3  (kl.py)
@@ -361,6 +369,7 @@ def validate(cfg: Config) -> None:
     """Checks that need more than types: choices, registered names and cross-field constraints."""
     check_choices(cfg, CHOICES)
     check_registered("algorithm.advantage", cfg.algorithm.advantage, ADVANTAGES.get)
+    check_registered("algorithm.policy_loss", cfg.algorithm.policy_loss, POLICY_OBJECTIVES.get)
     check_registered("algorithm.loss_agg", cfg.algorithm.loss_agg, LOSS_AGGREGATIONS.get)
     check_registered("algorithm.kl_estimator", cfg.algorithm.kl_estimator, KL_ESTIMATORS.get)
     check_registered("algorithm.off_policy", cfg.algorithm.off_policy, OFF_POLICY.get)
@@ -385,6 +394,12 @@ def validate(cfg: Config) -> None:
         raise ConfigError("'rollout.group_size' must be >= 2: GRPO normalises within a group")
     if cfg.algorithm.eps_low < 0 or cfg.algorithm.eps_high < 0:
         raise ConfigError("'algorithm.eps_low' and 'algorithm.eps_high' must be >= 0")
+    if cfg.algorithm.clip_ratio_c != 0 and cfg.algorithm.clip_ratio_c <= 1:
+        raise ConfigError("'algorithm.clip_ratio_c' must be > 1 (the dual-clip bound), or 0 for none")
+    if cfg.algorithm.entropy_coef < 0:
+        raise ConfigError("'algorithm.entropy_coef' must be >= 0 (a bonus; 0 = none)")
+    if cfg.train.max_skipped_updates_in_a_row < 1:
+        raise ConfigError("'train.max_skipped_updates_in_a_row' must be >= 1")
     if cfg.env.cls and cfg.eval.every > 0 and cfg.env.num_eval_seeds < 1:
         raise ConfigError("'env.num_eval_seeds' must be >= 1 when eval.every > 0")
     if any(k > cfg.eval.num_samples or k < 1 for k in cfg.eval.pass_k):

@@ -100,6 +100,29 @@ def test_repetition_penalty_parameters():
         make_repetition_penalty(max_penalty=0.5)
 
 
+@pytest.mark.parametrize(
+    "completion, expected",
+    [
+        # jieba: 我 / 喜欢 / 吃 / 苹果, twice: 7 bigrams, 4 distinct -> -(1 - 4/7)
+        ("我喜欢吃苹果我喜欢吃苹果", -3 / 7),
+        ("我喜欢吃苹果", 0.0),
+        # spaces are not words: 我 喜欢 python 我 喜欢 python -> 5 bigrams, 3 distinct
+        ("我 喜欢 Python 我 喜欢 python", -0.4),
+        ("", 0.0),
+    ],
+)
+def test_repetition_penalty_segments_chinese_words(completion, expected):
+    assert make_repetition_penalty(ngram_size=2, language="zh")([completion]) == [pytest.approx(expected)]
+
+
+def test_repetition_penalty_languages():
+    text = "我喜欢吃苹果我喜欢吃苹果"
+    assert make_repetition_penalty(ngram_size=2)([text]) == [0.0]  # "en": one space-free "word", no bigram
+    assert get_reward("repetition_penalty_zh")([text * 2]) == [pytest.approx(-(1 - 4 / 14))]  # trigrams: 14, 4 distinct
+    with pytest.raises(ValueError, match="language must be one of"):
+        make_repetition_penalty(language="fr")
+
+
 def test_length_is_relative_within_each_group():
     completions = ["<answer>1</answer>", "<answer>9</answer>", "<answer>1</answer>",  # group "1"
                    "<answer>2</answer>", "<answer>2</answer>",  # group "2": equal lengths

@@ -42,9 +42,29 @@ def drgrpo(rewards: torch.Tensor, valid: torch.Tensor, group_size: int) -> torch
 
 @register_advantage("batch_std")
 def batch_std(rewards: torch.Tensor, valid: torch.Tensor, group_size: int) -> torch.Tensor:
-    """Group-mean baseline, scaled by the std of the whole batch (steadier than per-group std)."""
+    """Group-mean baseline, scaled by the std of the batch's raw rewards (steadier than per-group std;
+    TRL's scale_rewards="batch"). Not REINFORCE++-baseline: its std is of the group-centred rewards."""
     r, v, mean, _ = _group_stats(rewards, valid, group_size)
     return ((r - mean) / (rewards[valid].std() + EPS) * v).view(-1)
+
+
+@register_advantage("reinforce_pp_baseline")
+def reinforce_pp_baseline(rewards: torch.Tensor, valid: torch.Tensor, group_size: int) -> torch.Tensor:
+    """REINFORCE++-baseline (Hu et al., arXiv 2501.03262): A' = r_i - mean(r_group), normalised over the
+    batch, (A' - mean(A')) / std(A'), each valid sample counting once. mean(A') is 0 here (every group's
+    centred rewards sum to 0); it is not in the per-token whitening of OpenRLHF, which weighs by length."""
+    r, v, mean, _ = _group_stats(rewards, valid, group_size)
+    centred = ((r - mean) * v).view(-1)
+    return centred / (centred[valid].std() + EPS)
+
+
+@register_advantage("rloo")
+def rloo(rewards: torch.Tensor, valid: torch.Tensor, group_size: int) -> torch.Tensor:
+    """RLOO (Kool et al. 2019; Ahmadian et al. 2024): A_i = r_i - mean of the group's other valid rewards,
+    = n / (n - 1) * (r_i - mean(r_group)) with n valid samples; 0 for a sample alone in its group."""
+    r, v, mean, _ = _group_stats(rewards, valid, group_size)
+    n = v.sum(1, keepdim=True)
+    return ((r - mean) * n / (n - 1).clamp(min=1) * v * (n > 1)).view(-1)
 
 
 def zero_variance_groups(rewards: torch.Tensor, valid: torch.Tensor, group_size: int) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""The clipped policy-gradient loss and how it is averaged over tokens.
+"""The policy loss of a mini-batch slice and how it is averaged over tokens.
 
 Every aggregation mode is written as one weight per token, computed over the whole mini-batch
 *before* it is split across data-parallel ranks and micro-batches. The loss of any slice is then
@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from system.algorithms.kl import kl_penalty
+from system.algorithms.objectives import POLICY_OBJECTIVES
 from system.registry import Registry
 
 
@@ -54,24 +55,32 @@ def policy_loss(
     weights: torch.Tensor,
     eps_low: float,
     eps_high: float,
+    *,
+    objective: str = "ppo",
+    clip_ratio_c: float = 3.0,
     ref_logp: torch.Tensor | None = None,
     kl_coef: float = 0.0,
     kl_estimator: str = "k3",
     is_weights: torch.Tensor | None = None,
+    entropy: torch.Tensor | None = None,
+    entropy_coef: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """PPO-clip surrogate with GRPO's KL-in-loss term; all inputs are [sequences, tokens]
-    except `advantages` ([sequences], broadcast over tokens). `is_weights`: the off-policy
-    correction of each token's surrogate (system/algorithms/off_policy.py), or None."""
-    ratio = torch.exp(logp - old_logp)
-    adv = advantages.unsqueeze(1)
-    surrogate = ratio * adv
-    clipped = ratio.clamp(1 - eps_low, 1 + eps_high) * adv
-    token_loss = -torch.min(surrogate, clipped)
+    """The objective's token loss (system/algorithms/objectives.py) + GRPO's KL-in-loss term - the
+    entropy bonus, summed with the aggregation's token weights. All inputs are [sequences, tokens]
+    except `advantages` ([sequences], broadcast over tokens). `is_weights`: the off-policy correction
+    of each token's objective term (system/algorithms/off_policy.py), or None. `entropy`: each
+    token's policy entropy, differentiable, when entropy_coef > 0 (a bonus: it raises the entropy).
+    Stats are sums over the loss-carrying tokens: `clip_frac` counts the clipped ones."""
+    loss_tokens = weights > 0
+    token_loss, clipped = POLICY_OBJECTIVES.get(objective)(
+        logp, old_logp, advantages.unsqueeze(1), loss_tokens.to(logp.dtype), eps_low, eps_high, clip_ratio_c)
     if is_weights is not None:
         token_loss = token_loss * is_weights
-    stats = {"clip_frac": ((surrogate > clipped).float() * (weights > 0)).sum()}
+    stats = {"clip_frac": (clipped & loss_tokens).sum().float()}
     if ref_logp is not None and kl_coef > 0:
         kl = kl_penalty(logp, ref_logp, kl_estimator)
         token_loss = token_loss + kl_coef * kl
         stats["kl"] = (kl.detach() * weights).sum()
+    if entropy is not None and entropy_coef > 0:
+        token_loss = token_loss - entropy_coef * entropy
     return (token_loss * weights).sum(), stats

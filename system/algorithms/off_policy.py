@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import torch
 
+from system.algorithms.objectives import sequence_mean
 from system.registry import Registry
 
 OFF_POLICY = Registry("off-policy correction")
@@ -53,7 +54,7 @@ def importance_ratio(old_logp: torch.Tensor, behaviour_logp: torch.Tensor, mask:
     gets the geometric mean over its masked tokens."""
     log_rho = (old_logp - behaviour_logp) * mask
     if level == "sequence":
-        log_rho = (log_rho.sum(1, keepdim=True) / mask.sum(1, keepdim=True).clamp(min=1)).expand_as(mask) * mask
+        log_rho = sequence_mean(log_rho, mask).expand_as(mask) * mask
     elif level != "token":
         raise ValueError(f"off-policy level must be one of {LEVELS}, got {level!r}")
     return torch.exp(log_rho.clamp(-20, 20))

@@ -2,7 +2,8 @@
 
 - `cosine` (Yeo et al., "Demystifying Long CoT"): correct answers earn more when short, wrong
   ones are penalised less when long, so the model keeps thinking when it is unsure.
-- `repetition_penalty`: the share of repeated word n-grams, times a negative maximum.
+- `repetition_penalty`: the share of repeated word n-grams, times a negative maximum; words are
+  split on spaces, or segmented by jieba for Chinese (`language="zh"`, `repetition_penalty_zh`).
 - `length` (Kimi 1.5): within each group, shorter than average is rewarded, longer penalised;
   wrong answers are never rewarded for being short.
 - `soft_overlong` (DAPO): 0 up to `max_length - cache`, then a linear ramp to -1 at `max_length`.
@@ -13,6 +14,7 @@ characters. Correctness comes from another reward (`accuracy` by default): corre
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Optional
 
@@ -56,15 +58,36 @@ def make_cosine(
     return cosine
 
 
-def make_repetition_penalty(ngram_size: int = 3, max_penalty: float = -1.0):
-    """max_penalty * (1 - distinct n-grams / n-grams), over lower-cased words; 0.0 if too short."""
+LANGUAGES = ("en", "zh")
+
+
+def word_splitter(language: str):
+    """Text -> lower-cased words: split on whitespace ("en"), or segmented by jieba ("zh": Chinese puts
+    no spaces between words; open-r1's `language` option), whitespace pieces dropped."""
+    if language == "en":
+        return lambda text: text.lower().split()
+    if language == "zh":
+        return _chinese_words
+    raise ValueError(f"repetition_penalty language must be one of {LANGUAGES}, got {language!r}")
+
+
+def _chinese_words(text: str) -> list[str]:
+    import jieba  # on first use only: it loads its dictionary then (~1 s)
+
+    jieba.setLogLevel(logging.WARNING)
+    return [w for w in jieba.lcut(text.lower()) if w.strip()]
+
+
+def make_repetition_penalty(ngram_size: int = 3, max_penalty: float = -1.0, language: str = "en"):
+    """max_penalty * (1 - distinct n-grams / n-grams), over words (`word_splitter`); 0.0 if too short."""
     if max_penalty > 0:
         raise ValueError(f"max_penalty must be <= 0, got {max_penalty}")
+    split = word_splitter(language)
 
     def repetition_penalty(completions: list[str], **kwargs) -> list[float]:
         scores = []
         for c in completions:
-            words = c.lower().split()
+            words = split(c)
             ngrams = [tuple(words[i : i + ngram_size]) for i in range(len(words) - ngram_size + 1)]
             scores.append(max_penalty * (1 - len(set(ngrams)) / len(ngrams)) if ngrams else 0.0)
         return scores
@@ -111,5 +134,6 @@ def make_soft_overlong(max_length: int = 4096, cache: int = 1024):
 
 cosine = register_reward("cosine")(make_cosine())
 repetition_penalty = register_reward("repetition_penalty")(make_repetition_penalty())
+repetition_penalty_zh = register_reward("repetition_penalty_zh")(make_repetition_penalty(language="zh"))
 length = register_reward("length")(make_length())
 soft_overlong = register_reward("soft_overlong")(make_soft_overlong())

@@ -1,4 +1,5 @@
-"""The GRPO / PPO update of one data-parallel rank: the clipped surrogate (+ KL) over mini-batches."""
+"""The GRPO / PPO update of one data-parallel rank: the policy objective (+ KL) over mini-batches, skipping
+an update whose loss or gradient is NaN/inf."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def grpo_update(engine, minibatches: list[list[TrainingSample]], algo, *, micro_
     engine.train()
     totals: dict[str, float] = {"loss": 0.0, "clip_count": 0.0, "tokens": 0.0, "kl": 0.0, "entropy_sum": 0.0,
                                 "grad_norm": 0.0, "sync/logprob_diff_sum": 0.0, "sync/logprob_diff_max": 0.0,
-                                "sync/tokens": 0.0}
+                                "sync/tokens": 0.0, "skipped_updates": 0.0}
+    skipped = 0  # updates skipped since the last applied one
     if algo.off_policy != "none":
         totals.update({"off_policy/ratio_sum": 0.0, "off_policy/ratio_max": 0.0, "off_policy/masked": 0.0})
     for epoch in range(ppo_epochs):
@@ -53,18 +55,25 @@ def grpo_update(engine, minibatches: list[list[TrainingSample]], algo, *, micro_
                         totals["off_policy/masked"] += float((is_weights[mask] == 0).sum())
                 loss, stats = policy_loss(
                     logp, old_logp, advantages, b["weights"].float(), algo.eps_low, algo.eps_high,
-                    b.get("ref_logp") if not algo.kl_in_reward else None, algo.kl_coef, algo.kl_estimator,
-                    is_weights,
+                    objective=algo.policy_loss, clip_ratio_c=algo.clip_ratio_c,
+                    ref_logp=b.get("ref_logp") if not algo.kl_in_reward else None, kl_coef=algo.kl_coef,
+                    kl_estimator=algo.kl_estimator, is_weights=is_weights, entropy=entropy,
+                    entropy_coef=algo.entropy_coef,
                 )
+                if not torch.isfinite(loss):  # its gradient may still be finite (a NaN on a masked token):
+                    loss = logp.sum() * math.nan  # make it NaN, so the one rule below skips the update
                 # DeepSpeed averages gradients over ranks; weights already normalise over the global mini-batch.
                 engine.backward(loss * world_size, scale_wrt_gas=False)
-                engine.step()
+                applied = step_unless_nonfinite(engine)
+                if applied is not None:  # the mini-batch's last micro-batch: its update was applied or skipped
+                    skipped = 0 if applied else skipped + 1
+                    totals["skipped_updates"] += float(not applied)
                 totals["loss"] += float(loss.detach())
                 totals["clip_count"] += float(stats["clip_frac"])
                 totals["kl"] += float(stats.get("kl", 0.0))
                 if epoch == 0:
                     totals["tokens"] += float(mask.sum())
-                    totals["entropy_sum"] += float(entropy[mask].sum())
+                    totals["entropy_sum"] += float(entropy.detach()[mask].sum())
                 if epoch == 0 and (reuse_old or mb_index == 0) and mask.any():  # weights still the engine's
                     reference = b["old_logp"] if reuse_old else logp.detach()
                     diff = (reference - b["rollout_logp"]).abs()[mask]
@@ -74,5 +83,42 @@ def grpo_update(engine, minibatches: list[list[TrainingSample]], algo, *, micro_
             norm = engine.get_global_grad_norm()
             totals["grad_norm"] = float(norm) if norm is not None and math.isfinite(float(norm)) else 0.0
     totals["optimizer_steps"] = ppo_epochs * len(minibatches)
+    totals["skipped_at_end"] = skipped
     totals["lr"] = engine.get_lr()[0]
     return totals
+
+
+def step_unless_nonfinite(engine) -> bool | None:
+    """engine.step(). At a mini-batch's end: whether its update was applied (False: skipped for a NaN/inf
+    gradient); None between micro-batches. DeepSpeed's own optimizers (ZeRO >= 1, bf16, fp16) skip such a
+    step themselves and say so. The plain torch optimizer it keeps for ZeRO-0 in fp32 would apply it:
+    there the gradients are dropped and the step is told it is not a boundary, so it only counts the
+    micro-batch (as DeepSpeed's own skip, the learning-rate schedule does not advance)."""
+    if not engine.is_gradient_accumulation_boundary():
+        engine.step()
+        return None
+    plain = not hasattr(engine.optimizer, "overflow")  # its gradients are whole and reduced over ranks here
+    if plain and not all(torch.isfinite(p.grad).all() for p in engine.module.parameters() if p.grad is not None):
+        engine.zero_grad()
+        engine.set_gradient_accumulation_boundary(False)
+        engine.step()
+        engine.set_gradient_accumulation_boundary(None)  # back to DeepSpeed's own counting
+        return False
+    engine.step()
+    return engine.was_step_applied()
+
+
+def skipped_in_a_row(before: int, update: dict) -> int:
+    """Policy updates skipped in a row, counted over steps, after one grpo_update's totals (any rank's:
+    they agree)."""
+    if update["skipped_updates"] < update["optimizer_steps"]:  # one was applied: count from there
+        before = 0
+    return before + int(update["skipped_at_end"])
+
+
+def stop_if_skipping(in_a_row: int, limit: int) -> None:
+    """A NaN/inf that keeps coming back is a broken run, not bad luck: stop it with what to look at."""
+    if in_a_row >= limit:
+        raise RuntimeError(f"{in_a_row} policy updates in a row were skipped for a NaN/inf loss or gradient "
+                           f"(train.max_skipped_updates_in_a_row={limit}): see train/loss and train/grad_norm in "
+                           f"metrics.jsonl; lower train.lr, or look for NaN in the rewards and advantages")

@@ -33,7 +33,8 @@ class SelectedLogprobs(torch.autograd.Function):
     chunk of rows in fp32. The textbook way (float, divide, log_softmax, gather; softmax again for
     the entropy) makes ~10 vocabulary-wide fp32 tensors per micro-batch in forward and backward:
     fresh memory whose page faults cost seconds a step on CPU (docs/benchmarks.md). Backward recomputes
-    each chunk's softmax from the saved log-normaliser: d logp / d logits = (onehot - softmax) / T."""
+    each chunk's softmax from the saved log-normaliser: d logp / d logits = (onehot - softmax) / T, and
+    when the loss uses the entropy H (an entropy bonus) d H / d logits = -softmax * (log softmax + H) / T."""
 
     @staticmethod
     def forward(ctx, logits, targets, temperature: float, with_entropy: bool):
@@ -49,21 +50,25 @@ class SelectedLogprobs(torch.autograd.Function):
             logp[chunk] = x.gather(-1, targets[chunk, None]).squeeze(-1)
             if with_entropy:
                 entropy[chunk] = -(x.exp() * x).sum(-1)
-        ctx.save_for_backward(logits, targets, log_norm)
-        ctx.temperature, ctx.rows = temperature, rows
-        ctx.mark_non_differentiable(entropy)
+        ctx.save_for_backward(logits, targets, log_norm, entropy)
+        ctx.temperature, ctx.rows, ctx.with_entropy = temperature, rows, with_entropy
         return logp, entropy
 
     @staticmethod
-    def backward(ctx, grad_logp, _grad_entropy):
-        logits, targets, log_norm = ctx.saved_tensors
+    def backward(ctx, grad_logp, grad_entropy):
+        logits, targets, log_norm, entropy = ctx.saved_tensors
+        entropy_used = ctx.with_entropy and bool(grad_entropy.any())  # autograd passes zeros when unused
         grad = torch.empty_like(logits)
         for s in range(0, logits.shape[0], ctx.rows):
             chunk = slice(s, s + ctx.rows)
             g = grad_logp[chunk, None]
-            x = logits[chunk].to(log_norm.dtype, copy=True).div_(ctx.temperature)
-            softmax = x.sub_(log_norm[chunk, None]).exp_()
-            grad[chunk] = softmax.mul_(-g).scatter_add_(-1, targets[chunk, None], g).div_(ctx.temperature)
+            x = logits[chunk].to(log_norm.dtype, copy=True).div_(ctx.temperature).sub_(log_norm[chunk, None])
+            if entropy_used:  # -softmax * (g + g_H * (log softmax + H))
+                softmax = x.exp()
+                x.add_(entropy[chunk, None]).mul_(grad_entropy[chunk, None]).add_(g).mul_(softmax).neg_()
+            else:  # -softmax * g
+                x = x.exp_().mul_(-g)
+            grad[chunk] = x.scatter_add_(-1, targets[chunk, None], g).div_(ctx.temperature)
         return grad, None, None, None
 
 
