@@ -22,11 +22,12 @@ from transformers import AutoTokenizer
 
 from actors.cluster import Actors, build_actors, start_ray
 from actors.placement import Placement
+from launcher.evaluate import evaluate
 from launcher.lifecycle import checkpoint_due, launch, make_logger, restore_checkpoint, save_checkpoint
 from system.algorithms.advantages import get_advantage, zero_variance_groups
 from system.algorithms.kl import kl_penalty
 from system.config import Config, validate
-from system.evaluation import eval_metrics, solved, write_samples
+from system.evaluation import solved
 from system.metrics import timed
 from system.models import resolve_model
 from system.report import write_report
@@ -140,20 +141,6 @@ def staleness_metrics(step: int, rollouts, ready: int, k: int) -> dict:
             "async/buffer_fill": ready}
 
 
-def evaluate(step: int, cfg: Config, actors: Actors, run_dir: str) -> dict:
-    """Greedy accuracy and pass@k on held-out tasks that training never sees: data rows, or
-    whole episodes on env seeds that training never plays."""
-    rollout = actors.rollout
-    seed = derive_seed(cfg.seed, "eval")  # the same samples for every eval of a run: curves compare like with like
-    tasks = rollout.eval_tasks()
-    greedy = rollout.collect(tasks, seed, 1, 0.0)
-    sampled = rollout.collect(tasks, seed, cfg.eval.num_samples, cfg.eval.temperature)
-    metrics = eval_metrics(greedy, sampled, cfg.eval.num_samples, cfg.eval.pass_k, rollout.correctness)
-    correct = solved(greedy.scores, rollout.correctness, greedy.rewards)
-    write_samples(run_dir, step, rollout.describe(tasks), greedy.texts, greedy.rewards, correct, cfg.eval.num_logged)
-    return {**metrics, "timing/eval_s": sum(greedy.timings.values()) + sum(sampled.timings.values())}
-
-
 def train(cfg: Config, run_dir: str) -> Actors:
     """The whole run; returns the actors (still alive) so that callers can inspect them."""
     model_path = resolve_model(cfg.model.path)
@@ -177,7 +164,7 @@ def train(cfg: Config, run_dir: str) -> Actors:
     try:
         for step in bar:
             began = time.monotonic()
-            metrics = evaluate(step, cfg, actors, run_dir) if eval_due(step) else {}
+            metrics = evaluate(step, cfg, actors.rollout, run_dir) if eval_due(step) else {}
             producer.allow(step)  # the batches up to step + k may be collected now
             batch = producer.take(step)
             waited, train_start = time.monotonic() - began - metrics.get("timing/eval_s", 0.0), time.monotonic()
@@ -198,7 +185,7 @@ def train(cfg: Config, run_dir: str) -> Actors:
     finally:
         producer.close()
     if cfg.eval.every > 0:  # and once after the last update
-        logger.log(evaluate(cfg.steps, cfg, actors, run_dir), cfg.steps)
+        logger.log(evaluate(cfg.steps, cfg, actors.rollout, run_dir), cfg.steps)
     logger.close()
     print("report:", ", ".join(write_report(run_dir)), flush=True)
     return actors
