@@ -369,3 +369,12 @@ def test_the_config_accepts_a_plain_env_class_and_refuses_what_is_not_one():
         load_config(recipe, ["env.cls=tests.user_plugins:response_length"])
     with pytest.raises(ConfigError, match="not an env class"):
         load_config(recipe, ["env.cls=system.envs.examples.guess_number:GuessConfig"])
+
+
+def test_the_agent_docs_quote_the_trained_gym_env_verbatim():
+    import inspect
+
+    from tests.user_plugins import ParrotGym
+
+    doc = (ROOT / "docs" / "training-an-agent.md").read_text()
+    assert inspect.getsource(ParrotGym) in re.findall(r"```python\n(.*?)```", doc, re.S)

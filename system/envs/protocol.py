@@ -82,7 +82,7 @@ class PlayedEnv:
         self.parse_calls = get_parser(self.tool_parser).parse
         return observation
 
-    def step(self, action: str) -> tuple[Any, Any, bool, Any]:
+    def step(self, action: str) -> tuple[str | list[dict], float, bool, dict]:
         """(observation, reward, done, info); the observation of a tool turn is a list of tool messages."""
         if self.done:
             raise RuntimeError(f"{type(self.env).__name__}: step() on a finished episode: call reset(seed)")
