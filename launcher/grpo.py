@@ -23,7 +23,8 @@ from transformers import AutoTokenizer
 from actors.cluster import Actors, build_actors, start_ray
 from actors.placement import Placement
 from launcher.evaluate import evaluate
-from launcher.lifecycle import checkpoint_due, launch, make_logger, restore_checkpoint, save_checkpoint
+from launcher.lifecycle import (check_resume, checkpoint_due, launch, make_logger, restore_checkpoint,
+                                save_checkpoint)
 from system.algorithms.advantages import get_advantage, zero_variance_groups
 from system.algorithms.kl import kl_penalty
 from system.config import Config, validate
@@ -145,6 +146,7 @@ def train(cfg: Config, run_dir: str) -> Actors:
     """The whole run; returns the actors (still alive) so that callers can inspect them."""
     model_path = resolve_model(cfg.model.path)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
+    check_resume(cfg, run_dir, model_path)  # a bad checkpoint fails here, before any actor starts
     start_ray(cfg.ray_address, Placement.logical_cpus(cfg.roles(), cfg.placement))
     actors = build_actors(cfg, model_path, tokenizer)
 

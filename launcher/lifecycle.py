@@ -12,8 +12,8 @@ import time
 import ray
 
 from actors.dashboard import dashboard_sink
-from system.checkpoint import (complete_checkpoint, latest_checkpoint, load_driver_state, save_driver_state,
-                               temp_checkpoint_dir)
+from system.checkpoint import (CheckpointError, check_checkpoint, complete_checkpoint, latest_checkpoint,
+                               load_driver_state, save_driver_state, temp_checkpoint_dir)
 from system.config import ConfigError, load_config, save_config, to_yaml
 from system.metrics import MetricsLogger
 
@@ -43,6 +43,9 @@ def launch(argv: list[str] | None, doc: str, schema: type, check, run) -> str:
 def make_run_dir(cfg, config_path: str | None) -> str:
     """runs/<run_name or config-time>; when resuming, the directory of the run being resumed."""
     stem = os.path.splitext(os.path.basename(config_path or "grpo"))[0]
+    if _names_a_path(cfg.resume) and not os.path.isdir(cfg.resume):
+        raise CheckpointError(f"resume={cfg.resume}: no such checkpoint folder (resume=true for the run's newest, "
+                              "or resume=RUN_DIR/checkpoints/step_N)")
     if cfg.resume and os.path.isdir(cfg.resume):  # a checkpoint: RUN_DIR/checkpoints/step_N
         return os.path.dirname(os.path.dirname(os.path.abspath(cfg.resume)))
     if cfg.resume and not cfg.logging.run_name:  # the newest run of this config
@@ -72,12 +75,30 @@ def save_checkpoint(step: int, cfg, trainer, data_state: dict, run_dir: str) -> 
     return complete_checkpoint(tmp, cfg.checkpoint.keep_last)
 
 
+def _names_a_path(resume: str) -> bool:
+    """resume=PATH names one checkpoint; any other value (true, yes, 1) the run's newest."""
+    return "/" in resume or os.path.isdir(resume)
+
+
+def resume_path(cfg, run_dir: str) -> str:
+    """The checkpoint that `resume` names: its path, or the newest complete one of the run."""
+    checkpoint = cfg.resume if _names_a_path(cfg.resume) else latest_checkpoint(run_dir)
+    if checkpoint is None:
+        raise CheckpointError(f"resume: no complete checkpoint in {run_dir}/checkpoints")
+    return checkpoint
+
+
+def check_resume(cfg, run_dir: str, model_path: str) -> None:
+    """When resuming: the checkpoint is complete, readable and of the run's model, checked before any
+    actor starts (system/checkpoint.py: check_checkpoint)."""
+    if cfg.resume:
+        check_checkpoint(resume_path(cfg, run_dir), model_path)
+
+
 def restore_checkpoint(cfg, trainer, data, run_dir: str) -> int:
     """Continue exactly: weights, optimizer, data position (`data.load_state`), RNGs, metrics so far;
     returns the next step."""
-    checkpoint = cfg.resume if os.path.isdir(cfg.resume) else latest_checkpoint(run_dir)
-    if checkpoint is None:
-        raise FileNotFoundError(f"resume: no complete checkpoint in {run_dir}/checkpoints")
+    checkpoint = resume_path(cfg, run_dir)
     state = load_driver_state(checkpoint, os.path.join(run_dir, "metrics.jsonl"))
     data.load_state(state["sampler"])
     ray.get(trainer.call("load_checkpoint", checkpoint))

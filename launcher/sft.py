@@ -22,7 +22,8 @@ from actors.cluster import cluster_platform, release, start_ray
 from actors.group import ActorGroup
 from actors.placement import Placement
 from actors.sft import SFTTrainer
-from launcher.lifecycle import checkpoint_due, launch, make_logger, restore_checkpoint, save_checkpoint
+from launcher.lifecycle import (check_resume, checkpoint_due, launch, make_logger, restore_checkpoint,
+                                save_checkpoint)
 from system.data.sampler import PromptSampler
 from system.models import resolve_model
 from system.recipe_config import SFTConfig, validate_sft
@@ -56,6 +57,7 @@ def train(cfg, run_dir: str) -> str:
     """The whole run; returns the final model's folder. The trainer actors are gone afterwards."""
     model_path = resolve_model(cfg.model.path)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
+    check_resume(cfg, run_dir, model_path)  # a bad checkpoint fails here, before any actor starts
     train_chats, eval_chats = load_conversations(cfg.data)
     rows = lambda chats: make_rows([encode_conversation(tokenizer, c) for c in chats], cfg.max_length,  # noqa: E731
                                    cfg.packing)
