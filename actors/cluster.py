@@ -15,7 +15,7 @@ from actors.reference import ReferenceModel
 from actors.reward import RewardPool
 from actors.vllm_engine import EnginePool
 from actors.weight_sync import WeightSync
-from system.data import load_splits
+from system.data import drop_overlong, load_splits
 from system.data.sampler import PromptSampler
 from system.platform import Platform, platform_for
 from system.rollout import Rollout
@@ -83,7 +83,8 @@ class RolloutActors:
 
 
 def build_rollout(cfg, model_path: str, tokenizer, placement: Placement) -> RolloutActors:
-    data = None if cfg.env.cls else load_splits(cfg.data)  # bad data fails before any actor starts
+    # Bad data, and rows whose prompt the engine cannot take, are dealt with before any actor starts.
+    data = None if cfg.env.cls else drop_overlong(load_splits(cfg.data), tokenizer, cfg)
     engines = EnginePool(cfg, placement, model_path, cfg.schedule.partial_rollout, cfg.schedule.batch_timeout_s)
     rewards = RewardPool(list(cfg.reward.functions), cfg.reward.num_workers, placement.options("reward"))
     if cfg.env.cls:

@@ -24,7 +24,7 @@ from system.algorithms.losses import LOSS_AGGREGATIONS
 from system.algorithms.objectives import POLICY_OBJECTIVES
 from system.algorithms.off_policy import LEVELS as OFF_POLICY_LEVELS
 from system.algorithms.off_policy import OFF_POLICY
-from system.data.prompts import PROMPT_FORMATS
+from system.data.prompts import OVERLONG_PROMPTS, PROMPT_FORMATS
 from system.envs import resolve_env
 from system.rewards import MODES as REWARD_MODES
 from system.rewards import get_reward
@@ -72,6 +72,10 @@ class DataConfig:
     # Text the assistant's reply starts with, part of the prompt (TinyZero starts it with "<think>"):
     # the model continues it, and rewards score prefix + completion.
     response_prefix: str = ""
+    # A prompt longer than the engine takes with room for a reply (rollout.max_model_len - max_new_tokens):
+    # drop = its row is left out when the data is loaded (printed); truncate_left = its last tokens are kept
+    # (data/truncated_prompts). Drop by default: a cut prompt loses its start, often the question itself.
+    overlong_prompts: str = "drop"
 
 
 @dataclass
@@ -264,6 +268,7 @@ CHOICES = {
     "model.dtype": ("bfloat16", "float32", "float16"),
     "env.trajectory_reward": ("sum", "last"),
     "data.prompt_format": PROMPT_FORMATS,
+    "data.overlong_prompts": OVERLONG_PROMPTS,
     "algorithm.off_policy_level": OFF_POLICY_LEVELS,
 }
 

@@ -9,6 +9,7 @@ half folder that a later run would load.
 
 from __future__ import annotations
 
+import difflib
 import fcntl
 import os
 import shutil
@@ -115,7 +116,8 @@ def tiny_model_path(layers: int = 2, hidden: int = 128, heads: int = 2, kv_heads
 
 
 def resolve_model(name: str) -> str:
-    """A config's `model.path` -> something `from_pretrained` and vLLM accept."""
+    """A config's `model.path` -> something `from_pretrained` and vLLM accept. A name that is none of
+    them (a missing folder, a misspelt registered name) is an error here, before any actor starts."""
     if name == EMBEDDED:
         return embedded_model_path()
     if name == TINY:
@@ -125,4 +127,23 @@ def resolve_model(name: str) -> str:
         if not os.path.exists(os.path.join(expanded, "config.json")):
             raise ValueError(f"model folder {expanded} has no config.json: not an HF model folder")
         return os.path.abspath(expanded)
-    return name  # a hub id: loads where a hub is reachable
+    close = "/" not in name and difflib.get_close_matches(name.lower(), [EMBEDDED, TINY], n=1, cutoff=0.6)
+    if close:
+        raise ValueError(f"model.path '{name}' is not a registered model or a folder: did you mean '{close[0]}'?")
+    if _looks_like_path(name):
+        raise FileNotFoundError(f"model.path '{name}': no such folder{_nearby(expanded)}; set model.path to an "
+                                f"HF model folder, a hub id, '{EMBEDDED}' or '{TINY}'")
+    return name  # a hub id ("owner/name"): loads where a hub is reachable
+
+
+def _looks_like_path(name: str) -> bool:
+    """Hub ids are `owner/name`; anything with more slashes, or rooted, relative or a file, is a path."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or os.path.exists(name)
+
+
+def _nearby(path: str) -> str:
+    """", did you mean ..." with the closest entry of the path's parent folder, if there is one."""
+    parent, base = os.path.split(os.path.abspath(path))
+    entries = os.listdir(parent) if os.path.isdir(parent) else []
+    close = difflib.get_close_matches(base, entries, n=1, cutoff=0.6)
+    return f" (did you mean {os.path.join(parent, close[0])}?)" if close else ""

@@ -2,6 +2,7 @@
 held-out eval that never enters training.
 
     train, held_out = load_splits(cfg.data)   # rows: the data set's columns + `messages`, the prompt chat
+    train, held_out = drop_overlong((train, held_out), tokenizer, cfg)   # prompts the engine can take
 
 Where rows come from: sources.py (files, folders, hub) and generators.py (seeded tasks); how they
 become training rows (column renames, the boxed gold answer, the prompt chat): rows.py.
@@ -12,14 +13,21 @@ from __future__ import annotations
 import json
 
 from system.data.generators import DEFAULT_TEMPLATES, GENERATORS, generate
+from system.data.prompts import encode_prompt, prompt_budget
 from system.data.rows import DataError, prepare_rows
 from system.data.sources import read_rows
 
 
 def load_splits(cfg) -> tuple[list[dict], list[dict]]:
     """(train, eval) rows for a DataConfig. The eval rows never appear in train."""
+    if cfg.num_train < 1:
+        raise DataError(f"data.num_train={cfg.num_train}: training needs at least one row")
     if cfg.source not in GENERATORS.names():
-        rows = prepare_rows(read_rows(cfg.source, cfg.split), cfg, cfg.source)
+        raw = read_rows(cfg.source, cfg.split)
+        if not raw:
+            raise DataError(f"data.source '{cfg.source}' (split '{cfg.split}') has no rows: point data.source "
+                            "(and data.split) at a data set with rows")
+        rows = prepare_rows(raw, cfg, cfg.source)
         if len(rows) <= cfg.num_eval:
             raise DataError(f"{cfg.source}: {len(rows)} rows, not enough for num_eval={cfg.num_eval} plus training")
         return rows[cfg.num_eval:][: cfg.num_train], rows[: cfg.num_eval]
@@ -36,6 +44,33 @@ def load_splits(cfg) -> tuple[list[dict], list[dict]]:
     template = DEFAULT_TEMPLATES.get(cfg.source, "")
     return (prepare_rows(train[: cfg.num_train], cfg, cfg.source, template),
             prepare_rows(held_out, cfg, cfg.source + " (eval)", template))
+
+
+def drop_overlong(splits: tuple[list[dict], list[dict]], tokenizer, cfg) -> tuple[list[dict], list[dict]]:
+    """(train, eval) without the rows whose prompt is longer than `prompt_budget(cfg)` when
+    data.overlong_prompts is drop (counted and printed), so that no sampler ever draws one; as they
+    are for truncate_left, whose prompts are cut when encoded. A split left empty is an error."""
+    data, budget = cfg.data, prompt_budget(cfg)
+    if budget < 1:
+        raise DataError(f"rollout.max_new_tokens={cfg.rollout.max_new_tokens} leaves no room for a prompt in "
+                        f"rollout.max_model_len={cfg.rollout.max_model_len}: lower the one or raise the other")
+    if data.overlong_prompts != "drop":
+        return splits
+    kept = []
+    for rows, name in zip(splits, ("train", "eval")):
+        fit = [row for row in rows
+               if len(encode_prompt(tokenizer, row["messages"], data.response_prefix, data.prompt_format)) <= budget]
+        if len(fit) < len(rows):
+            print(f"data: dropped {len(rows) - len(fit)} of {len(rows)} {name} rows of {data.source}: their prompt "
+                  f"is longer than {budget} tokens (rollout.max_model_len - rollout.max_new_tokens; "
+                  "data.overlong_prompts=drop)", flush=True)
+        if rows and not fit:
+            raise DataError(f"{data.source}: no {name} row has a prompt of at most {budget} tokens "
+                            f"(rollout.max_model_len={cfg.rollout.max_model_len} - rollout.max_new_tokens="
+                            f"{cfg.rollout.max_new_tokens}): raise max_model_len, lower max_new_tokens, or set "
+                            "data.overlong_prompts=truncate_left")
+        kept.append(fit)
+    return kept[0], kept[1]
 
 
 def task_key(row: dict) -> str:

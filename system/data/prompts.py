@@ -6,7 +6,9 @@ prompt chat ([system,] user) becomes token ids in one of two formats:
 - base: R1-Zero / TinyZero plain text for base models without a chat template, ending inside the
   assistant's thinking ("... Assistant: Let me solve this step by step.\\n<think>").
 Every single-turn caller (training rollouts, eval, distillation) encodes through `encode_prompt`,
-so they all give the engine the same tokens.
+so they all give the engine the same tokens, and none longer than `prompt_budget` (the engine's
+context less a whole reply): `data.overlong_prompts` drops the rows of longer prompts when the data
+is loaded (`system.data.drop_overlong`), or keeps their last tokens when they are encoded.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ BASE_TEMPLATE = (
 
 
 PROMPT_FORMATS = ("chat", "base")  # data.prompt_format: encode_prompt below
+OVERLONG_PROMPTS = ("drop", "truncate_left")  # data.overlong_prompts: see the module's docstring
 
 
 def template_text(name_or_text: str) -> str:
@@ -78,3 +81,8 @@ def encode_prompt(tokenizer, messages: list[dict], response_prefix: str = "", pr
     if prompt_format == "base":  # plain text: the tokenizer adds its BOS token, if it has one, as for any text
         return tokenizer(base_text(messages) + response_prefix)["input_ids"]
     raise ValueError(f"unknown prompt format {prompt_format!r}: chat | base")
+
+
+def prompt_budget(cfg) -> int:
+    """The most prompt tokens the engine takes with room left for a whole reply (cfg: a run config)."""
+    return cfg.rollout.max_model_len - cfg.rollout.max_new_tokens

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from system.data.prompts import encode_prompt
+from system.data.prompts import encode_prompt, prompt_budget
 from system.data.sampler import PromptSampler
 from system.metrics import timed
 from system.rewards import combine_rewards, correctness_reward
@@ -31,6 +31,7 @@ class SingleTurnRollout(Rollout):
         self.sampler, self.eval_rows = sampler, list(eval_rows)
         self.correctness = correctness_reward(cfg.reward.functions)
         self.max_response_tokens = cfg.rollout.max_new_tokens
+        self.truncated_prompts = 0  # cut to prompt_budget (data.overlong_prompts=truncate_left), so far
 
     def train_tasks(self, step_seed: int) -> list[dict]:
         return self.sampler.next_batch()
@@ -45,8 +46,11 @@ class SingleTurnRollout(Rollout):
         """`n` samples per row (contiguous), scored by every configured reward function."""
         timings: dict[str, float] = {}
         data, reward = self.cfg.data, self.cfg.reward
-        prompts = [encode_prompt(self.tokenizer, row["messages"], data.response_prefix, data.prompt_format)
+        encoded = [encode_prompt(self.tokenizer, row["messages"], data.response_prefix, data.prompt_format)
                    for row in rows]
+        budget = prompt_budget(self.cfg)  # longer prompts are dropped at load time, or kept by their end here
+        self.truncated_prompts += sum(len(p) > budget for p in encoded)
+        prompts = [p[-budget:] for p in encoded]
         with timed(timings, "generate"):
             groups = self.engines.generate(prompts, n, temperature, seed)
         samples = [(p, s) for p, group in zip(prompts, groups) for s in group]
@@ -72,4 +76,5 @@ class SingleTurnRollout(Rollout):
         self.sampler.load_state(state)
 
     def progress(self) -> dict[str, float]:
-        return {"data/epoch": self.sampler.epoch, "data/position": self.sampler.position}
+        return {"data/epoch": self.sampler.epoch, "data/position": self.sampler.position,
+                "data/truncated_prompts": self.truncated_prompts}
