@@ -74,9 +74,10 @@ def drop_overlong(splits: tuple[list[dict], list[dict]], tokenizer, cfg) -> tupl
 
 
 def task_key(row: dict) -> str:
-    """What makes two generated rows the same task: their columns, with lists as multisets
-    ([3, 8, 8, 3] and [8, 3, 3, 8] are one 24 task)."""
-    return json.dumps({k: sorted(v) if isinstance(v, list) else v for k, v in row.items()}, sort_keys=True)
+    """What makes two generated rows the same task: their columns, with lists of numbers as
+    multisets ([3, 8, 8, 3] and [8, 3, 3, 8] are one 24 task)."""
+    numbers = lambda v: isinstance(v, list) and all(isinstance(x, (int, float)) for x in v)  # noqa: E731
+    return json.dumps({k: sorted(v) if numbers(v) else v for k, v in row.items()}, sort_keys=True)
 
 
 def _distinct(rows: list[dict]) -> list[dict]:

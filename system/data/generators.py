@@ -7,7 +7,8 @@ single-turn data and multi-turn envs agree on what a Countdown or 24 task is:
   `target` (1..max_target) that is the value of a random expression over all of them (+ - * /,
   any bracketing): reachable by construction;
 - twenty_four: four numbers from 1-13 that can make 24 (an exact solver over fractions checks
-  each draw; about 79% of draws can), target 24;
+  each draw; about 79% of draws can), target 24; twenty_four_env: the same tasks as the 24 env's
+  first turns (its system prompt and observation);
 - arithmetic: `a + b * c`-style questions with a numeric gold `answer`.
 """
 
@@ -60,6 +61,18 @@ def twenty_four(rng: random.Random, cfg) -> Iterator[dict]:
     while True:
         numbers, target, _ = env.new_task(rng)
         yield {"nums": numbers, "target": target}
+
+
+@register_generator("twenty_four_env")
+def twenty_four_env(rng: random.Random, cfg) -> Iterator[dict]:
+    """First turns of the multi-turn 24 env, as rows: the env's own system prompt and first
+    observation (`prompt`, a chat) for training seeds (even ones, as GRPO's episodes play), so that
+    cold-start SFT data for the env is written in the very chat its episodes start with."""
+    env = TwentyFourEnv()
+    while True:
+        observation = env.reset(2 * rng.randrange(1 << 30))
+        chat = [{"role": "system", "content": env.system_prompt}, {"role": "user", "content": observation}]
+        yield {"nums": list(env.numbers), "target": env.target, "prompt": chat}
 
 
 @register_generator("arithmetic")

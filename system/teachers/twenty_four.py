@@ -9,6 +9,7 @@ must make the sub-goal, which the three-number search then shows in its own, ind
     24 * 6 = 144 from 13, 5, 8:
       144 - 13 = 131 from 5, 8: 5 + 8 = 13, 8 - 5 = 3, 5 * 8 = 40. No.
       144 / 8 = 18 from 13, 5: 13 + 5 = 18. Yes.
+    Check: 13 + 5 = 18, 18 * 8 = 144, 144 / 6 = 24.
     </think>
     <answer> ((13 + 5) * 8) / 6 </answer>
 
@@ -48,5 +49,7 @@ def twenty_four_trace(numbers: list[int], target: int, rng: random.Random, max_f
     shown = inner[:inner.index(solution)][:max_failures] + [solution]
     lines = [f"Goal {target} with {', '.join(map(str, numbers))}."] + [f"{t[0]} no." for t in failures]
     lines += [line] + [f"  {c.line}" for c in shown]
+    need = solution.check.rsplit(" = ", 1)[1]  # what the three numbers made
+    lines.append(f"Check: {solution.check}, {wrap.format(rest=need).replace(f'({need})', need)} = {target}.")
     expression = wrap.format(rest=solution.expression)
     return "<think>\n" + "\n".join(lines) + f"\n</think>\n<answer> {expression} </answer>"
