@@ -25,7 +25,7 @@ from actors.placement import Placement
 from actors.reward import RewardPool
 from actors.vllm_engine import EnginePool
 from launcher.lifecycle import launch, make_logger
-from system.data import load_splits
+from system.data import drop_overlong, load_splits
 from system.distill import TraceStore, problem_id, rejection_sample
 from system.evaluation import solved
 from system.models import resolve_model
@@ -61,7 +61,7 @@ def distill(cfg, run_dir: str) -> str:
     """The whole run, continuing what the run directory holds; returns the path of data.jsonl."""
     model_path = resolve_model(cfg.model.path)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    problems, _ = load_splits(cfg.data)
+    problems, _ = drop_overlong(load_splits(cfg.data), tokenizer, cfg)  # prompts the engine can take
     store = TraceStore(run_dir)
     todo = list({problem_id(r): r for r in problems if problem_id(r) not in store.done}.values())
     print(f"distill: {len(store.done)} problems done before, {len(todo)} to do", flush=True)
