@@ -86,9 +86,30 @@ def evaluate_stage(name: str, model_path: str, eval_cfg: Config, pipe_dir: str) 
     cfg = replace(eval_cfg, model=replace(eval_cfg.model, path=model_path))
     print(f"eval after {name}: {model_path}", flush=True)
     evals[name] = {"model": model_path, **evaluate_model(cfg, run_dir)}
-    with open(os.path.join(pipe_dir, EVALS_FILE + ".tmp"), "w") as f:
-        json.dump(evals, f, indent=2)
-    os.replace(os.path.join(pipe_dir, EVALS_FILE + ".tmp"), os.path.join(pipe_dir, EVALS_FILE))
+    write_json(os.path.join(pipe_dir, EVALS_FILE), evals)
+
+
+def run_new_stage(index: int, stages: list, state: dict, recipe_dir: str, shared: list[str], pipe_dir: str) -> dict:
+    """Stage `index` in its run directory (continuing its last checkpoint); its record for the state file."""
+    stage = stages[index]
+    run_dir = os.path.join(pipe_dir, f"{index + 1}-{stage.name}")
+    resuming = stage.kind != "distill" and latest_checkpoint(run_dir) is not None
+    if stage.kind != "distill" and not resuming:
+        shutil.rmtree(run_dir, ignore_errors=True)  # a stage killed before its first checkpoint starts over
+    os.makedirs(run_dir, exist_ok=True)
+    outputs = {name: done["output"] for name, done in state.items()}
+    stage_cfg = load_stage_config(stage, recipe_dir, shared + stage.overrides + wiring(index, stages, outputs, resuming))
+    save_config(stage_cfg, os.path.join(run_dir, "config.yaml"))
+    print(f"stage {index + 1} {stage.name} ({stage.kind}) from {stage_cfg.model.path}: {run_dir}", flush=True)
+    output = run_stage(stage.kind, stage_cfg, run_dir)
+    return {"kind": stage.kind, "run_dir": run_dir, "output": output, "summary": summarize(stage.kind, run_dir)}
+
+
+def write_json(path: str, value) -> None:
+    """Written whole or not at all: a run killed mid-write leaves the previous file."""
+    with open(path + ".tmp", "w") as f:
+        json.dump(value, f, indent=2)
+    os.replace(path + ".tmp", path)
 
 
 def run(cfg, pipe_dir: str, recipe_path: str | None) -> str:
@@ -116,28 +137,12 @@ def run(cfg, pipe_dir: str, recipe_path: str | None) -> str:
     for index, stage in enumerate(cfg.stages):
         if stage.name in state:
             print(f"stage {index + 1} {stage.name}: done before ({state[stage.name]['summary']})", flush=True)
-            if eval_cfg is not None and STAGE_KINDS[stage.kind][2] == "model":  # a run killed in its eval
-                evaluate_stage(stage.name, state[stage.name]["output"], eval_cfg, pipe_dir)
-            continue
-        run_dir = os.path.join(pipe_dir, f"{index + 1}-{stage.name}")
-        resuming = stage.kind != "distill" and latest_checkpoint(run_dir) is not None
-        if stage.kind != "distill" and not resuming:
-            shutil.rmtree(run_dir, ignore_errors=True)  # a stage killed before its first checkpoint starts over
-        os.makedirs(run_dir, exist_ok=True)
-        outputs = {name: done["output"] for name, done in state.items()}
-        stage_cfg = load_stage_config(stage, recipe_dir, shared + stage.overrides + wiring(index, cfg.stages, outputs,
-                                                                                           resuming))
-        save_config(stage_cfg, os.path.join(run_dir, "config.yaml"))
-        print(f"stage {index + 1} {stage.name} ({stage.kind}) from {stage_cfg.model.path}: {run_dir}", flush=True)
-        output = run_stage(stage.kind, stage_cfg, run_dir)
-        state[stage.name] = {"kind": stage.kind, "run_dir": run_dir, "output": output,
-                             "summary": summarize(stage.kind, run_dir)}
-        with open(state_path + ".tmp", "w") as f:
-            json.dump(state, f, indent=2)
-        os.replace(state_path + ".tmp", state_path)  # the stage counts as finished from here on
-        print(f"stage {index + 1} {stage.name}: {state[stage.name]['summary']}", flush=True)
-        if eval_cfg is not None and STAGE_KINDS[stage.kind][2] == "model":
-            evaluate_stage(stage.name, output, eval_cfg, pipe_dir)
+        else:
+            state[stage.name] = run_new_stage(index, cfg.stages, state, recipe_dir, shared, pipe_dir)
+            write_json(state_path, state)  # the stage counts as finished from here on
+            print(f"stage {index + 1} {stage.name}: {state[stage.name]['summary']}", flush=True)
+        if eval_cfg is not None and STAGE_KINDS[stage.kind][2] == "model":  # also one that a killed run left unevaluated
+            evaluate_stage(stage.name, state[stage.name]["output"], eval_cfg, pipe_dir)
     if eval_cfg is not None:
         print("held-out eval by stage:\n" + stage_table(read_evals(pipe_dir)), flush=True)
         print("report:", ", ".join(write_pipeline_report(pipe_dir, state)), flush=True)

@@ -40,6 +40,10 @@ class Split:
     need: int
     wrap: str  # the whole equation, with {rest} standing for the other numbers' expression
 
+    def last_step(self) -> str:
+        """The equation's last operation on the sub-goal's value, e.g. "21 + 19"."""
+        return self.wrap.format(rest=self.need).replace(f"({self.need})", str(self.need))
+
 
 def splits(goal: int, x: int) -> list[Split]:
     """Every way to write `goal` as a whole-number expression of x and a rest."""
@@ -96,8 +100,7 @@ def candidates(numbers: list[int], goal: int) -> list[Candidate]:
             shown, rest, hit = check_pair(a, b, split.need)
             miss = 0 if rest else min(abs(v - split.need) for _, v, _ in pair_tries(a, b))
             expression = split.wrap.format(rest=rest) if rest else None
-            outer = split.wrap.format(rest=split.need).replace(f"({split.need})", str(split.need))
-            check = f"{hit}, {outer} = {goal}" if rest else ""
+            check = f"{hit}, {split.last_step()} = {goal}" if rest else ""
             out.append(Candidate(f"{split.line} from {a}, {b}: {shown}", expression, miss, check))
     return out
 

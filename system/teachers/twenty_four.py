@@ -32,24 +32,23 @@ def twenty_four_trace(numbers: list[int], target: int, rng: random.Random, max_f
     """One trace for a four-number task, or None when no solution of the backwards form exists."""
     if len(numbers) != 4:
         raise ValueError(f"the 24 teacher solves four-number tasks, got {numbers}")
-    tries = []  # (line, the three-number tries for its sub-goal, how the goal wraps their expression)
+    tries = []  # (line, the three-number tries for its sub-goal, the split of the goal)
     for i, x in enumerate(numbers):
         rest = [n for j, n in enumerate(numbers) if j != i]
         for split in splits(target, x):
-            tries.append((f"{split.line} from {', '.join(map(str, rest))}:", candidates(rest, split.need), split.wrap))
+            tries.append((f"{split.line} from {', '.join(map(str, rest))}:", candidates(rest, split.need), split))
     solved = lambda t: any(c.expression for c in t[1])  # noqa: E731
     if not any(map(solved, tries)):
         return None
     order = sorted(tries, key=lambda t: (0.0 if solved(t) else 1.0) + rng.gauss(0.0, noise))
     first = next(t for t in order if solved(t))
     failures = order[:order.index(first)][:max_failures]
-    line, inner, wrap = first
+    line, inner, split = first
     inner = sorted(inner, key=lambda c: math.log1p(c.miss) + rng.gauss(0.0, noise))
     solution = next(c for c in inner if c.expression)
     shown = inner[:inner.index(solution)][:max_failures] + [solution]
     lines = [f"Goal {target} with {', '.join(map(str, numbers))}."] + [f"{t[0]} no." for t in failures]
     lines += [line] + [f"  {c.line}" for c in shown]
-    need = solution.check.rsplit(" = ", 1)[1]  # what the three numbers made
-    lines.append(f"Check: {solution.check}, {wrap.format(rest=need).replace(f'({need})', need)} = {target}.")
-    expression = wrap.format(rest=solution.expression)
+    lines.append(f"Check: {solution.check}, {split.last_step()} = {target}.")
+    expression = split.wrap.format(rest=solution.expression)
     return "<think>\n" + "\n".join(lines) + f"\n</think>\n<answer> {expression} </answer>"
