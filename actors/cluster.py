@@ -86,9 +86,10 @@ def build_rollout(cfg, model_path: str, tokenizer, placement: Placement) -> Roll
     # Bad data, and rows whose prompt the engine cannot take, are dealt with before any actor starts.
     data = None if cfg.env.cls else drop_overlong(load_splits(cfg.data), tokenizer, cfg)
     engines = EnginePool(cfg, placement, model_path, cfg.schedule.partial_rollout, cfg.schedule.batch_timeout_s)
-    rewards = RewardPool(list(cfg.reward.functions), cfg.reward.num_workers, placement.options("reward"))
+    timeout = cfg.fault.call_timeout_s
+    rewards = RewardPool(list(cfg.reward.functions), cfg.reward.num_workers, placement.options("reward"), timeout)
     if cfg.env.cls:
-        envs = EnvPool(cfg.env, placement.options("env"))
+        envs = EnvPool(cfg.env, placement.options("env"), timeout)
         rollout = EpisodeRollout(engines, envs, tokenizer, cfg)
     else:
         envs, (train_rows, eval_rows) = None, data
@@ -105,16 +106,19 @@ def build_evaluation(cfg, model_path: str, tokenizer) -> RolloutActors:
 
 def build_actors(cfg, model_path: str, tokenizer) -> Actors:
     platform = cluster_platform()
-    roles = cfg.roles()
-    placement = Placement(roles, cfg.placement, platform)
+    roles, fault = cfg.roles(), cfg.fault
+    placement = Placement(roles, cfg.placement, platform, max_restarts=-1 if fault.restart else 0)
     sampling = build_rollout(cfg, model_path, tokenizer, placement)
     pad_id = tokenizer.pad_token_id
-    policy = ActorGroup(PolicyTrainer, "policy", placement.options("policy"), model_path, cfg, pad_id)
+    policy = ActorGroup(PolicyTrainer, "policy", placement.options("policy"), model_path, cfg, pad_id,
+                        timeout_s=fault.call_timeout_s)
     reference = None
     if roles.reference:
-        reference = ActorGroup(ReferenceModel, "reference", placement.options("reference"), model_path, cfg, pad_id)
+        reference = ActorGroup(ReferenceModel, "reference", placement.options("reference"), model_path, cfg, pad_id,
+                               timeout_s=fault.call_timeout_s)
     policy.init()
     if reference is not None:
         reference.init()
-    sync = WeightSync(policy, sampling.engines.engines, roles.engine_devices, platform)
+    sync = WeightSync(policy, sampling.engines, roles.engine_devices, platform, fault.call_timeout_s,
+                      fault.collective_timeout_s)
     return Actors(sampling.engines, policy, reference, sampling.rewards, sampling.envs, sampling.rollout, sync, placement)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ray
 
+from actors.calls import bounded_get
 from system.envs import PlayedEnv, make_env
 
 
@@ -38,7 +39,7 @@ class EnvWorker:
 class EnvPool:
     """`len(options)` env workers; the env with key k lives on worker k % len(workers)."""
 
-    def __init__(self, env_cfg, options: list[dict]):
+    def __init__(self, env_cfg, options: list[dict], timeout_s: float = 1800.0):
         if not options:
             raise ValueError("env.num_workers must be >= 1 to train on an environment")
         params = dict(env_cfg.params)
@@ -46,6 +47,7 @@ class EnvPool:
         self.max_turns = PlayedEnv(make_env(env_cfg.cls, **params)).max_turns
         self.workers = [EnvWorker.options(name=f"env-{i}", **opts).remote(env_cfg.cls, params)
                         for i, opts in enumerate(options)]
+        self.timeout_s = timeout_s  # the longest one batched reset / step may take
 
     def reset(self, keys: list[int], seeds: list[int]) -> list[tuple[str, str, list[dict], str]]:
         return self._call("reset", keys, seeds)
@@ -57,13 +59,14 @@ class EnvPool:
         """One call per worker with its share of the keys; answers come back in the order of `keys`."""
         k = len(self.workers)
         shares = [[j for j, key in enumerate(keys) if key % k == w] for w in range(k)]
-        futures = [
-            (share, getattr(worker, method).remote([keys[j] for j in share], [values[j] for j in share]))
-            for worker, share in zip(self.workers, shares) if share
+        calls = [
+            (share, (f"env-{w}", getattr(worker, method).remote([keys[j] for j in share], [values[j] for j in share])))
+            for w, (worker, share) in enumerate(zip(self.workers, shares)) if share
         ]
+        answers = bounded_get([call for _, call in calls], f"env {method}", self.timeout_s)
         out: list = [None] * len(keys)
-        for share, future in futures:
-            for j, answer in zip(share, ray.get(future)):
+        for (share, _), part in zip(calls, answers):
+            for j, answer in zip(share, part):
                 out[j] = answer
         return out
 

@@ -32,10 +32,12 @@ def _role_counts(roles: Roles) -> dict[str, int]:
 
 
 class Placement:
-    """`roles`: how many actors of each role (a run config's `roles()`); `p`: the placement section."""
+    """`roles`: how many actors of each role (a run config's `roles()`); `p`: the placement section;
+    `max_restarts`: how often Ray restarts a dead actor in its bundle (-1: always; actors/recovery.py)."""
 
-    def __init__(self, roles: Roles, p: PlacementConfig, platform: Platform):
+    def __init__(self, roles: Roles, p: PlacementConfig, platform: Platform, max_restarts: int = 0):
         self.use_gpu = platform.is_gpu
+        self.max_restarts = max_restarts
         self.counts, self.cpus = _role_counts(roles), _role_cpus(p)
         self.tp = roles.engine_devices
         self.colocate = p.colocate
@@ -82,6 +84,7 @@ class Placement:
             out.append({
                 "num_cpus": self.cpus[role],
                 "num_gpus": gpus,
+                "max_restarts": self.max_restarts,
                 "scheduling_strategy": PlacementGroupSchedulingStrategy(
                     pg, placement_group_bundle_index=index, placement_group_capture_child_tasks=True
                 ),

@@ -21,7 +21,7 @@ from system.training.samples import TrainingSample
 @ray.remote
 class PolicyTrainer(DistributedActor):
     def init(self, master: tuple[str, int]) -> None:
-        self._init_distributed(master)
+        self._init_distributed(master, self.cfg.fault.collective_timeout_s)
         t = self.cfg.train
         per_rank = self.cfg.prompts_per_step * self.cfg.rollout.group_size // t.num_minibatches // self.world_size
         grad_accum = math.ceil(per_rank / t.micro_batch_size)
@@ -37,8 +37,8 @@ class PolicyTrainer(DistributedActor):
         self.buckets = plan_buckets(named, self.cfg.sync.bucket_mb)
         return self.buckets
 
-    def init_weight_sync(self, host: str, port: int, world_size: int, backend: str) -> None:
-        self.sync_group = init_sync_group(host, port, 0, world_size, backend) if self.rank == 0 else None
+    def init_weight_sync(self, host: str, port: int, world_size: int, backend: str, timeout_s: float) -> None:
+        self.sync_group = init_sync_group(host, port, 0, world_size, backend, timeout_s) if self.rank == 0 else None
 
     def broadcast_weights(self, verify: bool) -> list[int]:
         """All ranks enter (ZeRO-3 gathers are collective); rank 0 sends each bucket (and checksums

@@ -14,7 +14,7 @@ from system.training.samples import TrainingSample
 @ray.remote
 class ReferenceModel(DistributedActor):
     def init(self, master: tuple[str, int]) -> None:
-        self._init_distributed(master)
+        self._init_distributed(master, self.cfg.fault.collective_timeout_s)
         r = self.cfg.reference
         self.engine = init_eval_engine(self.model_path, r.zero_stage, r.micro_batch_size, self.cfg.model.dtype,
                                        self.world_size)

@@ -12,6 +12,7 @@ import traceback
 
 import ray
 
+from actors.calls import bounded_get
 from system.rewards import get_reward
 
 
@@ -54,20 +55,23 @@ class RewardWorker:
 
 
 class RewardPool:
-    def __init__(self, names: list[str], num_workers: int, options: list[dict]):
+    """`timeout_s`: the longest one batch's scoring may take (a dead or stuck worker: ActorFailure)."""
+
+    def __init__(self, names: list[str], num_workers: int, options: list[dict], timeout_s: float = 1800.0):
         self.workers = [RewardWorker.options(name=f"reward-{i}", **options[i]).remote(names) for i in range(num_workers)]
+        self.timeout_s = timeout_s
 
     def score(self, completions: list[str], columns: dict[str, list], group_size: int = 1) -> dict[str, list]:
         """Split the batch into one contiguous chunk per worker, at group boundaries (group-aware
         rewards such as `length` see whole groups); scores come back in order."""
         groups, k = len(completions) // group_size, len(self.workers)
         bounds = [groups * i // k * group_size for i in range(k + 1)]
-        futures = [
-            w.score.remote(completions[a:b], {c: v[a:b] for c, v in columns.items()}, a)
-            for w, a, b in zip(self.workers, bounds, bounds[1:]) if b > a
+        calls = [
+            (f"reward-{i}", w.score.remote(completions[a:b], {c: v[a:b] for c, v in columns.items()}, a))
+            for i, (w, a, b) in enumerate(zip(self.workers, bounds, bounds[1:])) if b > a
         ]
         try:
-            parts = ray.get(futures)
+            parts = bounded_get(calls, "reward", self.timeout_s)
         except ray.exceptions.RayTaskError as e:
             if isinstance(e.cause, RewardError):
                 raise e.cause from None  # the reward's own message, not Ray's wrapper around it

@@ -87,8 +87,9 @@ class VLLMEngine:
                         samples[out.request_id][c.index].add(c, version)
         return [[sample.result() for sample in samples[rid]] for rid in ids]
 
-    def init_weight_sync(self, host: str, port: int, rank_offset: int, world_size: int, backend: str) -> list[int]:
-        return self.llm.collective_rpc("init_weight_sync", args=(host, port, rank_offset, world_size, backend))
+    def init_weight_sync(self, host: str, port: int, rank_offset: int, world_size: int, backend: str,
+                         timeout_s: float) -> list[int]:
+        return self.llm.collective_rpc("init_weight_sync", args=(host, port, rank_offset, world_size, backend, timeout_s))
 
     def receive_weights(self, buckets: list[list[dict]], verify: bool, version: int) -> list[int]:
         """Load the weights of update `version`, between two decode steps of a generate call in flight."""

@@ -22,14 +22,15 @@ EXPECTED = re.compile(r"^(RotaryEmbedding|ParallelLMHead): Failed to load weight
 
 
 class WeightSyncWorker:
-    def init_weight_sync(self, host: str, port: int, rank_offset: int, world_size: int, backend: str) -> int:
+    def init_weight_sync(self, host: str, port: int, rank_offset: int, world_size: int, backend: str,
+                         timeout_s: float) -> int:
         from vllm.distributed.parallel_state import get_tensor_model_parallel_rank
 
         logger = logging.getLogger(RELOAD_LOGGER)
         if not any(isinstance(f, _DropExpectedReloadWarnings) for f in logger.filters):
             logger.addFilter(_DropExpectedReloadWarnings())
         rank = rank_offset + get_tensor_model_parallel_rank()
-        self._weight_sync_group = init_sync_group(host, port, rank, world_size, backend)
+        self._weight_sync_group = init_sync_group(host, port, rank, world_size, backend, timeout_s)
         return rank
 
     def receive_weights(self, plan: list[list[dict]], verify: bool) -> list[int]:

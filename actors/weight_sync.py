@@ -3,34 +3,44 @@
 Set-up builds one process group (policy rank 0 = rank 0, engine workers after it) on the
 node of policy rank 0, over the platform's backend (NCCL on GPUs, gloo on CPU); each sync
 broadcasts the planned buckets (system/sync.py) and, when asked to, compares the checksums
-that both sides computed.
+that both sides computed. Every wait is bounded (`timeout_s`, and the group's own collective
+timeout), so a peer that died mid-broadcast becomes an ActorFailure naming it.
 """
 
 from __future__ import annotations
 
-import ray
-
+from actors.calls import bounded_get
 from system.platform import Platform
 
 
 class WeightSync:
-    def __init__(self, policy, engines: list, tensor_parallel_size: int, platform: Platform):
-        self.policy, self.engines = policy, engines
-        self.buckets = ray.get(policy.call("weight_buckets"))[0]
+    def __init__(self, policy, engines, tensor_parallel_size: int, platform: Platform, timeout_s: float,
+                 collective_timeout_s: float):
+        """`policy`: the ranks' ActorGroup; `engines`: the EnginePool."""
+        self.policy, self.engines, self.tp, self.platform = policy, engines, tensor_parallel_size, platform
+        self.timeout_s, self.collective_timeout_s = timeout_s, collective_timeout_s
+        self.buckets = policy.run("weight_buckets", phase="sync set-up")[0]
         backend = platform.dist_backend
-        world_size = 1 + len(engines) * tensor_parallel_size
-        host, port = ray.get(policy.actors[0].node_address.remote())
-        ray.get(
-            policy.call("init_weight_sync", host, port, world_size, backend)
-            + [e.init_weight_sync.remote(host, port, 1 + i * tensor_parallel_size, world_size, backend)
-               for i, e in enumerate(engines)]
-        )
+        world_size = 1 + len(engines.engines) * tensor_parallel_size
+        host, port = bounded_get([(policy.names[0], policy.actors[0].node_address.remote())], "sync set-up",
+                                 timeout_s)[0]
+        joins = [(name, e.init_weight_sync.remote(host, port, 1 + i * tensor_parallel_size, world_size, backend,
+                                                  collective_timeout_s))
+                 for i, (name, e) in enumerate(zip(engines.names, engines.engines))]
+        policy_joins = policy.call("init_weight_sync", host, port, world_size, backend, collective_timeout_s)
+        bounded_get(list(zip(policy.names, policy_joins)) + joins, "sync set-up", timeout_s)
+
+    def renewed(self) -> "WeightSync":
+        """A new group over the same actors: after a failure, the old group cannot be trusted."""
+        return WeightSync(self.policy, self.engines, self.tp, self.platform, self.timeout_s, self.collective_timeout_s)
 
     def __call__(self, version: int, verify: bool = False) -> None:
         """Send the policy's current weights, `version` updates old; with `verify`, both sides
         checksum the bytes and a mismatch raises."""
-        sent = self.policy.call("broadcast_weights", verify)
-        received = [e.receive_weights.remote(self.buckets, verify, version) for e in self.engines]
-        sent_sums = ray.get(sent)[0]
-        if not all(sums == sent_sums for sums in ray.get(received)):
+        sent = list(zip(self.policy.names, self.policy.call("broadcast_weights", verify)))
+        received = [(name, e.receive_weights.remote(self.buckets, verify, version))
+                    for name, e in zip(self.engines.names, self.engines.engines)]
+        sums = bounded_get(sent + received, "sync", self.timeout_s)
+        sent_sums, received_sums = sums[0], sums[len(sent):]
+        if not all(s == sent_sums for s in received_sums):
             raise RuntimeError("weight sync: an engine received different bytes than the policy sent")

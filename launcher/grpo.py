@@ -15,21 +15,23 @@ from __future__ import annotations
 
 import time
 
-import ray
 import torch
 from tqdm import tqdm
 from transformers import AutoTokenizer
 
 from actors.cluster import Actors, build_actors, start_ray
 from actors.placement import Placement
+from actors.recovery import Recovery
 from launcher.evaluate import evaluate
 from launcher.lifecycle import (check_resume, checkpoint_due, launch, make_logger, restore_checkpoint,
-                                save_checkpoint)
+                                resume_path, save_checkpoint)
 from system.algorithms.advantages import get_advantage, zero_variance_groups
 from system.algorithms.kl import kl_penalty
 from system.config import Config, validate
+from system.checkpoint import latest_checkpoint
 from system.evaluation import solved
-from system.metrics import timed
+from system.faults import StopRequest
+from system.metrics import drop_metrics_from, timed
 from system.models import resolve_model
 from system.report import write_report
 from system.rollout.producer import Batch, RolloutProducer
@@ -54,7 +56,8 @@ def grpo_step(step: int, cfg: Config, actors: Actors, batch: Batch, skipped_befo
         with timed(timings, "reference"):
             k = len(actors.reference.actors)
             shards = [samples[len(samples) * i // k: len(samples) * (i + 1) // k] for i in range(k)]
-            ref_logps = [lp for part in ray.get(actors.reference.call_sharded("logprobs", shards)) for lp in part]
+            ref_logps = [lp for part in actors.reference.run_sharded("logprobs", shards, phase="reference")
+                         for lp in part]
         for s, ref in zip(samples, ref_logps):
             s.ref_logp = ref
         kl_seq = torch.stack([(kl_penalty(s.rollout_logp, s.ref_logp, cfg.algorithm.kl_estimator) * s.loss_mask).sum()
@@ -74,13 +77,7 @@ def grpo_step(step: int, cfg: Config, actors: Actors, batch: Batch, skipped_befo
     with timed(timings, "train"):
         shards = split_for_training(samples, cfg.train.num_minibatches, cfg.train.num_ranks, cfg.algorithm.loss_agg,
                                     rollout.max_response_tokens, seed=derive_seed(cfg.seed, "minibatches", step))
-        per_rank = ray.get(actors.policy.call_sharded("update", shards))
-
-    # 6. Sync the new weights into every engine (skipped only to show what a stale engine looks like).
-    verify = cfg.sync.enabled and cfg.sync.verify_every > 0 and step % cfg.sync.verify_every == 0
-    if cfg.sync.enabled:
-        with timed(timings, "sync"):
-            actors.sync(step + 1, verify)  # the weights of update step + 1; raises on a checksum mismatch
+        per_rank = actors.policy.run_sharded("update", shards, phase="update")
 
     lengths = torch.tensor(rollouts.response_lengths, dtype=torch.float32)
     return {
@@ -89,13 +86,26 @@ def grpo_step(step: int, cfg: Config, actors: Actors, batch: Batch, skipped_befo
         "response/length_max": lengths.max().item(),
         "response/clipped_frac": sum(r != "stop" for r in rollouts.finish_reasons) / len(samples),
         "train/skipped_in_a_row": skipped_in_a_row(skipped_before, per_rank[0]),  # NaN/inf updates, over steps
-        **({"sync/checksum_ok": 1.0} if verify else {}),
         **(staleness_metrics(step, rollouts, batch.ready, cfg.schedule.max_staleness)
            if cfg.schedule.max_staleness > 0 else {}),
         "throughput/generated_tokens_per_s": lengths.sum().item() / timings["timing/generate_s"],
         **timings,
         "timing/step_s": sum(timings.values()),
     }
+
+
+def sync_step(step: int, cfg: Config, actors: Actors, metrics: dict) -> None:
+    """6. Sync the new weights (of update step + 1) into every engine; skipped only to show what a
+    stale engine looks like. Raises on a checksum mismatch."""
+    if not cfg.sync.enabled:
+        return
+    verify = cfg.sync.verify_every > 0 and step % cfg.sync.verify_every == 0
+    began = time.perf_counter()
+    actors.sync(step + 1, verify)
+    metrics["timing/sync_s"] = time.perf_counter() - began
+    metrics["timing/step_s"] += metrics["timing/sync_s"]
+    if verify:
+        metrics["sync/checksum_ok"] = 1.0
 
 
 def step_metrics(cfg, scores, rewards, valid, flat_groups, kl_seq, per_rank: list[dict], correctness) -> dict:
@@ -124,7 +134,7 @@ def step_metrics(cfg, scores, rewards, valid, flat_groups, kl_seq, per_rank: lis
         metrics["train/kl"] = total["kl"] / total["optimizer_steps"] * len(per_rank)
     for name, values in scores.items():
         scored = [v for v in values if v is not None]
-        key = name if name.startswith("env/") else f"reward/{name}/mean"  # env statistics keep their names
+        key = name if name.startswith(("env/", "agent/")) else f"reward/{name}/mean"  # keep their names
         metrics[key] = sum(scored) / len(scored) if scored else 0.0
     if correctness:
         metrics["reward/accuracy"] = sum(solved(scores, correctness, [])) / len(scores[correctness])
@@ -150,47 +160,95 @@ def train(cfg: Config, run_dir: str) -> Actors:
     start_ray(cfg.ray_address, Placement.logical_cpus(cfg.roles(), cfg.placement))
     actors = build_actors(cfg, model_path, tokenizer)
 
-    start = 0
+    step = 0
     if cfg.resume:
-        start = restore_checkpoint(cfg, actors.policy, actors.rollout, run_dir)
-        actors.sync(start, verify=True)  # the engines serve the resumed weights
+        step = restore_checkpoint(resume_path(cfg, run_dir), actors.policy, actors.rollout, run_dir)
+        actors.sync(step, verify=True)  # the engines serve the resumed weights
 
     logger = make_logger(cfg, run_dir)
-    producer = RolloutProducer(actors.rollout, lambda step: derive_seed(cfg.seed, "step", step), cfg.rollout.group_size,
-                               cfg.rollout.temperature, start, cfg.steps, cfg.schedule.max_staleness,
-                               cfg.schedule.batch_timeout_s)
+    recovery = Recovery(actors, cfg.fault)
+    new_producer = lambda first: RolloutProducer(  # noqa: E731
+        actors.rollout, lambda s: derive_seed(cfg.seed, "step", s), cfg.rollout.group_size, cfg.rollout.temperature,
+        first, cfg.steps, cfg.schedule.max_staleness, cfg.schedule.batch_timeout_s)
+    initial_data = actors.rollout.state()
+    producer = new_producer(step)
     eval_due = lambda step: cfg.eval.every > 0 and step % cfg.eval.every == 0  # noqa: E731
-    bar = tqdm(range(start, cfg.steps), desc="GRPO", initial=start, total=cfg.steps,
-               disable=not cfg.logging.progress_bar, dynamic_ncols=True)
+    bar = tqdm(desc="GRPO", initial=step, total=cfg.steps, disable=not cfg.logging.progress_bar, dynamic_ncols=True)
     t0, skipped = time.monotonic(), 0
-    try:
-        for step in bar:
-            began = time.monotonic()
-            metrics = evaluate(step, cfg, actors.rollout, run_dir) if eval_due(step) else {}
-            producer.allow(step)  # the batches up to step + k may be collected now
-            batch = producer.take(step)
-            waited, train_start = time.monotonic() - began - metrics.get("timing/eval_s", 0.0), time.monotonic()
-            metrics.update(grpo_step(step, cfg, actors, batch, skipped))
-            metrics.update(batch.progress)
-            wall = time.monotonic() - began
-            engine_busy = producer.engine_seconds(began, began + wall) + metrics.get("timing/eval_s", 0.0)
-            metrics.update({"timing/wall_s": wall, "timing/trainer_idle_frac": waited / wall,
-                            "timing/engine_idle_frac": max(0.0, 1 - engine_busy / wall),
-                            "timeline/rollout_start": batch.began - t0, "timeline/rollout_end": batch.ended - t0,
-                            "timeline/train_start": train_start - t0, "timeline/train_end": time.monotonic() - t0})
-            logger.log(metrics, step)
-            bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", step_s=f"{wall:.1f}")
-            skipped = int(metrics["train/skipped_in_a_row"])
-            stop_if_skipping(skipped, cfg.train.max_skipped_updates_in_a_row)
-            if checkpoint_due(cfg, step + 1, cfg.steps):
-                save_checkpoint(step + 1, cfg, actors.policy, producer.data_state(step + 1), run_dir)
-    finally:
-        producer.close()
-    if cfg.eval.every > 0:  # and once after the last update
+    with StopRequest() as stop:
+        while step < cfg.steps and not stop.requested:
+            began, phase, updated, metrics = time.monotonic(), "eval", False, {}
+            data_before = producer.data_state(step)  # where the task source stands before this step's tasks
+            try:
+                metrics = evaluate(step, cfg, actors.rollout, run_dir) if eval_due(step) else {}
+                phase = "rollout"
+                producer.allow(step)  # the batches up to step + k may be collected now
+                batch = producer.take(step)
+                waited, train_start = time.monotonic() - began - metrics.get("timing/eval_s", 0.0), time.monotonic()
+                phase = "update"
+                metrics.update(grpo_step(step, cfg, actors, batch, skipped))
+                metrics.update(batch.progress)
+                updated, phase = True, "sync"
+                sync_step(step, cfg, actors, metrics)
+                wall = time.monotonic() - began
+                engine_busy = producer.engine_seconds(began, began + wall) + metrics.get("timing/eval_s", 0.0)
+                metrics.update({"timing/wall_s": wall, "timing/trainer_idle_frac": waited / wall,
+                                "timing/engine_idle_frac": max(0.0, 1 - engine_busy / wall),
+                                "timeline/rollout_start": batch.began - t0, "timeline/rollout_end": batch.ended - t0,
+                                "timeline/train_start": train_start - t0, "timeline/train_end": time.monotonic() - t0},
+                               **recovery.metrics())
+                logger.log(metrics, step)
+                bar.update(1)
+                bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", step_s=f"{wall:.1f}")
+                skipped = int(metrics["train/skipped_in_a_row"])
+                stop_if_skipping(skipped, cfg.train.max_skipped_updates_in_a_row)
+                phase = "checkpoint"
+                saved = checkpoint_due(cfg, step + 1, cfg.steps) or stop.requested
+                if saved:
+                    save_checkpoint(step + 1, cfg, actors.policy, producer.data_state(step + 1), run_dir)
+                recovery.step_done()
+                step += 1
+            except Exception as error:  # an actor died or hung: restart it and retry, or stop
+                producer.close(wait=True)  # nothing touches the task source while the run goes back
+                restarted = recovery.recover(error, phase)  # raises what no actor's failure explains
+                step = go_back(cfg, actors, recovery, restarted, run_dir, step, updated, metrics, logger,
+                               data_before, producer.data_state(step + 1), initial_data)
+                recovery.record(error, phase, restarted, step, began, run_dir)
+                bar.n = step
+                bar.refresh()
+                producer = new_producer(step)
+    producer.close()
+    if stop.requested:
+        print(f"stopped by {stop.signal} after step {step}: checkpoint saved, resume=true continues", flush=True)
+    elif cfg.eval.every > 0:  # and once after the last update
         logger.log(evaluate(cfg.steps, cfg, actors.rollout, run_dir), cfg.steps)
     logger.close()
     print("report:", ", ".join(write_report(run_dir)), flush=True)
     return actors
+
+
+def go_back(cfg, actors: Actors, recovery: Recovery, restarted: set[str], run_dir: str, step: int, updated: bool,
+            metrics: dict, logger, data_before: dict, data_after: dict, initial_data: dict) -> int:
+    """Where the run goes on after actors restarted at `step`; returns that step. No task is lost or
+    trained twice: a restarted policy goes back to the last checkpoint (or to the first weights, if
+    none was saved yet); otherwise a step whose update was done is kept (its metrics logged now), one
+    that was not is retried on the same tasks. Then every engine gets the policy's weights, checked."""
+    if recovery.policy_restarted(restarted):
+        checkpoint = latest_checkpoint(run_dir)
+        if checkpoint is not None:
+            step = restore_checkpoint(checkpoint, actors.policy, actors.rollout, run_dir)
+        else:  # the ranks loaded the first weights again: the run starts over
+            step = 0
+            actors.rollout.load_state(initial_data)
+            drop_metrics_from(run_dir, 0)
+    elif updated:
+        logger.log({**metrics, **recovery.metrics()}, step)
+        step += 1
+        actors.rollout.load_state(data_after)
+    else:
+        actors.rollout.load_state(data_before)
+    actors.sync(step, verify=True)
+    return step
 
 
 def main(argv: list[str] | None = None) -> str:

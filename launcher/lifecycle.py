@@ -70,7 +70,7 @@ def save_checkpoint(step: int, cfg, trainer, data_state: dict, run_dir: str) -> 
     """`step` = updates done so far = the step a resumed run starts with. `trainer`: the ranks'
     ActorGroup (all save, collectively); `data_state`: where the task source stands before `step`."""
     tmp = temp_checkpoint_dir(run_dir, step)
-    ray.get(trainer.call("save_checkpoint", tmp))
+    trainer.run("save_checkpoint", tmp, phase="checkpoint")
     save_driver_state(tmp, step, data_state, os.path.join(run_dir, "metrics.jsonl"))
     return complete_checkpoint(tmp, cfg.checkpoint.keep_last)
 
@@ -95,13 +95,12 @@ def check_resume(cfg, run_dir: str, model_path: str) -> None:
         check_checkpoint(resume_path(cfg, run_dir), model_path)
 
 
-def restore_checkpoint(cfg, trainer, data, run_dir: str) -> int:
-    """Continue exactly: weights, optimizer, data position (`data.load_state`), RNGs, metrics so far;
-    returns the next step."""
-    checkpoint = resume_path(cfg, run_dir)
+def restore_checkpoint(checkpoint: str, trainer, data, run_dir: str) -> int:
+    """Continue exactly from `checkpoint`: weights, optimizer, data position (`data.load_state`), RNGs,
+    metrics so far; returns the next step."""
     state = load_driver_state(checkpoint, os.path.join(run_dir, "metrics.jsonl"))
     data.load_state(state["sampler"])
-    ray.get(trainer.call("load_checkpoint", checkpoint))
+    trainer.run("load_checkpoint", checkpoint, phase="restore")
     print(f"resumed from {checkpoint} at step {state['step']}", flush=True)
     return state["step"]
 

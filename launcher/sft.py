@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import time
 
-import ray
 from tqdm import tqdm
 from transformers import AutoTokenizer
 
@@ -23,7 +22,7 @@ from actors.group import ActorGroup
 from actors.placement import Placement
 from actors.sft import SFTTrainer
 from launcher.lifecycle import (check_resume, checkpoint_due, launch, make_logger, restore_checkpoint,
-                                save_checkpoint)
+                                resume_path, save_checkpoint)
 from system.data.sampler import PromptSampler
 from system.models import resolve_model
 from system.recipe_config import SFTConfig, validate_sft
@@ -34,7 +33,7 @@ def sft_step(trainer: ActorGroup, batch: list[SFTRow]) -> dict:
     k = len(trainer.actors)
     tokens = sum(float(row.loss_mask.sum()) for row in batch)  # the loss is a mean over all of them
     start = time.perf_counter()
-    per_rank = ray.get(trainer.call_sharded("train_step", [batch[r::k] for r in range(k)], tokens))
+    per_rank = trainer.run_sharded("train_step", [batch[r::k] for r in range(k)], tokens, phase="train step")
     elapsed = time.perf_counter() - start
     return {
         "train/loss": sum(r["loss"] for r in per_rank),
@@ -49,7 +48,7 @@ def sft_step(trainer: ActorGroup, batch: list[SFTRow]) -> dict:
 def evaluate(trainer: ActorGroup, eval_rows: list[SFTRow]) -> dict:
     """Mean NLL per assistant token over the held-out chats."""
     k = len(trainer.actors)
-    parts = ray.get(trainer.call_sharded("eval_nll", [eval_rows[r::k] for r in range(k)]))
+    parts = trainer.run_sharded("eval_nll", [eval_rows[r::k] for r in range(k)], phase="eval")
     return {"eval/loss": sum(p["nll"] for p in parts) / max(sum(p["tokens"] for p in parts), 1.0)}
 
 
@@ -70,7 +69,7 @@ def train(cfg, run_dir: str) -> str:
     placement = Placement(cfg.roles(), cfg.placement, cluster_platform())
     trainer = ActorGroup(SFTTrainer, "sft", placement.options("policy"), model_path, cfg, tokenizer.pad_token_id)
     trainer.init()
-    start = restore_checkpoint(cfg, trainer, loader, run_dir) if cfg.resume else 0
+    start = restore_checkpoint(resume_path(cfg, run_dir), trainer, loader, run_dir) if cfg.resume else 0
 
     logger = make_logger(cfg, run_dir)
     eval_due = lambda step: cfg.eval_every > 0 and eval_rows and step % cfg.eval_every == 0  # noqa: E731
@@ -87,7 +86,7 @@ def train(cfg, run_dir: str) -> str:
     if cfg.eval_every > 0 and eval_rows:  # and once after the last step
         logger.log(evaluate(trainer, eval_rows), steps)
     final = os.path.join(run_dir, "final")
-    ray.get(trainer.call("save_model", final))
+    trainer.run("save_model", final, phase="save")
     logger.close()
     release(trainer.actors, placement)
     print(f"final model: {final}", flush=True)

@@ -26,6 +26,7 @@ from system.algorithms.off_policy import LEVELS as OFF_POLICY_LEVELS
 from system.algorithms.off_policy import OFF_POLICY
 from system.data.prompts import OVERLONG_PROMPTS, PROMPT_FORMATS
 from system.envs import resolve_env
+from system.faults import FaultConfig
 from system.rewards import MODES as REWARD_MODES
 from system.rewards import get_reward
 
@@ -245,6 +246,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    fault: FaultConfig = field(default_factory=FaultConfig)
     steps: int = 20
     prompts_per_step: int = 8
     seed: int = 1
@@ -403,6 +405,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError("'algorithm.clip_ratio_c' must be > 1 (the dual-clip bound), or 0 for none")
     if cfg.algorithm.entropy_coef < 0:
         raise ConfigError("'algorithm.entropy_coef' must be >= 0 (a bonus; 0 = none)")
+    if cfg.fault.max_failures_in_a_row < 1 or min(cfg.fault.call_timeout_s, cfg.fault.collective_timeout_s,
+                                                   cfg.fault.restart_timeout_s) <= 0:
+        raise ConfigError("'fault.max_failures_in_a_row' must be >= 1 and the fault.*_timeout_s > 0")
     if cfg.train.max_skipped_updates_in_a_row < 1:
         raise ConfigError("'train.max_skipped_updates_in_a_row' must be >= 1")
     if cfg.env.cls and cfg.eval.every > 0 and cfg.env.num_eval_seeds < 1:

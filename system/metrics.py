@@ -48,6 +48,13 @@ def read_metrics(run_dir: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def drop_metrics_from(run_dir: str, step: int) -> None:
+    """Forget the records of `step` and later: a run that goes back to `step` logs them again."""
+    kept = [r for r in read_metrics(run_dir) if r["step"] < step]
+    with open(os.path.join(run_dir, "metrics.jsonl"), "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in kept)
+
+
 @contextmanager
 def timed(timings: dict, phase: str):
     """Adds the wall time of the block to `timings["timing/<phase>_s"]`."""

@@ -40,7 +40,7 @@ class Sender:
         from actors.group import free_port
 
         port = free_port()
-        joined = engine.init_weight_sync.remote("127.0.0.1", port, 1, 2, "gloo")
+        joined = engine.init_weight_sync.remote("127.0.0.1", port, 1, 2, "gloo", 60)
         self.group = init_sync_group("127.0.0.1", port, 0, 2, "gloo", timeout_s=60)
         ray_job.get(joined, timeout=60)
         self.ray, self.engine = ray_job, engine

@@ -86,10 +86,17 @@ class RolloutProducer:
             return sum(max(0.0, min(end, ended or end) - max(start, began)) * share
                        for began, ended, share in self._spans)
 
-    def close(self) -> None:
+    def close(self, wait: bool = False) -> None:
+        """No batch is started from now on; with `wait`, the one being collected is waited for (at
+        most `timeout_s`), so that nothing touches the task source after this returns."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+        if wait:
+            self._thread.join(self.timeout_s)
+            if self._thread.is_alive():
+                raise TimeoutError(f"rollout producer: the batch being collected did not end within "
+                                   f"{self.timeout_s:.0f} s of closing (phase: collecting rollouts)")
 
     def _produce(self, start: int) -> None:
         try:

@@ -1,0 +1,95 @@
+"""Bringing a run back after an actor died: which actors Ray restarted, and what each needs to rejoin.
+
+Every actor of a GRPO run is created with `max_restarts=-1` (actors/placement.py), so Ray starts a
+dead one again in its own bundle, running its constructor. What the constructor does not restore:
+- policy ranks: one restarted rank leaves the others in a broken DeepSpeed group, so every rank
+  restarts and rejoins; the driver then loads the last checkpoint into them (the run rolls back);
+- reference ranks: every rank restarts and rejoins, and `init` loads the frozen weights again;
+- engines: the current policy weights, which the driver sends (checksummed) after recovering;
+- reward and env workers: nothing; the step's samples are collected again.
+The weight-sync group is made anew after every failure: a broadcast that lost a peer leaves the
+survivors' group unusable. An actor that did not answer in time (ActorFailure.hung) is killed, so
+that Ray restarts it too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from actors.calls import ActorFailure, process_ids, restart_actors
+from system.faults import FaultConfig, FaultError
+
+
+class Recovery:
+    """Knows the process of every actor of `actors` (actors/cluster.py: Actors)."""
+
+    def __init__(self, actors, cfg: FaultConfig):
+        self.actors, self.cfg = actors, cfg
+        self.pids = process_ids(self.named(), cfg.restart_timeout_s)
+        self.failures = 0  # over the run
+        self.failures_in_a_row = 0  # since the last step that finished
+        self.restarts = 0  # actors restarted, over the run
+        self.lost_s = 0.0  # from the start of each failed step to the end of its recovery, summed
+
+    def named(self) -> list[tuple[str, object]]:
+        a = self.actors
+        groups = [a.policy] + ([a.reference] if a.reference else [])
+        return (list(zip(a.engines.names, a.engines.engines)) + [pair for g in groups for pair in g.named()]
+                + [(f"reward-{i}", w) for i, w in enumerate(a.rewards.workers)]
+                + ([(f"env-{i}", w) for i, w in enumerate(a.envs.workers)] if a.envs else []))
+
+    def step_done(self) -> None:
+        self.failures_in_a_row = 0
+
+    def recover(self, error: BaseException, phase: str) -> set[str]:
+        """Restart and restore what `error` broke; returns the names of the actors restarted. An error
+        that no actor's death or silence explains is raised again; so is every error with
+        `fault.restart` off. Too many failures in a row raise FaultError."""
+        if not self.cfg.restart:
+            raise error
+        hung = set(error.actors) if isinstance(error, ActorFailure) and error.hung else set()
+        if hung:
+            restart_actors([(n, a) for n, a in self.named() if n in hung], self.pids, self.cfg.restart_timeout_s)
+        pids = process_ids(self.named(), self.cfg.restart_timeout_s)
+        restarted = {name for name, pid in pids.items() if pid != self.pids[name]} | hung
+        if not restarted:
+            raise error
+        self.failures += 1
+        self.failures_in_a_row += 1
+        phase = error.phase if isinstance(error, ActorFailure) else phase
+        if self.failures_in_a_row > self.cfg.max_failures_in_a_row:
+            raise FaultError(f"{self.failures_in_a_row} actor failures in a row, the last in phase '{phase}': "
+                             f"{', '.join(sorted(restarted))} restarted after: {error}") from error
+        for group in [self.actors.policy, self.actors.reference]:
+            if group is not None and restarted & set(group.names):
+                # The survivors' torch.distributed group lost a member: every rank restarts and rejoins.
+                survivors = [(n, a) for n, a in group.named() if n not in restarted]
+                restart_actors(survivors, pids, self.cfg.restart_timeout_s)
+                group.init()
+                restarted |= set(group.names)
+        self.actors.sync = self.actors.sync.renewed()
+        self.pids = process_ids(self.named(), self.cfg.restart_timeout_s)
+        self.restarts += len(restarted)
+        return restarted
+
+    def policy_restarted(self, restarted: set[str]) -> bool:
+        return bool(restarted & set(self.actors.policy.names))
+
+    def record(self, error: BaseException, phase: str, restarted: set[str], resumed_at: int, step_began: float,
+               run_dir: str) -> None:
+        """Once the run is back: the time lost (from the start of the failed step), a line on the console
+        and one in RUN_DIR/faults.jsonl."""
+        lost = time.monotonic() - step_began
+        self.lost_s += lost
+        phase = error.phase if isinstance(error, ActorFailure) else phase
+        event = {"time": time.time(), "phase": phase, "restarted": sorted(restarted), "resumed_at": resumed_at,
+                 "lost_s": round(lost, 2), "error": f"{type(error).__name__}: {error}"[:500]}
+        with open(os.path.join(run_dir, "faults.jsonl"), "a") as f:
+            f.write(json.dumps(event) + "\n")
+        print(f"fault: {', '.join(sorted(restarted))} restarted after a failure in phase '{phase}'; going on at "
+              f"step {resumed_at} ({lost:.1f} s lost)", flush=True)
+
+    def metrics(self) -> dict[str, float]:
+        return {"fault/failures": self.failures, "fault/restarts": self.restarts, "fault/lost_s": self.lost_s}
