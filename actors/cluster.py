@@ -9,6 +9,7 @@ import ray
 
 from actors.env import EnvPool
 from actors.group import ActorGroup
+from actors.openai_server import agent_rollout
 from actors.placement import Placement
 from actors.policy import PolicyTrainer
 from actors.reference import ReferenceModel
@@ -94,7 +95,8 @@ def build_rollout(cfg, model_path: str, tokenizer, placement: Placement) -> Roll
     else:
         envs, (train_rows, eval_rows) = None, data
         sampler = PromptSampler(train_rows, cfg.prompts_per_step, cfg.seed)
-        rollout = SingleTurnRollout(engines, rewards, tokenizer, cfg, sampler, eval_rows)
+        rollout = (agent_rollout(engines, rewards, tokenizer, cfg, sampler, eval_rows) if cfg.agent.fn
+                   else SingleTurnRollout(engines, rewards, tokenizer, cfg, sampler, eval_rows))
     return RolloutActors(engines, rewards, envs, rollout, placement)
 
 

@@ -48,6 +48,7 @@ class VLLMEngine:
         self._load_waiting = threading.Event()
         self._request_ids = itertools.count()
         self.platform, self.threads = platform, threads
+        self.endpoint = None  # the OpenAI-compatible endpoint for agent episodes, once one is opened
 
     def generate(self, prompts: list[list[int]], n: int, temperature: float, top_p: float, max_tokens: int,
                  seeds: list[int], stop: list[str] | None = None) -> list[list[dict]]:
@@ -105,6 +106,23 @@ class VLLMEngine:
             self.llm.reset_prefix_cache(reset_running_requests=True)
             self.version = version
         return per_worker[0]
+
+    def open_episodes(self, episodes: dict[str, dict], serving: dict) -> str:
+        """Serve these agent episodes (id -> sampling) on this engine's OpenAI-compatible endpoint
+        (actors/openai_server.py), started on first use beside `generate`; returns its root URL."""
+        if self.endpoint is None:
+            from actors.engine_bridge import EngineBridge
+            from actors.openai_server import EpisodeServer
+
+            bridge = EngineBridge(self.llm.llm_engine, lambda: self.version, self._engine, self._calls,
+                                  self._load_waiting, self.partial_rollout, self._own_threads)
+            self.endpoint = EpisodeServer(bridge, serving)
+        self.endpoint.open(episodes)
+        return self.endpoint.url
+
+    def close_episodes(self, ids: list[str]) -> dict[str, list]:
+        """The episodes' recorded calls (system/agents/episodes.py: Call); their URLs stop answering."""
+        return self.endpoint.close(ids)
 
     def _own_threads(self) -> None:
         """This call may run on another of the actor's threads than the last one, and OpenMP keeps a

@@ -24,6 +24,7 @@ from system.algorithms.losses import LOSS_AGGREGATIONS
 from system.algorithms.objectives import POLICY_OBJECTIVES
 from system.algorithms.off_policy import LEVELS as OFF_POLICY_LEVELS
 from system.algorithms.off_policy import OFF_POLICY
+from system.agents.config import AgentConfig, agent_problem
 from system.data.prompts import OVERLONG_PROMPTS, PROMPT_FORMATS
 from system.envs import resolve_env
 from system.faults import FaultConfig
@@ -240,6 +241,7 @@ class Config:
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     env: EnvSection = field(default_factory=EnvSection)
+    agent: AgentConfig = field(default_factory=AgentConfig)  # an agent program instead of env or prompts
     sync: SyncConfig = field(default_factory=SyncConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     placement: PlacementConfig = field(default_factory=PlacementConfig)
@@ -292,7 +294,7 @@ def _closest(key: str, schema: type) -> str:
 # Mappings that a later layer replaces instead of merging into (a recipe's reward functions
 # must not silently keep the base file's). A dotted override of one key inside them
 # (`env.params.max_turns=3`) sets that key only.
-REPLACED_MAPPINGS = ("reward.functions", "env.params", "data.columns")
+REPLACED_MAPPINGS = ("reward.functions", "env.params", "data.columns", "agent.params")
 
 
 def _merge(base: DictConfig, update: Any, origin: str, schema: type,
@@ -383,6 +385,8 @@ def validate(cfg: Config) -> None:
     if cfg.algorithm.off_policy_cap < 1:
         raise ConfigError("'algorithm.off_policy_cap' must be >= 1 (C: tis truncates at C, mis keeps [1/C, C])")
     check_rewards(cfg.reward.functions)
+    if agent_problem(cfg):
+        raise ConfigError(agent_problem(cfg))
     if cfg.env.cls:
         check_registered("env.cls", cfg.env.cls, resolve_env)
         if cfg.env.max_context_tokens > cfg.rollout.max_model_len:

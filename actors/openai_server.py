@@ -1,0 +1,224 @@
+"""The rollout engines as an OpenAI-compatible endpoint, one base URL per agent episode.
+
+    http://<engine node>:<port>/episodes/<episode id>/v1/chat/completions   (and /v1/completions, /v1/models)
+
+The routes, the request and response models, the chat template rendering, tool-call parsing,
+`logprobs` and `return_token_ids` are vLLM's own (vllm.entrypoints.openai), run on the engine
+actor's engine through actors/engine_bridge.py. What this module adds is the episode: its URL
+ties every call of an agent to its episode without the agent passing anything, and fixes how the
+call samples (the rollout's temperature and top-p, a seed per call, at most
+`rollout.max_new_tokens` new tokens: the trainer's log-probs assume that temperature, whatever
+the agent asked for; any model name is taken). Each finished call is recorded under its episode
+as the engine saw and sampled it (system/agents/episodes.py: `Call`); the driver opens episodes
+before their agents start and closes them afterwards, getting their calls back (`EndpointPool`).
+A call on an episode that is not open is answered 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http import HTTPStatus
+
+import ray
+
+from system.agents.episodes import Call
+from system.rollout.agent import AgentRollout
+
+# (episode id, the call's arrival index in it) while vLLM's serving code handles a call
+CURRENT_CALL: contextvars.ContextVar = contextvars.ContextVar("r1ray_episode_call", default=None)
+START_TIMEOUT_S = 60.0
+EPISODES_TIMEOUT_S = 300.0  # the driver's wait for an engine to open or close a batch of episodes
+
+
+@dataclass
+class Episode:
+    """How an episode's calls sample (one dict per episode from the driver), and its calls so far."""
+
+    temperature: float
+    top_p: float
+    max_tokens: int
+    seed: int
+    requests: int = 0  # calls that arrived
+    calls: list[Call] = field(default_factory=list)  # calls that finished, one per choice
+
+    def call_seed(self, index: int) -> int:
+        return (self.seed * 1_000_003 + index) % (2**63)
+
+
+def _serving_classes():
+    """vLLM's chat and completion serving, each taking its sampling from the call's episode."""
+    from vllm.entrypoints.openai.chat_completion.serving import OpenAIServingChat
+    from vllm.entrypoints.openai.completion.serving import OpenAIServingCompletion
+
+    class EpisodeChat(OpenAIServingChat):
+        def __init__(self, server: "EpisodeServer", **kwargs):
+            super().__init__(**kwargs)
+            self.server = server
+
+        async def create_chat_completion(self, request, raw_request=None):
+            asked = request.max_completion_tokens if request.max_completion_tokens is not None else request.max_tokens
+            episode = self.server.begin_call(request, raw_request)
+            if not isinstance(episode, Episode):
+                return episode
+            request.max_completion_tokens, request.max_tokens = min(asked or episode.max_tokens, episode.max_tokens), None
+            return await super().create_chat_completion(request, raw_request)
+
+    class EpisodeCompletion(OpenAIServingCompletion):
+        def __init__(self, server: "EpisodeServer", *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.server = server
+
+        async def create_completion(self, request, raw_request=None):
+            episode = self.server.begin_call(request, raw_request)
+            if not isinstance(episode, Episode):
+                return episode
+            request.max_tokens = min(request.max_tokens or episode.max_tokens, episode.max_tokens)
+            return await super().create_completion(request, raw_request)
+
+    return EpisodeChat, EpisodeCompletion
+
+
+class EpisodeServer:
+    """vLLM's OpenAI app under /episodes/<id>, served by uvicorn on a thread of the engine actor.
+    `serving`: {"model_name": listed by /v1/models, "tool_parser": a vLLM tool-call parser or ""}."""
+
+    def __init__(self, bridge, serving: dict):
+        from vllm.entrypoints.openai.models.protocol import BaseModelPath
+        from vllm.entrypoints.openai.models.serving import OpenAIServingModels
+        from vllm.renderers.online_renderer import OnlineRenderer
+
+        self.model_name = serving["model_name"]
+        self.episodes: dict[str, Episode] = {}
+        self._lock = threading.Lock()
+        bridge.track = self._tracker
+        tools = {"enable_auto_tools": bool(serving["tool_parser"]), "tool_parser": serving["tool_parser"] or None}
+        common = {"request_logger": None, "chat_template": None, "chat_template_content_format": "auto", **tools}
+        models = OpenAIServingModels(engine_client=bridge, base_model_paths=[
+            BaseModelPath(name=self.model_name, model_path=bridge.model_config.model)])
+        renderer = OnlineRenderer(bridge.model_config, bridge.renderer, **common)
+        chat, completion = _serving_classes()
+        self.app = _episode_app(models, chat(self, engine_client=bridge, models=models, response_role="assistant",
+                                             online_renderer=renderer, **common),
+                                completion(self, bridge, models, online_renderer=renderer, request_logger=None))
+        self.url = self._start(ray.util.get_node_ip_address())
+
+    def open(self, episodes: dict[str, dict]) -> None:
+        with self._lock:
+            self.episodes.update({eid: Episode(**spec) for eid, spec in episodes.items()})
+
+    def close(self, ids: list[str]) -> dict[str, list[Call]]:
+        """The episodes' finished calls, in arrival order; their URLs answer 404 from now on."""
+        with self._lock:
+            closed = {eid: self.episodes.pop(eid, None) for eid in ids}
+        return {eid: sorted(ep.calls, key=lambda c: c.index) if ep else [] for eid, ep in closed.items()}
+
+    def begin_call(self, request, raw_request):
+        """The open episode of this call's URL, its sampling applied to `request`; else a 404 to answer."""
+        from vllm.entrypoints.serve import create_error_response
+
+        eid = raw_request.path_params.get("episode") if raw_request is not None else None
+        with self._lock:
+            episode = self.episodes.get(eid)
+            if episode is None:
+                return create_error_response(f"episode '{eid}' is not open on this engine", "NotFoundError",
+                                             HTTPStatus.NOT_FOUND)
+            index, episode.requests = episode.requests, episode.requests + 1
+        request.model = self.model_name
+        request.temperature, request.top_p, request.seed = episode.temperature, episode.top_p, episode.call_seed(index)
+        CURRENT_CALL.set((eid, index))
+        return episode
+
+    def _tracker(self):
+        """Called as a call reaches the engine: what records its result under the episode."""
+        call = CURRENT_CALL.get()
+        if call is None:
+            return None
+        eid, index = call
+
+        def record(prompt: list[int], choices: list[dict]) -> None:
+            with self._lock:
+                episode = self.episodes.get(eid)  # closed meanwhile: nobody will read it
+                if episode is not None:
+                    episode.calls += [Call(index, prompt, c["response"], c["logprobs"], c["versions"],
+                                           c["finish_reason"] or "stop", c["text"]) for c in choices]
+
+        return record
+
+    def _start(self, host: str) -> str:
+        import uvicorn
+
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, 0))
+        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", access_log=False))
+        thread = threading.Thread(target=lambda: asyncio.run(self.server.serve(sockets=[sock])),
+                                  name="openai-endpoint", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self.server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the OpenAI endpoint on {host} did not start within {START_TIMEOUT_S:.0f} s")
+            time.sleep(0.05)
+        return f"http://{host}:{sock.getsockname()[1]}"
+
+
+def _episode_app(models, chat, completion):
+    """vLLM's chat, completion and model-list routes and error handlers, mounted under /episodes/<id>."""
+    from fastapi import FastAPI
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+    from vllm.entrypoints.openai.chat_completion.api_router import router as chat_router
+    from vllm.entrypoints.openai.completion.api_router import router as completion_router
+    from vllm.entrypoints.openai.models.api_router import router as models_router
+    from vllm.entrypoints.serve.exception_handling.register import init_exception_handler
+
+    app = FastAPI()
+    for router in (chat_router, completion_router, models_router):
+        app.include_router(router)
+    init_exception_handler(app)
+    app.state.openai_serving_models, app.state.openai_serving_chat = models, chat
+    app.state.openai_serving_completion = completion
+    return Starlette(routes=[Mount("/episodes/{episode}", app=app)])
+
+
+class EndpointPool:
+    """The driver's side: episodes dealt round-robin over the engines (actors/vllm_engine.py's pool),
+    opened there before their agents run and closed after, each call bounded by `timeout_s`."""
+
+    def __init__(self, engines, serving: dict, timeout_s: float):
+        self.engines, self.serving, self.timeout_s = engines, serving, timeout_s
+
+    def open(self, episodes: dict[str, dict]) -> dict[str, str]:
+        """Episode id -> its base URL (for the OpenAI client), for {id: sampling} of each episode."""
+        shares = self._shares(list(episodes))
+        roots = self._wait([(name, engine.open_episodes.remote({eid: episodes[eid] for eid in share}, self.serving))
+                            for name, engine, share in shares], "opening agent episodes")
+        return {eid: f"{root}/episodes/{eid}/v1" for root, (_, _, share) in zip(roots, shares) for eid in share}
+
+    def close(self, ids: list[str]) -> dict[str, list[Call]]:
+        shares = self._shares(ids)
+        parts = self._wait([(name, engine.close_episodes.remote(share)) for name, engine, share in shares],
+                           "closing agent episodes")
+        return {eid: calls for part in parts for eid, calls in part.items()}
+
+    def _shares(self, ids: list[str]) -> list[tuple]:
+        k = len(self.engines.engines)
+        return [(self.engines.names[i], self.engines.engines[i], ids[i::k]) for i in range(k) if ids[i::k]]
+
+    def _wait(self, calls: list[tuple], phase: str) -> list:
+        try:
+            return ray.get([ref for _, ref in calls], timeout=self.timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            names = ", ".join(name for name, _ in calls)
+            raise TimeoutError(f"{names}: no answer within {self.timeout_s:.0f} s (phase: {phase})") from None
+
+
+def agent_rollout(engines, rewards, tokenizer, cfg, sampler, eval_rows) -> AgentRollout:
+    """The rollout of `cfg.agent.fn` over the engine pool's endpoints (actors/cluster.py builds it)."""
+    serving = {"model_name": cfg.agent.model_name, "tool_parser": cfg.agent.tool_parser}
+    return AgentRollout(EndpointPool(engines, serving, EPISODES_TIMEOUT_S), rewards, tokenizer, cfg, sampler, eval_rows)

@@ -1,0 +1,48 @@
+"""A user's agent for the end-to-end tests, written with the `openai` client against the endpoint, and
+what it saw of each call (agents run in the driver: the test reads `SEEN` afterwards)."""
+
+from __future__ import annotations
+
+import threading
+
+# episode id -> {"calls": [(prompt ids, generated ids, log-probs)], "trimmed": bool, "failed": bool}
+SEEN: dict[str, dict] = {}
+_count = iter(range(10**9))
+_lock = threading.Lock()
+
+
+def episode_of(client) -> str:
+    return str(client.base_url).split("/episodes/")[1].split("/")[0]
+
+
+def recording_agent(client, task: dict, fail_every: int = 8, trim_every: int = 2):
+    """Three calls: a chat completion; a streamed one after the history (or, on every `trim_every`-th
+    episode, after only a new user message: the agent trimmed its history, a split); a plain completion
+    on the token ids of the conversation so far. Every `fail_every`-th episode raises after its calls.
+    The reward is the length of the last text (a random model varies in it), or None for rows whose
+    answer is even: the configured reward functions score those."""
+    with _lock:
+        k = next(_count)
+    seen = SEEN[episode_of(client)] = {"calls": [], "trimmed": k % trim_every == 1,
+                                       "failed": k % fail_every == fail_every - 1}
+    messages = list(task["messages"])
+    first = client.chat.completions.create(model="any-name", messages=messages, logprobs=True,
+                                           extra_body={"return_token_ids": True}).model_dump()
+    choice = first["choices"][0]
+    seen["calls"].append((first["prompt_token_ids"], choice["token_ids"],
+                          [t["logprob"] for t in choice["logprobs"]["content"]]))
+    messages += [{"role": "assistant", "content": choice["message"]["content"]}]
+    retry = [{"role": "user", "content": "Once more."}]
+    stream = client.chat.completions.create(model="m", messages=retry if seen["trimmed"] else messages + retry,
+                                            stream=True, logprobs=True, extra_body={"return_token_ids": True})
+    chunks = [chunk.model_dump() for chunk in stream]
+    prompt = chunks[0]["prompt_token_ids"]
+    deltas = [c for chunk in chunks for c in chunk["choices"] if c.get("token_ids")]
+    generated = [t for c in deltas for t in c["token_ids"]]
+    seen["calls"].append((prompt, generated, [t["logprob"] for c in deltas for t in c["logprobs"]["content"]]))
+    third = client.completions.create(model="m", prompt=prompt + generated, max_tokens=4, logprobs=0,
+                                      extra_body={"return_token_ids": True}).model_dump()["choices"][0]
+    seen["calls"].append((prompt + generated, third["token_ids"], third["logprobs"]["token_logprobs"]))
+    if seen["failed"]:
+        raise RuntimeError("a bug in the agent")
+    return None if int(task["answer"]) % 2 == 0 else len(third["text"]) / 40

@@ -1,0 +1,123 @@
+"""Agent programs without Ray or vLLM: recorded calls -> samples (the split rule), the GRPO layout
+of split episodes, running agent functions (failures, time limits, async agents), the config."""
+
+import time
+
+import openai  # noqa: F401  (imported once here: an agent's time limit should not pay for it)
+import pytest
+import torch
+
+from system.agents.episodes import Call, assemble, group_aligned
+from system.agents.runner import AgentError, check_failures, run_agents
+from system.algorithms.advantages import grpo
+from system.config import ConfigError, load_config
+
+
+def call(index: int, prompt: list[int], tokens: list[int], version: int = 0) -> Call:
+    return Call(index, prompt, tokens, [-0.5] * len(tokens), [version] * len(tokens), "stop", f"t{index}")
+
+
+def test_calls_that_extend_the_history_make_one_sample():
+    calls = [call(0, [1, 2], [3, 4]), call(1, [1, 2, 3, 4, 5, 6], [7], version=1), call(2, [1, 2, 3, 4, 5, 6, 7], [8])]
+    [sample] = assemble(calls)
+    assert sample.tokens == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert sample.loss_mask == [0, 0, 1, 1, 0, 0, 1, 1]  # the agent's tokens (5, 6) and the prompt outside the loss
+    assert sample.logprobs == [0.0, 0.0, -0.5, -0.5, 0.0, 0.0, -0.5, -0.5]
+    assert sample.versions == [-1, -1, 0, 0, -1, -1, 1, 0]
+    assert sample.texts == ["t0", "t1", "t2"]
+
+
+def test_a_call_that_does_not_extend_the_tokens_starts_a_new_sample():
+    # Call 1 re-tokenised the model's reply (3, 4 -> 9): no sample continues, a new one starts.
+    # Call 2 extends call 0's sample again (a rewind to it is allowed), the longest match wins.
+    calls = [call(0, [1, 2], [3, 4]), call(1, [1, 2, 9, 5], [6]), call(2, [1, 2, 3, 4, 5], [7])]
+    first, second = assemble(calls)
+    assert (first.tokens, first.loss_mask) == ([1, 2, 3, 4, 5, 7], [0, 0, 1, 1, 0, 1])
+    assert (second.tokens, second.loss_mask) == ([1, 2, 9, 5, 6], [0, 0, 0, 0, 1])
+    generated = sum(len(c.tokens) for c in calls)
+    assert sum(sum(s.loss_mask) for s in (first, second)) == generated  # every generated token trained once
+
+
+def test_calls_are_taken_in_arrival_order_and_choices_of_one_request_branch():
+    calls = [call(1, [1, 2, 3, 5], [6]), call(0, [1, 2], [3]), call(0, [1, 2], [4])]  # request 0 had n=2 choices
+    samples = assemble(calls)
+    assert [s.tokens for s in samples] == [[1, 2, 3, 5, 6], [1, 2, 4]]
+
+
+def test_split_episodes_take_their_group_advantage_in_every_copy():
+    one = assemble([call(0, [1], [2])])
+    split = assemble([call(0, [1], [2]), call(1, [7], [8])])
+    episodes = [one, split, [], one]  # two groups of 2; the third episode failed (no samples)
+    order = group_aligned(episodes, 2)
+    assert [(i, s is not None) for i, s in order] == [(0, True), (1, True), (0, False), (1, True), (2, False), (3, True)]
+    rewards = torch.tensor([[0.0, 1.0][i % 2] for i, _ in order])  # each sample carries its episode's reward
+    advantages = grpo(rewards, torch.ones(len(order), dtype=torch.bool), 2)
+    assert advantages[1] == advantages[3] > 0 > advantages[0] == advantages[2]
+    padded = group_aligned(episodes, 2, multiple=4)
+    assert len(padded) == 8 and all(s is None for _, s in padded[6:]) and [i for i, _ in padded[6:]] == [2, 3]
+
+
+def returns(value):
+    def agent(client, task, **params):
+        return value(task) if callable(value) else value
+    return agent
+
+
+def test_agent_outcomes_rewards_errors_and_the_time_limit():
+    def slow(client, task):
+        time.sleep(5)
+
+    def broken(client, task):
+        raise KeyError("answer")
+
+    def mutating(client, task, bonus):
+        task["messages"].append("x")  # a copy: the data set's row is left alone
+        return 0.5 + bonus
+
+    row = {"messages": ["q"]}
+    cases = [returns(1), returns(None), returns("1"), returns(True), returns(float("nan")), broken, slow]
+    start = time.monotonic()
+    outcomes = [run_agents(fn, ["http://127.0.0.1:9/v1"], [row], {}, 1, 0.5, 1.0)[0] for fn in cases]
+    assert time.monotonic() - start < 3
+    assert [(o.reward, bool(o.error)) for o in outcomes[:2]] == [(1.0, False), (None, False)]
+    assert "returned '1'" in outcomes[2].error and "returned True" in outcomes[3].error
+    assert "returned nan" in outcomes[4].error
+    assert outcomes[5].error == "raised KeyError: 'answer'" and outcomes[6].error.startswith("timed out")
+    [out] = run_agents(mutating, ["http://127.0.0.1:9/v1"], [row], {"bonus": 0.25}, 1, 1.0, 1.0)
+    assert out.reward == 0.75 and row == {"messages": ["q"]}
+
+
+def test_agents_run_concurrently_within_the_bound_and_async_agents_get_an_async_client():
+    def waits(client, task):
+        time.sleep(0.3)
+        return type(client).__name__ == "OpenAI" and str(client.base_url).endswith("/e1/v1/") and 1.0
+
+    async def coroutine(client, task):
+        return float(type(client).__name__ == "AsyncOpenAI")
+
+    start = time.monotonic()
+    outcomes = run_agents(waits, ["http://h:1/episodes/e1/v1"] * 6, [{}] * 6, {}, 3, 5.0, 1.0)
+    assert [o.reward for o in outcomes] == [1.0] * 6 and 0.55 < time.monotonic() - start < 1.5  # 2 rounds of 3
+    assert run_agents(coroutine, ["http://h:1/v1"], [{}], {}, 1, 5.0, 1.0)[0].reward == 1.0
+
+
+def test_too_many_failed_episodes_stop_the_run():
+    outcomes = run_agents(returns(lambda task: task["r"]), ["u"] * 4, [{"r": 1}, {"r": "x"}, {"r": "y"}, {"r": 0}],
+                          {}, 2, 5.0, 1.0)
+    check_failures(outcomes, 0.5)
+    with pytest.raises(AgentError, match="2 of 4 agent episodes failed .* the first: returned 'x'"):
+        check_failures(outcomes, 0.25)
+
+
+def test_agent_config_is_checked():
+    base = ["agent.fn=system.agents.examples.arithmetic:run"]
+    cfg = load_config("configs/grpo_openai_agent_cpu.yaml", [])
+    assert cfg.agent.fn and cfg.agent.concurrency >= 1
+    with pytest.raises(ConfigError, match="unknown config key 'agent.concurency'.*did you mean 'agent.concurrency'"):
+        load_config("configs/grpo_arithmetic_cpu.yaml", base + ["agent.concurency=2"])
+    with pytest.raises(ConfigError, match="'agent.fn': .*has no attribute 'nope'"):
+        load_config("configs/grpo_arithmetic_cpu.yaml", ["agent.fn=system.agents.examples.arithmetic:nope"])
+    with pytest.raises(ConfigError, match="not both"):
+        load_config("configs/grpo_24point_cpu.yaml", base)
+    with pytest.raises(ConfigError, match="max_failed_frac"):
+        load_config("configs/grpo_arithmetic_cpu.yaml", base + ["agent.max_failed_frac=2"])
