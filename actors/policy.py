@@ -12,7 +12,7 @@ import ray
 import torch
 
 from actors.group import DistributedActor
-from system.sync import init_sync_group, plan_buckets, send
+from system.sync import BucketBuffers, init_sync_group, plan_buckets, send
 from system.training.engines import init_train_engine, load_checkpoint, save_checkpoint
 from system.training.grpo import grpo_update
 from system.training.samples import TrainingSample
@@ -26,11 +26,12 @@ class PolicyTrainer(DistributedActor):
         per_rank = self.cfg.prompts_per_step * self.cfg.rollout.group_size // t.num_minibatches // self.world_size
         grad_accum = math.ceil(per_rank / t.micro_batch_size)
         self.engine = init_train_engine(self.model_path, t, self.cfg.model.dtype, grad_accum, self.world_size,
-                                        self.platform)
+                                        self.platform, self.platform.attn_implementation(self.cfg.model.dtype))
         self.model = self.engine.module
         tied = getattr(self.model.config, "tie_word_embeddings", False)
         # Tied output embeddings are the input embeddings: sending them twice is waste.
         self.sync_params = [(n, p) for n, p in self.model.named_parameters() if not (tied and n == "lm_head.weight")]
+        self.sync_buffers = None  # BucketBuffers of the plan, from the first sync on
 
     def weight_buckets(self) -> list[list[dict]]:
         named = [(n, p.dtype, tuple(_full_shape(p))) for n, p in self.sync_params]
@@ -53,13 +54,14 @@ class PolicyTrainer(DistributedActor):
             with deepspeed.zero.GatheredParameters(params, enabled=self.cfg.train.zero_stage == 3):
                 yield [p.data for p in params]
 
-        return send(self.sync_group, self.buckets, tensors_of, self.engine.device, verify)
+        self.sync_buffers = BucketBuffers.for_plan(self.buckets, self.engine.device, self.sync_buffers)
+        return send(self.sync_group, self.buckets, tensors_of, self.sync_buffers, verify)
 
     def update(self, minibatches: list[list[TrainingSample]]) -> dict[str, float]:
         t = self.cfg.train
-        return grpo_update(self.engine, minibatches, self.cfg.algorithm, micro_batch=t.micro_batch_size,
-                           ppo_epochs=t.ppo_epochs, pad_id=self.pad_id, temperature=self.cfg.rollout.temperature,
-                           world_size=self.world_size)
+        return grpo_update(self.engine, minibatches, self.cfg.algorithm, max_tokens=t.max_tokens_per_microbatch,
+                           micro_batch=t.micro_batch_size, ppo_epochs=t.ppo_epochs,
+                           temperature=self.cfg.rollout.temperature, world_size=self.world_size)
 
     def save_checkpoint(self, path: str) -> None:
         """All ranks: DeepSpeed's optimizer/scheduler state; rank 0 also the HF folder of the policy."""

@@ -17,8 +17,9 @@ class ReferenceModel(DistributedActor):
         self._init_distributed(master, self.cfg.fault.collective_timeout_s)
         r = self.cfg.reference
         self.engine = init_eval_engine(self.model_path, r.zero_stage, r.micro_batch_size, self.cfg.model.dtype,
-                                       self.world_size)
+                                       self.world_size, self.platform.attn_implementation(self.cfg.model.dtype))
 
     def logprobs(self, seqs: list[TrainingSample]) -> list[torch.Tensor]:
-        return compute_logprobs(self.engine, seqs, self.cfg.reference.micro_batch_size, self.pad_id,
-                                self.cfg.rollout.temperature)
+        return compute_logprobs(self.engine, seqs, self.cfg.rollout.temperature,
+                                max_tokens=self.cfg.train.max_tokens_per_microbatch,
+                                micro_batch=self.cfg.reference.micro_batch_size)

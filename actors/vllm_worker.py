@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 
-from system.sync import init_sync_group, receive
+from system.sync import BucketBuffers, init_sync_group, receive
 
 # vLLM's layer-wise reload warns about every layer that received no weights, at every sync. Two
 # always do, rightly: RotaryEmbedding has no weights (only a computed cos/sin cache), and a tied
@@ -31,6 +31,7 @@ class WeightSyncWorker:
             logger.addFilter(_DropExpectedReloadWarnings())
         rank = rank_offset + get_tensor_model_parallel_rank()
         self._weight_sync_group = init_sync_group(host, port, rank, world_size, backend, timeout_s)
+        self._weight_sync_buffers = None  # BucketBuffers, kept from one sync to the next
         return rank
 
     def receive_weights(self, plan: list[list[dict]], verify: bool) -> list[int]:
@@ -39,7 +40,8 @@ class WeightSyncWorker:
         from vllm.config import set_current_vllm_config
 
         sums: list[int] = []
-        weights = receive(self._weight_sync_group, plan, self.device, verify, sums)
+        self._weight_sync_buffers = BucketBuffers.for_plan(plan, self.device, self._weight_sync_buffers)
+        weights = receive(self._weight_sync_group, plan, self._weight_sync_buffers, verify, sums)
         # Checkpoint format: HF names and layouts; vLLM repacks/shards them as it does at load time.
         self.reload_weights(weights_iterator=weights, is_checkpoint_format=True)
         with set_current_vllm_config(self.vllm_config):

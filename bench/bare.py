@@ -8,11 +8,13 @@ DeepSpeed train step, each in a process of its own, no Ray, no actors, nothing e
 the prompts and per-prompt seeds our job uses at steps 0..N-1 (so step 0 samples exactly what our
 engine samples); times `llm.generate` of each step's batch and saves the sequences.
 `train`: system/training/engines.py's DeepSpeed engine, then per batch the least a policy-gradient step
-does: micro-batches of `train.micro_batch_size` cut from the batch sorted by length (as ours)
-and padded to their longest sequence, one forward with the textbook log-softmax
-(LM head from the first generated token on), a token-mean surrogate, backward, optimizer step;
-then one more step under torch's profiler (its top operators go into the result). `--step ours`:
-the same batches through our grpo_update instead (what the policy actor runs, minus Ray).
+does: packed micro-batches of at most `train.max_tokens_per_microbatch` tokens (system/training/packing.py,
+as ours: no padding), one forward with the textbook log-softmax (LM head on the generated tokens
+only), a token-mean surrogate, backward, optimizer step; then one more step under torch's profiler
+(its top operators go into the result). `--step ours`: the same batches through our grpo_update
+instead (what the policy actor runs, minus Ray). Tokens counted: real, computed (what the packed
+micro-batches feed the model) and padded (what length-sorted micro-batches of `train.micro_batch_size`
+padded to their longest would: the layout before packing).
 `--beside-gib N`: train while another, idle process holds N GiB (as the job's other actors do).
 """
 
@@ -34,7 +36,8 @@ from common import BENCH_CONFIG
 from system.config import load_config
 from system.models import resolve_model
 from system.platform import current_platform
-from system.training.logprobs import micro_batches
+from system.training.packing import loss_span, micro_batches, pack
+from system.training.samples import TrainingSample
 
 
 def bare_generate(cfg, steps: int, batches_path: str) -> dict:
@@ -86,76 +89,66 @@ def bare_train(cfg, batches_path: str, step: str = "minimal") -> dict:
     t = cfg.train
     samples = cfg.prompts_per_step * cfg.rollout.group_size
     engine = init_train_engine(resolve_model(cfg.model.path), t, cfg.model.dtype, -(-samples // t.micro_batch_size), 1,
-                               platform)
+                               platform, platform.attn_implementation(cfg.model.dtype))
     engine.train()
     rng = random.Random(0)
-    times, real, padded = [], [], []
-    batches = torch.load(batches_path)
+    times, tokens = [], []
+    batches = [[TrainingSample.from_rollout(p + c, [0] * len(p) + [1] * len(c), [0.0] * len(p) + [-1.0] * len(c))
+                for p, c in batch] for batch in torch.load(batches_path)]
     train_step = minimal_step if step == "minimal" else functools.partial(our_update, cfg)
     for batch in batches:
         start = time.perf_counter()
-        n_real, n_padded = train_step(engine, batch, t.micro_batch_size, cfg.rollout.temperature, rng)
+        train_step(engine, batch, t.max_tokens_per_microbatch, cfg.rollout.temperature, rng)
         times.append(time.perf_counter() - start)
-        real.append(n_real)
-        padded.append(n_padded)
+        tokens.append(count_tokens(batch, t.micro_batch_size))
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
-        train_step(engine, batches[-1], t.micro_batch_size, cfg.rollout.temperature, rng)
+        train_step(engine, batches[-1], t.max_tokens_per_microbatch, cfg.rollout.temperature, rng)
     top = profile.key_averages().table(sort_by="self_cpu_time_total", row_limit=20)
-    return {"train_s": times, "real_tokens": real, "padded_tokens": padded, "matmul_gflops": matmul_gflops(),
-            "profile_top_ops": top}
+    return {"train_s": times, **{f"{k}_tokens": [n[k] for n in tokens] for k in ("real", "computed", "padded")},
+            "matmul_gflops": matmul_gflops(), "profile_top_ops": top}
 
 
-def our_update(cfg, engine, batch: list[tuple[list[int], list[int]]], micro_batch: int, temperature: float,
-               rng: random.Random) -> tuple[int, int]:
+def count_tokens(batch: list[TrainingSample], micro_batch: int) -> dict[str, int]:
+    """Real tokens; what packing computes (each sequence up to its last loss token); and what
+    length-sorted micro-batches of `micro_batch` sequences padded to their longest computed before."""
+    padded = sum(max(len(s.tokens) for s in mb) * len(mb) for mb in micro_batches(batch, micro_batch))
+    return {"real": sum(len(s.tokens) for s in batch), "computed": sum(loss_span(s)[1] for s in batch),
+            "padded": padded}
+
+
+def our_update(cfg, engine, batch: list[TrainingSample], max_tokens: int, temperature: float,
+               rng: random.Random) -> None:
     """The same step through our own update code (system/training/grpo.py's grpo_update, as the policy actor
     runs it), without Ray: tells the cost of our update code from the cost of running in an actor."""
     from system.training.grpo import grpo_update
-    from system.training.samples import TrainingSample, split_for_training
+    from system.training.samples import split_for_training
 
-    seqs = [TrainingSample.from_rollout(p + c, [0] * len(p) + [1] * len(c), [0.0] * len(p) + [-1.0] * len(c))
-            for p, c in batch]
-    for s in seqs:
+    for s in batch:
         s.advantage = rng.choice((-1.0, 1.0))
         if cfg.algorithm.kl_coef > 0:
             s.ref_logp = s.rollout_logp.clone()
-    [shard] = split_for_training(seqs, cfg.train.num_minibatches, 1, cfg.algorithm.loss_agg, cfg.rollout.max_new_tokens,
-                                 seed=0)
-    grpo_update(engine, shard, cfg.algorithm, micro_batch=micro_batch, ppo_epochs=cfg.train.ppo_epochs, pad_id=0,
-                temperature=temperature, world_size=1)
-    real = sum(len(s["tokens"]) for s in seqs)
-    return real, sum(max(len(s["tokens"]) for s in mb) * len(mb) for m in shard for mb in micro_batches(m, micro_batch))
+    [shard] = split_for_training(batch, cfg.train.num_minibatches, 1, cfg.algorithm.loss_agg,
+                                 cfg.rollout.max_new_tokens, seed=0)
+    grpo_update(engine, shard, cfg.algorithm, max_tokens=max_tokens, micro_batch=cfg.train.micro_batch_size,
+                ppo_epochs=cfg.train.ppo_epochs, temperature=temperature, world_size=1)
 
 
-def textbook_logprobs(model, tokens, attention, temperature: float, start: int) -> torch.Tensor:
-    """log pi(token_t | prefix) as a plain training script computes it: the LM head from the first
-    generated token on, log-softmax of the tempered fp32 logits, gather."""
-    logits = model(input_ids=tokens, attention_mask=attention, logits_to_keep=tokens.shape[1] - start + 1).logits
-    logp = torch.log_softmax(logits[:, :-1].float() / temperature, -1)
-    return torch.nn.functional.pad(logp.gather(-1, tokens[:, start:, None]).squeeze(-1), (start, 0))
+def minimal_step(engine, batch: list[TrainingSample], max_tokens: int, temperature: float,
+                 rng: random.Random) -> None:
+    """One optimizer step over `batch` in packed micro-batches (as ours), the log-probs as a plain
+    training script computes them: log-softmax of the tempered fp32 logits of the generated tokens, gather."""
+    from system.training.packing import group_by_tokens
 
-
-def minimal_step(engine, batch: list[tuple[list[int], list[int]]], micro_batch: int, temperature: float,
-                 rng: random.Random) -> tuple[int, int]:
-    """One optimizer step over `batch` (prompt ids, completion ids); returns (real, padded) tokens."""
-    n_real = n_padded = 0
-    for mb in micro_batches(batch, micro_batch, length=lambda pc: len(pc[0]) + len(pc[1])):  # as ours: by length
-        length = max(len(p) + len(c) for p, c in mb)
-        first = min(len(p) for p, _ in mb)  # the first generated token of any row
-        tokens = torch.zeros(len(mb), length, dtype=torch.long)  # padding: masked, its id is irrelevant
-        attention = torch.zeros_like(tokens)
-        mask = torch.zeros(len(mb), length)
-        for i, (p, c) in enumerate(mb):
-            tokens[i, :len(p) + len(c)] = torch.tensor(p + c)
-            attention[i, :len(p) + len(c)] = 1
-            mask[i, len(p):len(p) + len(c)] = 1
-        advantages = torch.tensor([rng.choice((-1.0, 1.0)) for _ in mb])
-        logp = textbook_logprobs(engine, tokens, attention, temperature, first)
-        loss = -(logp * mask * advantages[:, None]).sum() / mask.sum()
-        engine.backward(loss)
+    loss_tokens = sum(float(s.loss_mask.sum()) for s in batch)
+    groups = group_by_tokens([len(s.tokens) for s in batch], max_tokens)
+    for g, group in enumerate(groups):
+        engine.set_gradient_accumulation_boundary(g == len(groups) - 1)
+        packed = pack([batch[i] for i in group], engine.device)
+        logits = engine(**packed.model_kwargs(), logits_to_keep=packed.keep).logits[0]
+        logp = torch.log_softmax(logits.float() / temperature, -1).gather(-1, packed.targets[:, None]).squeeze(-1)
+        advantages = torch.tensor([rng.choice((-1.0, 1.0)) for _ in group])[packed.rows]
+        engine.backward(-(logp * advantages).sum() / loss_tokens, scale_wrt_gas=False)
         engine.step()
-        n_real += int(attention.sum())
-        n_padded += tokens.numel()
-    return n_real, n_padded
 
 
 @contextlib.contextmanager

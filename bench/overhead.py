@@ -83,15 +83,23 @@ def main() -> None:
         "beside_gib": args.beside_gib, "bare_train_beside_s": train_beside,
         "bare_generated_tokens": spread([t for b in bare for t in b["generated_tokens"][1:]]),
         "bare_real_tokens": spread([t for b in bare for t in b["real_tokens"][1:]]),
+        "bare_computed_tokens": spread([t for b in bare for t in b["computed_tokens"][1:]]),
         "bare_padded_tokens": spread([t for b in bare for t in b["padded_tokens"][1:]]),
         "matmul_gflops": gflops,
         "train_flop_floor_s": flop_floor(bare[0], gflops["median"]),
         "raw": {"ours": ours, "bare": bare},
     }
+    floor = result["train_flop_floor_s"]
+    result.update(bare_train_over_floor=train["median"] / floor,
+                  ours_train_over_floor=summary["phases_s"]["train"]["median"] / floor)
     save(args.name, result)
     print(bare[0]["profile_top_ops"])
     print(f"\nbare generate {fmt(gen)} s + bare train {fmt(train)} s = {limit:.1f} s; train FLOP floor "
-          f"{result['train_flop_floor_s']:.1f} s at {gflops['median']:.0f} GFLOP/s")
+          f"{floor:.1f} s at {gflops['median']:.0f} GFLOP/s: bare train {result['bare_train_over_floor']:.2f}x, "
+          f"ours {result['ours_train_over_floor']:.2f}x")
+    tokens = {k: result[f"bare_{k}_tokens"]["median"] for k in ("real", "computed", "padded")}
+    print(f"tokens per step: real {tokens['real']:.0f}, computed (packed) {tokens['computed']:.0f}, "
+          f"padded (length-sorted micro-batches of train.micro_batch_size, before packing) {tokens['padded']:.0f}")
     print("\n| phase | bare s | r1ray s |\n|---|---:|---:|")
     for p in PHASES:
         base = {"generate": gen, "train": train}.get(p)

@@ -103,7 +103,10 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_steps: int = 0
     max_grad_norm: float = 1.0
-    micro_batch_size: int = 4  # sequences per forward/backward
+    micro_batch_size: int = 4  # sequences per forward/backward, when max_tokens_per_microbatch is 0
+    # Packed micro-batches (system/training/packing.py): sequences end to end, no padding, up to this many
+    # tokens per forward/backward of the policy and forward of the reference; 0: micro_batch_size sequences.
+    max_tokens_per_microbatch: int = 4096
     num_minibatches: int = 1  # optimizer steps per ppo epoch
     ppo_epochs: int = 1
     gradient_checkpointing: bool = False
@@ -412,6 +415,8 @@ def validate(cfg: Config) -> None:
     if cfg.fault.max_failures_in_a_row < 1 or min(cfg.fault.call_timeout_s, cfg.fault.collective_timeout_s,
                                                    cfg.fault.restart_timeout_s) <= 0:
         raise ConfigError("'fault.max_failures_in_a_row' must be >= 1 and the fault.*_timeout_s > 0")
+    if cfg.train.max_tokens_per_microbatch < 0:
+        raise ConfigError("'train.max_tokens_per_microbatch' must be >= 0 (0: train.micro_batch_size sequences)")
     if cfg.train.max_skipped_updates_in_a_row < 1:
         raise ConfigError("'train.max_skipped_updates_in_a_row' must be >= 1")
     if cfg.env.cls and cfg.eval.every > 0 and cfg.env.num_eval_seeds < 1:

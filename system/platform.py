@@ -1,7 +1,9 @@
 """The one place where CPU and GPU differ. Everything else runs the same code on both.
 
-GPU: CUDA tensors, NCCL for weight sync, vLLM sized by GPU memory fraction, fused AdamW.
-CPU: host tensors, gloo, vLLM's CPU backend sized by a KV-cache budget in GiB, eager mode.
+GPU: CUDA tensors, NCCL for weight sync, vLLM sized by GPU memory fraction, fused AdamW,
+     flash-attention over packed micro-batches where installed.
+CPU: host tensors, gloo, vLLM's CPU backend sized by a KV-cache budget in GiB, eager mode,
+     sdpa once per packed sequence.
 
 An actor asks `current_platform()` (the devices its own process sees); the driver, which may run
 on a node without a GPU, asks for the cluster's platform (`platform_for(has_gpu)`, fed by
@@ -28,6 +30,18 @@ class Platform:
     def adamw_kwargs(self) -> dict:
         """The fused AdamW kernel exists for CUDA tensors only."""
         return {"fused": self.is_gpu}
+
+    def attn_implementation(self, dtype: str) -> str:
+        """The trainer's attention over packed micro-batches (system/training/packing.py, which says how
+        each of transformers' attentions finds packed sequences): flash-attention's varlen kernel on a
+        GPU that has it (bf16/fp16 only), else torch's sdpa once per sequence."""
+        from transformers.utils import is_flash_attn_2_available
+
+        from system.training.packing import VARLEN_SDPA  # importing it registers it with transformers
+
+        if self.is_gpu and dtype != "float32" and is_flash_attn_2_available():
+            return "flash_attention_2"
+        return VARLEN_SDPA
 
     def vllm_env(self, cpu_kv_cache_gib: int, threads: int) -> dict[str, str]:
         """Environment to set before vLLM is imported in an engine process (`threads`: as set_threads)."""

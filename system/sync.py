@@ -4,7 +4,8 @@ Both sides agree on a *plan*: parameters grouped into buckets of one dtype and a
 `bucket_mb` each. For each bucket the sender flattens the tensors into one buffer and
 broadcasts it over a dedicated process group (NCCL on GPU, gloo on CPU); receivers split it
 back into named views and load them. Few large broadcasts beat hundreds of small ones, and one
-bucket travels while the next is flattened (`send`) or the previous one loaded (`receive`).
+bucket travels while the next is flattened (`send`) or the previous one loaded (`receive`). Both
+sides keep their bucket buffers from one sync to the next (`BucketBuffers`).
 When asked to, both sides checksum every buffer so that the driver can prove the bytes arrived
 intact.
 
@@ -59,17 +60,51 @@ def bucket_numel(bucket: Bucket) -> int:
     return -(-numel // per_word) * per_word
 
 
-def empty_bucket(bucket: Bucket, device: str) -> torch.Tensor:
-    return torch.empty(bucket_numel(bucket), dtype=bucket_dtype(bucket), device=device)
+def bucket_nbytes(bucket: Bucket) -> int:
+    return bucket_numel(bucket) * bucket_dtype(bucket).itemsize
 
 
-def flatten_bucket(bucket: Bucket, tensors: list[torch.Tensor], device: str) -> torch.Tensor:
-    flat = torch.zeros(bucket_numel(bucket), dtype=bucket_dtype(bucket), device=device)
+class BucketBuffers:
+    """Flat bucket buffers kept from one sync to the next: on CPU a fresh 64 MB buffer is fresh
+    memory, whose page faults cost ~0.27 s per GB on every sync (docs/benchmarks.md, table 3).
+    A buffer is handed out again once no tensor views it any more: the sender's once its broadcast
+    is done, the receiver's once the engine has loaded every tensor of it (vLLM's layer-wise reload
+    keeps a layer's tensors until the whole layer has arrived, which may be a bucket or more later).
+    So a side holds as many as were in use at once: two or three on the sender and receiver here."""
+
+    def __init__(self, nbytes: int, device: str):
+        self.nbytes, self.device = nbytes, device
+        self.buffers: list[torch.Tensor] = []
+
+    @classmethod
+    def for_plan(cls, plan: list[Bucket], device: str, current: Optional["BucketBuffers"]) -> "BucketBuffers":
+        """`current` if its buffers hold the plan's largest bucket, else new ones that do."""
+        nbytes = max(bucket_nbytes(b) for b in plan)
+        return current if current is not None and current.nbytes >= nbytes else cls(nbytes, device)
+
+    def take(self, bucket: Bucket) -> torch.Tensor:
+        """A flat buffer for `bucket` that nothing else uses."""
+        free = next((b for b in self.buffers if _unused(b)), None)
+        if free is None:
+            free = torch.empty(self.nbytes, dtype=torch.uint8, device=self.device)
+            self.buffers.append(free)
+        return free[:bucket_nbytes(bucket)].view(bucket_dtype(bucket))
+
+
+def _unused(buffer: torch.Tensor) -> bool:
+    """No tensor but `buffer` itself holds its memory: the storage's use count is this tensor's
+    reference and the handle `untyped_storage()` makes for the question (every view adds one)."""
+    return torch._C._storage_Use_Count(buffer.untyped_storage()._cdata) <= 2
+
+
+def flatten_bucket(bucket: Bucket, tensors: list[torch.Tensor], flat: torch.Tensor) -> torch.Tensor:
+    """The bucket's tensors end to end in `flat` (bucket_numel elements), its padding zeroed."""
     offset = 0
     for meta, tensor in zip(bucket, tensors):
         n = _numel(meta)
         flat[offset:offset + n].copy_(tensor.reshape(-1))
         offset += n
+    flat[offset:].zero_()
     return flat
 
 
@@ -119,8 +154,8 @@ def start_broadcast(group, tensor: torch.Tensor):
     return group.broadcast(tensor, 0)
 
 
-def send(group, plan: list[Bucket], tensors_of: Callable[[Bucket], AbstractContextManager], device: str,
-         verify: bool) -> list[int]:
+def send(group, plan: list[Bucket], tensors_of: Callable[[Bucket], AbstractContextManager],
+         buffers: BucketBuffers, verify: bool) -> list[int]:
     """The sender's half: every bucket flattened and broadcast, the previous one still on the wire
     meanwhile; returns one checksum per bucket if `verify`.
 
@@ -132,7 +167,7 @@ def send(group, plan: list[Bucket], tensors_of: Callable[[Bucket], AbstractConte
         with tensors_of(bucket) as tensors:
             if group is None:
                 continue
-            flat = flatten_bucket(bucket, tensors, device)
+            flat = flatten_bucket(bucket, tensors, buffers.take(bucket))
             if verify:
                 sums.append(checksum(flat))
             work = start_broadcast(group, flat)
@@ -144,7 +179,7 @@ def send(group, plan: list[Bucket], tensors_of: Callable[[Bucket], AbstractConte
     return sums
 
 
-def receive(group, plan: list[Bucket], device: str, verify: bool,
+def receive(group, plan: list[Bucket], buffers: BucketBuffers, verify: bool,
             sums: Optional[list[int]] = None) -> Iterator[tuple[str, torch.Tensor]]:
     """The receiver's half, lazily: (name, tensor) of every parameter, bucket k's once it has
     arrived, while bucket k+1 is already on the wire (two buckets held beyond the model). With
@@ -158,7 +193,7 @@ def receive(group, plan: list[Bucket], device: str, verify: bool,
 
     previous = None
     for bucket in plan:
-        flat = empty_bucket(bucket, device)
+        flat = buffers.take(bucket)
         work = start_broadcast(group, flat)
         if previous:
             yield from landed(*previous)

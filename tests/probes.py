@@ -31,6 +31,7 @@ def trainer_logprobs(policy, tokens: list[int]) -> torch.Tensor:
 
     def score(self, samples):
         self.engine.eval()
-        return compute_logprobs(self.engine, samples, self.cfg.train.micro_batch_size, self.pad_id, 1.0)
+        return compute_logprobs(self.engine, samples, 1.0, max_tokens=self.cfg.train.max_tokens_per_microbatch,
+                                micro_batch=self.cfg.train.micro_batch_size)
 
     return ray.get([a.__ray_call__.remote(score, [sample]) for a in policy.actors])[0][0][1:]

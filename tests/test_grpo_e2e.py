@@ -47,9 +47,11 @@ def initial_logprobs(model_path, seq):
 def test_two_grpo_steps_update_and_sync_the_engine(ray_job, tiny_model, tmp_path):
     # Two data-parallel policy ranks under ZeRO-3: gradients are averaged over ranks and the
     # partitioned parameters are gathered before each bucket is sent.
+    # Packed micro-batches of at most 200 tokens (~2 of the ~90-token sequences): each rank runs
+    # several, as many as the other rank (ZeRO-3 gathers in every forward); the reference too.
     # lr 2e-3: two updates move the engine's log-probs well clear of bf16 noise (~0.005 at step 0).
     actors, metrics = run(tmp_path, "train.num_ranks=2", "train.zero_stage=3", "placement.policy_cpus=0.25",
-                          "train.lr=2e-3")
+                          "train.lr=2e-3", "train.max_tokens_per_microbatch=200")
     assert [m["step"] for m in metrics] == [0, 1]
     for m in metrics:
         assert not [k for k in EXPECTED_KEYS if k not in m], "missing metric keys"

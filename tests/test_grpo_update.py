@@ -1,4 +1,5 @@
-"""The update itself (system/training/grpo.py) on a real DeepSpeed engine of the tiny model: an update
+"""The update itself (system/training/grpo.py) on a real DeepSpeed engine of the tiny model: packed
+micro-batches give the loss and gradients of the unpacked batch under every loss aggregation; an update
 whose loss or gradient is NaN/inf is skipped, not applied, and counted; the entropy bonus has the
 entropy's true gradient."""
 
@@ -12,8 +13,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from system.algorithms.losses import policy_loss
 from system.config import AlgorithmConfig
 from system.training.grpo import grpo_update, skipped_in_a_row, stop_if_skipping
+from system.training.logprobs import pad_sequences
+from system.training.packing import micro_batch_groups
 from system.training.samples import TrainingSample, split_for_training
 
 
@@ -64,13 +68,15 @@ def distributed():
     torch.distributed.destroy_process_group()
 
 
-def make_engine(model_path: str, zero_stage: int, dtype: str, grad_accum: int):
+def make_engine(model_path: str, zero_stage: int, dtype: str, grad_accum: int, lr: float = 1e-3,
+                max_grad_norm: float = 1.0):
     from system.platform import current_platform
     from system.training.engines import init_train_engine
 
-    train = SimpleNamespace(gradient_checkpointing=False, lr=1e-3, weight_decay=0.0, warmup_steps=0,
-                            zero_stage=zero_stage, micro_batch_size=2, max_grad_norm=1.0)
-    return init_train_engine(model_path, train, dtype, grad_accum, 1, current_platform())
+    train = SimpleNamespace(gradient_checkpointing=False, lr=lr, weight_decay=0.0, warmup_steps=0,
+                            zero_stage=zero_stage, micro_batch_size=2, max_grad_norm=max_grad_norm)
+    platform = current_platform()
+    return init_train_engine(model_path, train, dtype, grad_accum, 1, platform, platform.attn_implementation(dtype))
 
 
 def samples(advantages: list[float]) -> list[list[TrainingSample]]:
@@ -93,10 +99,10 @@ def weights_of(engine) -> torch.Tensor:
 @pytest.mark.parametrize("zero_stage, dtype", [(0, "float32"), (2, "bfloat16")])
 def test_nonfinite_updates_are_skipped_not_applied(distributed, tiny_model, zero_stage, dtype):
     """ZeRO-0 in fp32 keeps a plain torch optimizer, which would apply a NaN step; ZeRO-2 is DeepSpeed's own."""
-    engine = make_engine(tiny_model, zero_stage, dtype, grad_accum=2)  # 4 sequences: 2 micro-batches of 2
+    engine = make_engine(tiny_model, zero_stage, dtype, grad_accum=2)  # 4 sequences of 10: 2 micro-batches of 20 tokens
 
     def update(minibatches):
-        return grpo_update(engine, minibatches, AlgorithmConfig(), micro_batch=2, ppo_epochs=1, pad_id=0,
+        return grpo_update(engine, minibatches, AlgorithmConfig(), max_tokens=20, micro_batch=2, ppo_epochs=1,
                            temperature=1.0, world_size=1)
 
     before = weights_of(engine)
@@ -116,3 +122,69 @@ def test_nonfinite_updates_are_skipped_not_applied(distributed, tiny_model, zero
     after = weights_of(engine)
     assert fine["skipped_updates"] == 0 and fine["skipped_at_end"] == 0
     assert not torch.equal(after, before) and torch.isfinite(after).all()
+
+
+def varied_minibatch(loss_agg: str) -> list[list[TrainingSample]]:
+    """One mini-batch of 6 sequences of different prompt and response lengths, with reference log-probs."""
+    g = torch.Generator().manual_seed(1)
+    out = []
+    for i, (prompt, response) in enumerate([(7, 9), (3, 4), (11, 2), (5, 12), (9, 6), (4, 3)]):
+        n = prompt + response
+        s = TrainingSample(torch.randint(1, 500, (n,), generator=g), torch.tensor([0.0] * prompt + [1.0] * response),
+                           torch.zeros(n))
+        s.ref_logp = -torch.rand(n, generator=g) * 5
+        s.advantage = [1.0, -0.5, 2.0, -1.5, 0.25, -1.0][i]
+        out.append(s)
+    [shard] = split_for_training(out, 1, 1, loss_agg, 12, seed=0)
+    return shard
+
+
+def unpacked_loss(model, minibatch: list[TrainingSample], algo, temperature: float) -> torch.Tensor:
+    """The loss as a plain script computes it: one right-padded batch, attention mask, the textbook
+    log-softmax over every position."""
+    b = pad_sequences(minibatch, ["tokens", "weights", "ref_logp"], 0, "cpu")
+    logits = model(input_ids=b["tokens"], attention_mask=b["attention_mask"]).logits[:, :-1].float() / temperature
+    logp = torch.log_softmax(logits, -1).gather(-1, b["tokens"][:, 1:, None]).squeeze(-1)
+    logp = torch.nn.functional.pad(logp, (1, 0))
+    loss, _ = policy_loss(logp, logp.detach(), torch.tensor([s.advantage for s in minibatch]), b["weights"],
+                          algo.eps_low, algo.eps_high, ref_logp=b["ref_logp"], kl_coef=algo.kl_coef)
+    return loss
+
+
+@pytest.mark.parametrize("loss_agg", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"])
+def test_packed_update_has_the_unpacked_loss_and_gradients(distributed, tiny_model, loss_agg):
+    """fp32, lr 0 (the weights stay put) and no clipping: the gradient the optimizer is handed, whatever
+    the micro-batches (all in one, of 30 tokens, one sequence each, or 2 sequences each), is the
+    unpacked batch's."""
+    engine = make_engine(tiny_model, 0, "float32", grad_accum=1, lr=0.0, max_grad_norm=1e9)
+    algo = AlgorithmConfig(loss_agg=loss_agg, kl_coef=0.1)
+    minibatches = varied_minibatch(loss_agg)
+    loss = unpacked_loss(engine.module, minibatches[0], algo, 0.7)
+    loss.backward()
+    want_loss, want_grads = float(loss), {n: p.grad.clone() for n, p in engine.module.named_parameters()}
+    engine.module.zero_grad(set_to_none=True)
+    seen = []
+    engine.optimizer.register_step_pre_hook(
+        lambda *_: seen.append({n: p.grad.clone() for n, p in engine.module.named_parameters()}))
+    for max_tokens, micro_batch in [(10_000, 6), (30, 6), (1, 6), (0, 2)]:
+        groups = micro_batch_groups(minibatches[0], max_tokens, micro_batch, "cpu")
+        assert len(groups) == {10_000: 1, 30: 3, 1: 6, 0: 3}[max_tokens]
+        totals = grpo_update(engine, minibatches, algo, max_tokens=max_tokens, micro_batch=micro_batch,
+                             ppo_epochs=1, temperature=0.7, world_size=1)
+        assert totals["loss"] == pytest.approx(want_loss, rel=1e-5)
+        for name, grad in seen.pop().items():
+            scale = float(want_grads[name].abs().max())  # fp32 sums in another order: relative to the largest
+            torch.testing.assert_close(grad, want_grads[name], rtol=1e-4, atol=1e-5 * scale, msg=name)
+
+
+def test_packed_update_has_the_unpacked_loss_in_bf16(distributed, tiny_model):
+    """The trainer's setting (ZeRO-2, bf16): the same loss packed and unpacked, to bf16 precision."""
+    engine = make_engine(tiny_model, 2, "bfloat16", grad_accum=1, lr=0.0)
+    algo = AlgorithmConfig(kl_coef=0.1)
+    minibatches = varied_minibatch(algo.loss_agg)
+    with torch.no_grad():  # under ZeRO-2 only the engine's own backward may produce gradients
+        want_loss = float(unpacked_loss(engine.module, minibatches[0], algo, 1.0))
+    for max_tokens in (10_000, 30):
+        totals = grpo_update(engine, minibatches, algo, max_tokens=max_tokens, micro_batch=2, ppo_epochs=1,
+                             temperature=1.0, world_size=1)
+        assert totals["loss"] == pytest.approx(want_loss, rel=0.02, abs=1e-3)

@@ -1,33 +1,7 @@
-"""Log-probs over length-sorted micro-batches: every sequence scored, results in the order given."""
+"""The chunked log-softmax (SelectedLogprobs) equals the textbook one, gradients included. Log-probs
+of whole sequences over packed micro-batches: tests/test_packing.py."""
 
 import torch
-
-from system.training.logprobs import compute_logprobs, micro_batches
-from system.training.samples import TrainingSample
-
-
-def sample(tokens: torch.Tensor) -> TrainingSample:
-    return TrainingSample(tokens, torch.zeros(len(tokens)), torch.zeros(len(tokens)))
-
-
-def test_micro_batches_group_similar_lengths():
-    seqs = [sample(torch.zeros(n, dtype=torch.long)) for n in (9, 2, 7, 3, 8, 1)]
-    groups = micro_batches(seqs, 2)
-    assert [[len(s.tokens) for s in g] for g in groups] == [[1, 2], [3, 7], [8, 9]]
-    assert sum(len(g) for g in groups) == len(seqs)
-
-
-def test_compute_logprobs_keeps_the_given_order(tiny_model):
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
-    g = torch.Generator().manual_seed(0)
-    seqs = [sample(torch.randint(1, 1000, (n,), generator=g)) for n in (12, 5, 9, 17, 6)]
-    batched = compute_logprobs(model, seqs, micro_batch=2, pad_id=0, temperature=0.7)
-    for seq, logp in zip(seqs, batched):
-        [alone] = compute_logprobs(model, [seq], micro_batch=1, pad_id=0, temperature=0.7)
-        assert logp.shape == seq.tokens.shape
-        torch.testing.assert_close(logp, alone, atol=1e-4, rtol=0)
 
 
 def textbook_logprobs(logits, targets, temperature):

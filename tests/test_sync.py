@@ -7,8 +7,8 @@ from contextlib import contextmanager
 import pytest
 import torch
 
-from system.sync import (bucket_numel, checksum, flatten_bucket, init_sync_group, plan_buckets, receive, send,
-                         unflatten_bucket)
+from system.sync import (BucketBuffers, bucket_numel, checksum, flatten_bucket, init_sync_group, plan_buckets,
+                         receive, send, unflatten_bucket)
 
 
 def named(tensors):
@@ -23,12 +23,30 @@ def test_buckets_respect_size_and_dtype():
 
 
 def test_flatten_roundtrip_and_padding():
-    ts = [("x", torch.randn(3, 5).to(torch.bfloat16)), ("y", torch.randn(7).to(torch.bfloat16))]
+    ts = [("x", torch.randn(3, 5).to(torch.bfloat16)), ("y", torch.randn(6).to(torch.bfloat16))]
     [bucket] = plan_buckets(named(ts), 64)
-    assert bucket_numel(bucket) == 22  # 22 bf16 elements padded to whole 4-byte words
-    flat = flatten_bucket(bucket, [t for _, t in ts], "cpu")
+    assert bucket_numel(bucket) == 22  # 21 bf16 elements padded to whole 4-byte words
+    flat = BucketBuffers.for_plan([bucket], "cpu", None).take(bucket)
+    flat.view(torch.uint8).fill_(255)  # what a reused buffer may hold
+    flatten_bucket(bucket, [t for _, t in ts], flat)
     for (name, view), (ref_name, ref) in zip(unflatten_bucket(bucket, flat), ts):
         assert name == ref_name and torch.equal(view, ref)
+    assert flat[21] == 0  # the padding
+
+
+def test_buffers_are_reused_once_nothing_views_them():
+    ts = [("a", torch.zeros(1000)), ("b", torch.zeros(500)), ("c", torch.zeros(3000))]
+    plan = plan_buckets(named(ts), bucket_mb=0.005)  # a | b | c
+    buffers = BucketBuffers.for_plan(plan, "cpu", None)
+    assert buffers.nbytes == 12_000  # the largest bucket, c
+    held = unflatten_bucket(plan[0], buffers.take(plan[0]))  # the engine still holds a's tensor
+    second = buffers.take(plan[1])
+    assert second.data_ptr() != held[0][1].data_ptr()
+    del second, held
+    assert [buffers.take(b).data_ptr() for b in plan] == [buffers.buffers[0].data_ptr()] * 3
+    assert len(buffers.buffers) == 2
+    assert BucketBuffers.for_plan(plan[:1], "cpu", buffers) is buffers
+    assert BucketBuffers.for_plan(plan_buckets(named(ts), 1), "cpu", buffers) is not buffers  # a bucket of 16 KB
 
 
 def test_checksum_sees_one_flipped_bit_and_a_swap():
@@ -43,16 +61,22 @@ def test_checksum_sees_one_flipped_bit_and_a_swap():
 
 
 def _receiver(port, plan, verify, queue):
+    """Two syncs into the same buffers: the first keeps every tensor to the end (as a layer-wise
+    reload keeps a layer's until all of it has arrived), the second copies each at once."""
     group = init_sync_group("127.0.0.1", port, 1, 2, "gloo", timeout_s=60)
-    sums: list[int] = []
-    received = [(name, t.clone()) for name, t in receive(group, plan, "cpu", verify, sums)]
-    queue.put((sums, received))
+    buffers = BucketBuffers.for_plan(plan, "cpu", None)
+    for hold in (True, False):
+        sums: list[int] = []
+        weights = receive(group, plan, buffers, verify, sums)
+        received = [(name, t.clone()) for name, t in (list(weights) if hold else weights)]
+        queue.put((sums, received, len(buffers.buffers)))
 
 
 @pytest.mark.parametrize("verify", [True, False])
 def test_send_and_receive_a_plan_between_processes(verify):
-    """Both halves of the pipeline over a real gloo group: three buckets (so one is always on the
-    wire while another is flattened or loaded), every tensor arrives intact and in plan order."""
+    """Both halves of the pipeline over a real gloo group, twice, each side in buffers kept from the
+    first sync to the second: three buckets (so one is always on the wire while another is flattened
+    or loaded), every tensor arrives intact and in plan order."""
     from actors.group import free_port
 
     ts = [("w", torch.randn(64, 32).to(torch.bfloat16)), ("b", torch.randn(31).to(torch.bfloat16)),
@@ -73,15 +97,21 @@ def test_send_and_receive_a_plan_between_processes(verify):
     proc = ctx.Process(target=_receiver, args=(port, plan, verify, queue))
     proc.start()
     group = init_sync_group("127.0.0.1", port, 0, 2, "gloo", timeout_s=60)
-    sent_sums = send(group, plan, tensors_of, "cpu", verify)
-    received_sums, received = queue.get(timeout=60)
+    buffers = BucketBuffers.for_plan(plan, "cpu", None)
+    for sync in range(2):
+        for _, t in ts:
+            t.add_(1)  # an update between syncs
+        sent_sums = send(group, plan, tensors_of, buffers, verify)
+        received_sums, received, receiver_buffers = queue.get(timeout=60)
+        assert [name for name, _ in received] == [name for name, _ in ts]
+        assert all(torch.equal(t, by_name[name]) for name, t in received)
+        assert received_sums == sent_sums and len(sent_sums) == (3 if verify else 0)
+        assert not verify or sent_sums == [checksum(flatten_bucket(b, [by_name[m["name"]] for m in b],
+                                                                   torch.empty_like(buffers.take(b))))
+                                           for b in plan]
+        assert (len(buffers.buffers), receiver_buffers) == (2, 3)  # none new in the second sync
     proc.join(timeout=30)
-    assert entered == [[m["name"] for m in b] for b in plan]
-    assert [name for name, _ in received] == [name for name, _ in ts]
-    assert all(torch.equal(t, by_name[name]) for name, t in received)
-    assert received_sums == sent_sums and len(sent_sums) == (3 if verify else 0)
-    assert not verify or sent_sums == [checksum(flatten_bucket(b, [by_name[m["name"]] for m in b], "cpu"))
-                                       for b in plan]
+    assert entered == [[m["name"] for m in b] for b in plan] * 2
 
 
 def test_a_rank_without_the_group_only_enters_the_gathers():
@@ -94,5 +124,5 @@ def test_a_rank_without_the_group_only_enters_the_gathers():
         entered.append(len(bucket))
         yield [t for _, t in ts]
 
-    assert send(None, plan, tensors_of, "cpu", verify=True) == []
+    assert send(None, plan, tensors_of, BucketBuffers.for_plan(plan, "cpu", None), verify=True) == []
     assert entered == [1, 1]

@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from system.sync import init_sync_group, plan_buckets, send
+from system.sync import BucketBuffers, init_sync_group, plan_buckets, send
 from tests.probes import engine_logprobs
 
 
@@ -44,6 +44,7 @@ class Sender:
         self.group = init_sync_group("127.0.0.1", port, 0, 2, "gloo", timeout_s=60)
         ray_job.get(joined, timeout=60)
         self.ray, self.engine = ray_job, engine
+        self.buffers = None  # kept from one sync to the next, as the policy keeps them
 
     def sync(self, model, version: int) -> None:
         params = [(n, p) for n, p in model.named_parameters() if n != "lm_head.weight"]  # tied
@@ -61,7 +62,8 @@ class Sender:
                 return False
 
         received = self.engine.receive_weights.remote(plan, True, version)
-        sent = send(self.group, plan, Gathered, "cpu", verify=True)  # the engine receives meanwhile
+        self.buffers = BucketBuffers.for_plan(plan, "cpu", self.buffers)
+        sent = send(self.group, plan, Gathered, self.buffers, verify=True)  # the engine receives meanwhile
         assert self.ray.get(received, timeout=60) == sent
 
 
@@ -84,13 +86,15 @@ def test_engine_serves_the_sent_weights_including_a_tied_lm_head(ray_job, tiny_m
     before = torch.tensor(engine_logprobs(engine, [seq])[0])
     torch.testing.assert_close(before, hf_logprobs(model, seq), atol=0.05, rtol=0)
 
-    new = moved(model)
-    Sender(ray_job, engine).sync(new, version=1)
-    after, want = torch.tensor(engine_logprobs(engine, [seq])[0]), hf_logprobs(new, seq)
-    change, error = (want - before).abs().mean(), (after - want).abs().mean()
-    print(f"log-probs moved {change:.3f} by the new weights; engine vs sent weights {error:.4f}")
-    assert change > 0.3, "the test's weight change is too small to tell"
-    assert error < 0.05, "the engine does not serve the weights it received"
+    sender = Sender(ray_job, engine)
+    for version in (1, 2):  # the second sync lands in the buffers both sides kept from the first
+        new = moved(model, seed=version)
+        sender.sync(new, version=version)
+        after, want = torch.tensor(engine_logprobs(engine, [seq])[0]), hf_logprobs(new, seq)
+        change, error = (want - before).abs().mean(), (after - want).abs().mean()
+        print(f"log-probs moved {change:.3f} by the new weights; engine vs sent weights {error:.4f}")
+        assert change > 0.3, "the test's weight change is too small to tell"
+        assert error < 0.05, "the engine does not serve the weights it received"
     ray_job.kill(engine)
 
 

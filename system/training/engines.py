@@ -31,17 +31,20 @@ def deepspeed_config(zero_stage: int, micro_batch: int, grad_accum: int, dtype: 
     }
 
 
-def load_model(model_path: str, dtype: str, gradient_checkpointing: bool = False):
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=DTYPES[dtype])
+def load_model(model_path: str, dtype: str, gradient_checkpointing: bool = False, attn_implementation: str | None = None):
+    """`attn_implementation`: None for transformers' default; packed micro-batches need the platform's
+    (Platform.attn_implementation)."""
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=DTYPES[dtype], attn_implementation=attn_implementation)
     if gradient_checkpointing:
         model.gradient_checkpointing_enable()
     model.config.use_cache = False
     return model
 
 
-def init_train_engine(model_path: str, cfg, dtype: str, grad_accum: int, world_size: int, platform: Platform):
+def init_train_engine(model_path: str, cfg, dtype: str, grad_accum: int, world_size: int, platform: Platform,
+                      attn_implementation: str | None = None):
     """Policy: model + AdamW + warmup schedule under DeepSpeed ZeRO (cfg: TrainConfig)."""
-    model = load_model(model_path, dtype, cfg.gradient_checkpointing)
+    model = load_model(model_path, dtype, cfg.gradient_checkpointing, attn_implementation)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay,
                                   **platform.adamw_kwargs())
     warmup = max(cfg.warmup_steps, 0)
@@ -53,9 +56,10 @@ def init_train_engine(model_path: str, cfg, dtype: str, grad_accum: int, world_s
     return engine
 
 
-def init_eval_engine(model_path: str, zero_stage: int, micro_batch: int, dtype: str, world_size: int):
+def init_eval_engine(model_path: str, zero_stage: int, micro_batch: int, dtype: str, world_size: int,
+                     attn_implementation: str | None = None):
     """Reference: the frozen model, sharded by ZeRO-3 when it is large; no optimizer."""
-    model = load_model(model_path, dtype)
+    model = load_model(model_path, dtype, attn_implementation=attn_implementation)
     model.requires_grad_(False)
     ds_config = deepspeed_config(zero_stage if zero_stage == 3 else 0, micro_batch, 1, dtype, world_size)
     import deepspeed

@@ -9,24 +9,27 @@ import torch
 
 from system.algorithms.losses import policy_loss
 from system.algorithms.off_policy import off_policy_weights
-from system.training.logprobs import compute_logprobs, first_loss_position, micro_batches, pad_sequences, token_logprobs
+from system.training.logprobs import compute_logprobs, pad_sequences, token_logprobs
+from system.training.packing import micro_batch_groups, pack
 from system.training.samples import TrainingSample
 
 
-def grpo_update(engine, minibatches: list[list[TrainingSample]], algo, *, micro_batch: int, ppo_epochs: int,
-                pad_id: int, temperature: float, world_size: int) -> dict[str, float]:
-    """GRPO/PPO update over this rank's share of each mini-batch; one optimizer step per mini-batch.
+def grpo_update(engine, minibatches: list[list[TrainingSample]], algo, *, max_tokens: int, micro_batch: int,
+                ppo_epochs: int, temperature: float, world_size: int) -> dict[str, float]:
+    """GRPO/PPO update over this rank's share of each mini-batch; one optimizer step per mini-batch,
+    over packed micro-batches of at most `max_tokens` tokens (or `micro_batch` sequences when 0).
 
     Every sample has its `weights` (token weights of its mini-batch, see system/algorithms/losses.py)
     and `advantage`, and `ref_logp` when the KL term is on.
     Returns sums that the driver reduces over ranks, plus `sync/*` log-prob agreement stats
     between the engine that sampled and this trainer before its first optimizer step."""
     with_ref = minibatches[0][0].ref_logp is not None
-    keys = ["tokens", "loss_mask", "weights", "rollout_logp"] + (["ref_logp"] if with_ref else [])
+    keys = ["loss_mask", "weights", "rollout_logp"] + (["ref_logp"] if with_ref else [])
     reuse_old = ppo_epochs * len(minibatches) > 1  # off-policy after the first step: need frozen old log-probs
     if reuse_old:
         everything = [s for mb in minibatches for s in mb]
-        for s, logp in zip(everything, compute_logprobs(engine, everything, micro_batch, pad_id, temperature)):
+        for s, logp in zip(everything, compute_logprobs(engine, everything, temperature, max_tokens=max_tokens,
+                                                        micro_batch=micro_batch)):
             s.old_logp = logp
         keys.append("old_logp")
     engine.train()
@@ -38,11 +41,14 @@ def grpo_update(engine, minibatches: list[list[TrainingSample]], algo, *, micro_
         totals.update({"off_policy/ratio_sum": 0.0, "off_policy/ratio_max": 0.0, "off_policy/masked": 0.0})
     for epoch in range(ppo_epochs):
         for mb_index, minibatch in enumerate(minibatches):
-            for mb in micro_batches(minibatch, micro_batch):
-                b = pad_sequences(mb, keys, pad_id, engine.device)
+            groups = micro_batch_groups(minibatch, max_tokens, micro_batch, engine.device)
+            for g, group in enumerate(groups):
+                mb = [minibatch[i] for i in group]
+                last = g == len(groups) - 1  # its step applies the mini-batch's update
+                engine.set_gradient_accumulation_boundary(last)
+                b = pad_sequences(mb, keys, 0, engine.device)
                 mask = b["loss_mask"].bool()
-                logp, entropy = token_logprobs(engine, b["tokens"], b["attention_mask"], temperature, with_entropy=True,
-                                               start=first_loss_position(mb))
+                logp, entropy = token_logprobs(engine, pack(mb, engine.device), temperature, with_entropy=True)
                 old_logp = b["old_logp"] if reuse_old else logp.detach()
                 advantages = torch.tensor([s.advantage for s in mb], device=logp.device, dtype=logp.dtype)
                 is_weights = None
@@ -64,7 +70,7 @@ def grpo_update(engine, minibatches: list[list[TrainingSample]], algo, *, micro_
                     loss = logp.sum() * math.nan  # make it NaN, so the one rule below skips the update
                 # DeepSpeed averages gradients over ranks; weights already normalise over the global mini-batch.
                 engine.backward(loss * world_size, scale_wrt_gas=False)
-                applied = step_unless_nonfinite(engine)
+                applied = step_unless_nonfinite(engine, last)
                 if applied is not None:  # the mini-batch's last micro-batch: its update was applied or skipped
                     skipped = 0 if applied else skipped + 1
                     totals["skipped_updates"] += float(not applied)
@@ -88,13 +94,14 @@ def grpo_update(engine, minibatches: list[list[TrainingSample]], algo, *, micro_
     return totals
 
 
-def step_unless_nonfinite(engine) -> bool | None:
-    """engine.step(). At a mini-batch's end: whether its update was applied (False: skipped for a NaN/inf
+def step_unless_nonfinite(engine, boundary: bool) -> bool | None:
+    """engine.step(). At a mini-batch's end (`boundary`, as the engine was told before the micro-batch:
+    packed micro-batches vary in number): whether its update was applied (False: skipped for a NaN/inf
     gradient); None between micro-batches. DeepSpeed's own optimizers (ZeRO >= 1, bf16, fp16) skip such a
     step themselves and say so. The plain torch optimizer it keeps for ZeRO-0 in fp32 would apply it:
     there the gradients are dropped and the step is told it is not a boundary, so it only counts the
     micro-batch (as DeepSpeed's own skip, the learning-rate schedule does not advance)."""
-    if not engine.is_gradient_accumulation_boundary():
+    if not boundary:
         engine.step()
         return None
     plain = not hasattr(engine.optimizer, "overflow")  # its gradients are whole and reduced over ranks here
@@ -102,7 +109,6 @@ def step_unless_nonfinite(engine) -> bool | None:
         engine.zero_grad()
         engine.set_gradient_accumulation_boundary(False)
         engine.step()
-        engine.set_gradient_accumulation_boundary(None)  # back to DeepSpeed's own counting
         return False
     engine.step()
     return engine.was_step_applied()

@@ -1,4 +1,4 @@
-"""Per-token log-probs (and entropy) of sequences under a causal LM, on padded micro-batches.
+"""Per-token log-probs (and entropy) of sequences under a causal LM, on packed micro-batches (packing.py).
 
 Sequences are objects with 1-D tensor fields indexed by token position (samples.TrainingSample,
 sft.SFTRow): `tokens[t]`, and per-token values such as `logp[t]` = log pi(tokens[t] | tokens[:t]).
@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import torch
 
+from system.training.packing import Packed, micro_batch_groups, pack
+
 
 def pad_sequences(seqs: list, keys: list[str], pad_id: int, device) -> dict[str, torch.Tensor]:
-    """Right-pad each field's 1-D tensors to the longest sequence; adds `attention_mask`."""
+    """Right-pad each field's 1-D tensors to the longest sequence; adds `attention_mask`. (Packed
+    micro-batches pad only the per-token fields the loss reads, never the model's input.)"""
     length = max(len(s.tokens) for s in seqs)
     out = {}
     for key in keys:
@@ -72,50 +75,27 @@ class SelectedLogprobs(torch.autograd.Function):
         return grad, None, None, None
 
 
-def token_logprobs(
-    model, tokens: torch.Tensor, attention_mask: torch.Tensor, temperature: float = 1.0, with_entropy: bool = False,
-    start: int = 1,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """log pi(token_t | prefix) at temperature, [batch, length]; columns before `start` are 0.
+def token_logprobs(model, packed: Packed, temperature: float = 1.0,
+                   with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """log pi(token_t | its sequence before t) at temperature, [sequences, longest], on the needed
+    tokens of each sequence (packing.loss_span), 0 elsewhere; and the entropy there if asked.
 
     Temperature divides the logits exactly as the sampler did, so these match the engine's
-    sampling log-probs (vLLM's `processed_logprobs`). Only positions from `start` on (the first
-    generated token) go through the LM head and the vocabulary-wide softmax: with prompts
-    longer than answers, that is most of the work saved."""
-    keep = tokens.shape[1] - start + 1  # logits at positions start-1 .. L-1 predict tokens start .. L
-    logits = model(input_ids=tokens, attention_mask=attention_mask, use_cache=False, logits_to_keep=keep).logits
-    # The last position predicts nothing here: give it a dummy target and drop it (no copy of the logits).
-    targets = torch.nn.functional.pad(tokens[:, start:], (0, 1))
-    logp, entropy = SelectedLogprobs.apply(logits.flatten(0, 1), targets.flatten(), temperature, with_entropy)
-    shape = (tokens.shape[0], keep)
-    logp = torch.nn.functional.pad(logp.view(shape)[:, :-1], (start, 0))
-    return logp, torch.nn.functional.pad(entropy.view(shape)[:, :-1], (start, 0)) if with_entropy else None
-
-
-def first_loss_position(seqs: list) -> int:
-    """The earliest token that carries a log-prob we need (>= 1: nothing predicts token 0)."""
-    firsts = [int(torch.nonzero(s.loss_mask)[0]) for s in seqs if s.loss_mask.any()]
-    return max(1, min(firsts)) if len(firsts) == len(seqs) else 1
+    sampling log-probs (vLLM's `processed_logprobs`). Only the positions that predict a needed
+    token go through the LM head and the vocabulary-wide softmax: with prompts longer than
+    answers, that is most of the work saved."""
+    logits = model(**packed.model_kwargs(), use_cache=False, logits_to_keep=packed.keep).logits[0]
+    logp, entropy = SelectedLogprobs.apply(logits, packed.targets, temperature, with_entropy)
+    return packed.unpack(logp), packed.unpack(entropy) if with_entropy else None
 
 
 @torch.no_grad()
-def compute_logprobs(engine, seqs: list, micro_batch: int, pad_id: int, temperature: float) -> list[torch.Tensor]:
-    """Per-sequence log-prob tensors (length of each sequence), in the order given."""
+def compute_logprobs(engine, seqs: list, temperature: float, *, max_tokens: int, micro_batch: int) -> list[torch.Tensor]:
+    """Per-sequence log-prob tensors (length of each sequence), in the order given; micro-batches
+    as packing.micro_batch_groups makes them."""
     out: list[torch.Tensor] = [None] * len(seqs)
-    for mb in micro_batches(list(enumerate(seqs)), micro_batch, length=lambda item: len(item[1].tokens)):
-        index, mb = zip(*mb)
-        batch = pad_sequences(mb, ["tokens"], pad_id, engine.device)
-        logp, _ = token_logprobs(engine, batch["tokens"], batch["attention_mask"], temperature,
-                                 start=first_loss_position(mb))
-        for row, (i, s) in enumerate(zip(index, mb)):
-            out[i] = logp[row, : len(s.tokens)].float().cpu()
+    for group in micro_batch_groups(seqs, max_tokens, micro_batch, engine.device):
+        logp, _ = token_logprobs(engine, pack([seqs[i] for i in group], engine.device), temperature)
+        for row, i in enumerate(group):
+            out[i] = logp[row, : len(seqs[i].tokens)].float().cpu()
     return out
-
-
-def micro_batches(seqs: list, size: int, length=lambda s: len(s.tokens)) -> list[list]:
-    """Groups of `size`, cut from the sequences sorted by length: each group is padded to its own
-    longest, so similar lengths together compute least on padding (docs/benchmarks.md, table 2).
-    Losses are sums normalised over the
-    whole mini-batch, so the order does not change the gradient."""
-    ordered = sorted(seqs, key=length)
-    return [ordered[i:i + size] for i in range(0, len(ordered), size)]

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-from system.training.logprobs import micro_batches, pad_sequences
+from system.training.logprobs import pad_sequences
+from system.training.packing import micro_batches
 
 
 def load_conversations(cfg) -> tuple[list[list[dict]], list[list[dict]]]:

@@ -1,0 +1,155 @@
+"""Packed micro-batches: no compute on padding.
+
+A micro-batch is a group of sequences, at most `train.max_tokens_per_microbatch` tokens (a dynamic
+batch size; a longer sequence goes alone), laid end to end in one row: no padding. Position ids
+restart at 0 with each sequence and `cu_seq_lens` says where each starts, so attention never
+crosses from one into another. transformers' attentions each find the sequences their own way
+(masking_utils.py, modeling_flash_attention_utils.py in transformers 5.19):
+
+  sdpa, eager       a block-diagonal causal mask, found from the position ids (a new sequence where a
+                    position is not the previous one + 1) when no attention mask is given: right, but
+                    a dense row x row mask, and sdpa's CPU kernel computes all of it: 6x the attention
+                    time of one call per sequence here (16 sequences, 2844 tokens)
+  flash-attention   its varlen kernel, given `cu_seq_lens_*` and `max_length_*`; from position ids
+                    alone it finds packing only in a batch of one row
+  VARLEN_SDPA       (below) torch's sdpa once per sequence, given `cu_seq_lens_q`
+
+The trainer's model gets flash-attention where it is installed and VARLEN_SDPA elsewhere
+(system/platform.py). Grouping changes no loss: every token carries its weight within the whole
+mini-batch (system/algorithms/losses.py), whatever micro-batch it lands in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+VARLEN_SDPA = "varlen_sdpa"
+
+
+def varlen_sdpa(module, query, key, value, attention_mask, cu_seq_lens_q=None, **kwargs):
+    """Attention of sequences packed in one row ([1, heads, tokens, dim]), one sdpa call per sequence,
+    each causal on its own. Without `cu_seq_lens_q`, transformers' sdpa with the mask it was given."""
+    if cu_seq_lens_q is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    bounds = cu_seq_lens_q.tolist()
+    parts = [sdpa_attention_forward(module, query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], None, **kwargs)[0]
+             for a, b in zip(bounds, bounds[1:])]
+    return torch.cat(parts, dim=1), None
+
+
+AttentionInterface.register(VARLEN_SDPA, varlen_sdpa)
+AttentionMaskInterface.register(VARLEN_SDPA, sdpa_mask)
+
+
+def loss_span(seq) -> tuple[int, int]:
+    """(first, end): the log-probs needed are those of tokens first..end-1, from the first loss token
+    to the last, and the model needs tokens[:end] only (nothing after a token changes its log-prob).
+    A sequence without loss tokens: all of them (1..L-1; nothing predicts token 0)."""
+    where = torch.nonzero(seq.loss_mask).flatten()
+    if len(where) == 0:
+        return 1, len(seq.tokens)
+    return max(1, int(where[0])), int(where[-1]) + 1
+
+
+@dataclass
+class Packed:
+    """One micro-batch's sequences in one row, and where their log-probs go back to."""
+
+    tokens: torch.Tensor  # long [1, T]: each sequence up to its last needed token, end to end
+    positions: torch.Tensor  # long [1, T]: 0, 1, ... restarting with each sequence
+    cu_seq_lens: torch.Tensor  # int32 [n + 1]: where each sequence starts in the row, then T
+    keep: torch.Tensor  # long [K]: the row positions whose logits predict a needed token
+    targets: torch.Tensor  # long [K]: the token each of them predicts
+    rows: torch.Tensor  # long [K]: its sequence
+    cols: torch.Tensor  # long [K]: its position in that sequence
+    shape: tuple[int, int]  # (n, longest sequence): the padded layout of the other per-token fields
+
+    def model_kwargs(self) -> dict:
+        """What the model is called with: varlen attentions read `cu_seq_lens_*`, the others the position ids."""
+        longest = int(self.cu_seq_lens.diff().max())
+        return {"input_ids": self.tokens, "position_ids": self.positions, "cu_seq_lens_q": self.cu_seq_lens,
+                "cu_seq_lens_k": self.cu_seq_lens, "max_length_q": longest, "max_length_k": longest}
+
+    def unpack(self, values: torch.Tensor) -> torch.Tensor:
+        """[K] per needed token -> [n, longest], 0 elsewhere (differentiable)."""
+        return values.new_zeros(self.shape).index_put((self.rows, self.cols), values)
+
+
+def pack(seqs: list, device) -> Packed:
+    spans = [loss_span(s) for s in seqs]
+    ends = torch.tensor([end for _, end in spans])
+    starts = torch.cat([torch.zeros(1, dtype=torch.long), ends.cumsum(0)])
+    tokens = torch.cat([s.tokens[:end] for s, (_, end) in zip(seqs, spans)])
+    rows = torch.cat([torch.full((end - first,), i) for i, (first, end) in enumerate(spans)])
+    cols = torch.cat([torch.arange(first, end) for first, end in spans])
+    keep = starts[rows] + cols - 1  # the logits at position t - 1 predict token t
+    return Packed(tokens=tokens[None].to(device), positions=torch.cat([torch.arange(e) for e in ends])[None].to(device),
+                  cu_seq_lens=starts.to(device, torch.int32), keep=keep.to(device), targets=tokens[keep + 1].to(device),
+                  rows=rows.to(device), cols=cols.to(device), shape=(len(seqs), max(len(s.tokens) for s in seqs)))
+
+
+def micro_batches(seqs: list, size: int, length=lambda s: len(s.tokens)) -> list[list]:
+    """Groups of `size`, cut from the sequences sorted by length: padded to its own longest, each group
+    computes least on padding (SFT's rows); packed, each costs about the same."""
+    ordered = sorted(seqs, key=length)
+    return [ordered[i:i + size] for i in range(0, len(ordered), size)]
+
+
+def group_by_tokens(lengths: list[int], max_tokens: int) -> list[list[int]]:
+    """Indices grouped first-fit decreasing: each group at most `max_tokens` tokens, a longer one alone."""
+    groups: list[list[int]] = []
+    room: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        fit = next((g for g, r in enumerate(room) if lengths[i] <= r), None)
+        if fit is None:
+            groups.append([])
+            room.append(max_tokens)
+            fit = len(groups) - 1
+        groups[fit].append(i)
+        room[fit] -= lengths[i]
+    return groups
+
+
+def to_count(groups: list[list[int]], lengths: list[int], count: int) -> list[list[int]]:
+    """Split the largest groups in two (or merge the smallest) until there are `count`."""
+    groups = [list(g) for g in groups]
+    size = lambda g: sum(lengths[i] for i in g)  # noqa: E731
+    while len(groups) < count and any(len(g) > 1 for g in groups):
+        big = max((g for g in groups if len(g) > 1), key=size)
+        groups.remove(big)
+        halves: tuple[list[int], list[int]] = ([], [])
+        for i in sorted(big, key=lambda i: -lengths[i]):
+            min(halves, key=size).append(i)
+        groups += halves
+    while len(groups) > count:
+        a, b = sorted(groups, key=size)[:2]
+        groups.remove(a)
+        b += a
+    return groups
+
+
+def agreed_count(count: int, num_seqs: int, device) -> int:
+    """The number of micro-batches every data-parallel rank runs: ZeRO-2 reduces gradients in each
+    backward and ZeRO-3 gathers parameters in each forward, collectively, so all ranks must run the
+    same number. The most any rank needs, unless a rank has fewer sequences than that."""
+    if not (torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1):
+        return count
+    both = torch.tensor([count, -num_seqs], device=device)
+    torch.distributed.all_reduce(both, op=torch.distributed.ReduceOp.MAX)
+    return max(1, min(int(both[0]), -int(both[1])))
+
+
+def micro_batch_groups(seqs: list, max_tokens: int, micro_batch: int, device) -> list[list[int]]:
+    """Indices of `seqs` per micro-batch: by token budget when max_tokens > 0 (the longest first, so
+    few groups), else `micro_batch` sequences of similar length; as many groups as the other ranks."""
+    lengths = [loss_span(s)[1] for s in seqs]
+    if max_tokens > 0:
+        groups = group_by_tokens(lengths, max_tokens)
+    else:
+        groups = micro_batches(list(range(len(seqs))), micro_batch, length=lambda i: lengths[i])
+    return to_count(groups, lengths, agreed_count(len(groups), len(seqs), device))
