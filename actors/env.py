@@ -8,10 +8,12 @@ The episode loop that drives them is system/rollout/multiturn.py. Each env is pl
 
 from __future__ import annotations
 
+import traceback
+
 import ray
 
 from actors.calls import bounded_get
-from system.envs import PlayedEnv, make_env
+from system.envs import EnvProtocolError, PlayedEnv, make_env
 
 
 @ray.remote
@@ -33,7 +35,20 @@ class EnvWorker:
 
     def step(self, keys: list[int], actions: list[str]) -> list[tuple]:
         """(observation, reward, done, info) per key; after tool calls the observation is tool messages."""
-        return [self.envs[key].step(action) for key, action in zip(keys, actions)]
+        return [self._step(self.envs[key], action) for key, action in zip(keys, actions)]
+
+    @staticmethod
+    def _step(env: PlayedEnv, action: str) -> tuple:
+        """An env whose `step` raises (its own bug, or a reply that breaks it) ends the episode as
+        failed, with the traceback in info["env_error"]; the rollout leaves it unscored and counts it.
+        An answer outside the protocol (EnvProtocolError) is the env's bug to fix: it stops the run."""
+        try:
+            return env.step(action)
+        except EnvProtocolError:
+            raise
+        except Exception:  # noqa: BLE001 - any error of user code
+            env.done = True
+            return "", 0.0, True, {"success": False, "env_error": traceback.format_exc(limit=-4)}
 
 
 class EnvPool:

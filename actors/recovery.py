@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from typing import Optional
 
 from actors.calls import ActorFailure, process_ids, restart_actors
 from system.faults import FaultConfig, FaultError
@@ -49,7 +50,8 @@ class Recovery:
         `fault.restart` off. Too many failures in a row raise FaultError."""
         if not self.cfg.restart:
             raise error
-        hung = set(error.actors) if isinstance(error, ActorFailure) and error.hung else set()
+        failure = actor_failure(error)
+        hung = set(failure.actors) if failure is not None and failure.hung else set()
         if hung:
             restart_actors([(n, a) for n, a in self.named() if n in hung], self.pids, self.cfg.restart_timeout_s)
         pids = process_ids(self.named(), self.cfg.restart_timeout_s)
@@ -58,7 +60,7 @@ class Recovery:
             raise error
         self.failures += 1
         self.failures_in_a_row += 1
-        phase = error.phase if isinstance(error, ActorFailure) else phase
+        phase = failure.phase if failure is not None else phase
         if self.failures_in_a_row > self.cfg.max_failures_in_a_row:
             raise FaultError(f"{self.failures_in_a_row} actor failures in a row, the last in phase '{phase}': "
                              f"{', '.join(sorted(restarted))} restarted after: {error}") from error
@@ -78,14 +80,15 @@ class Recovery:
         return bool(restarted & set(self.actors.policy.names))
 
     def record(self, error: BaseException, phase: str, restarted: set[str], resumed_at: int, step_began: float,
-               run_dir: str) -> None:
-        """Once the run is back: the time lost (from the start of the failed step), a line on the console
-        and one in RUN_DIR/faults.jsonl."""
+               detected: float, run_dir: str) -> None:
+        """Once the run is back: the time lost (from the start of the failed step, time.monotonic()), a
+        line on the console and one in RUN_DIR/faults.jsonl (`detected`: time.time() of the error)."""
         lost = time.monotonic() - step_began
         self.lost_s += lost
-        phase = error.phase if isinstance(error, ActorFailure) else phase
-        event = {"time": time.time(), "phase": phase, "restarted": sorted(restarted), "resumed_at": resumed_at,
-                 "lost_s": round(lost, 2), "error": f"{type(error).__name__}: {error}"[:500]}
+        phase = failure.phase if (failure := actor_failure(error)) is not None else phase
+        event = {"detected": detected, "recovered_s": round(time.time() - detected, 2), "phase": phase,
+                 "restarted": sorted(restarted), "resumed_at": resumed_at, "lost_s": round(lost, 2),
+                 "error": f"{type(error).__name__}: {error}"[:500]}
         with open(os.path.join(run_dir, "faults.jsonl"), "a") as f:
             f.write(json.dumps(event) + "\n")
         print(f"fault: {', '.join(sorted(restarted))} restarted after a failure in phase '{phase}'; going on at "
@@ -93,3 +96,10 @@ class Recovery:
 
     def metrics(self) -> dict[str, float]:
         return {"fault/failures": self.failures, "fault/restarts": self.restarts, "fault/lost_s": self.lost_s}
+
+
+def actor_failure(error: BaseException) -> Optional[ActorFailure]:
+    """The ActorFailure that caused `error` (the rollout producer hands failures on wrapped), if any."""
+    while error is not None and not isinstance(error, ActorFailure):
+        error = error.__cause__
+    return error

@@ -209,17 +209,19 @@ def train(cfg: Config, run_dir: str) -> Actors:
                 recovery.step_done()
                 step += 1
             except Exception as error:  # an actor died or hung: restart it and retry, or stop
+                detected = time.time()
                 producer.close(wait=True)  # nothing touches the task source while the run goes back
                 restarted = recovery.recover(error, phase)  # raises what no actor's failure explains
                 step = go_back(cfg, actors, recovery, restarted, run_dir, step, updated, metrics, logger,
                                data_before, producer.data_state(step + 1), initial_data)
-                recovery.record(error, phase, restarted, step, began, run_dir)
+                recovery.record(error, phase, restarted, step, began, detected, run_dir)
                 bar.n = step
                 bar.refresh()
                 producer = new_producer(step)
     producer.close()
     if stop.requested:
-        print(f"stopped by {stop.signal} after step {step}: checkpoint saved, resume=true continues", flush=True)
+        print(f"stopped by {stop.signal} after {step} of {cfg.steps} steps, with a checkpoint: resume=true goes on",
+              flush=True)
     elif cfg.eval.every > 0:  # and once after the last update
         logger.log(evaluate(cfg.steps, cfg, actors.rollout, run_dir), cfg.steps)
     logger.close()

@@ -162,6 +162,8 @@ class EnvSection:
     max_context_tokens: int = 1024  # a trajectory reaching this ends, marked truncated
     trajectory_reward: str = "sum"  # sum | last: of the step rewards
     num_eval_seeds: int = 64  # held-out env seeds each eval plays (odd ones; training plays even ones)
+    # An episode whose env.step raised ends as failed and unscored; this many in a row stop the run.
+    max_errors_in_a_row: int = 32
 
 
 @dataclass

@@ -3,6 +3,7 @@ the engine's context, empty data, a missing model, a reward that raises, a damag
 one of another model. Each error comes before any actor starts, and says what to do."""
 
 import json
+import os
 import shutil
 
 import pytest
@@ -234,3 +235,33 @@ def test_the_launcher_stops_on_a_bad_checkpoint_before_ray_starts(no_ray, checkp
     (checkpoint / "state.json").unlink()
     with pytest.raises(CheckpointError, match="is incomplete: no state.json"):
         no_ray(["model.path=tiny", f"resume={checkpoint}", "logging.wandb_mode=disabled"])
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("fragile_every", [4, 1])
+def test_an_env_whose_step_raises_ends_the_episode_as_failed_and_too_many_in_a_row_stop_the_run(
+        ray_job, tiny_model, tmp_path, fragile_every):
+    from launcher.grpo import train
+    from system.metrics import read_metrics
+    from system.rollout.multiturn import EnvError
+    from tests.test_grpo_e2e import ROOT
+    from tests.test_multiturn_e2e import TINY_RUN
+
+    cfg = load_config(os.path.join(ROOT, "configs", "grpo_24point_cpu.yaml"), TINY_RUN + [
+        "env.cls=tests.user_plugins:FragileGym", f"env.params={{max_turns: 2, fragile_every: {fragile_every}}}",
+        "prompts_per_step=4", "eval.every=0", "env.max_errors_in_a_row=8", f"logging.output_dir={tmp_path}"])
+    run_dir = str(tmp_path / "run")
+    os.makedirs(run_dir)
+    if fragile_every == 1:  # every episode raises: the eighth in a row stops the run, with the env's traceback
+        with pytest.raises(RuntimeError) as stopped:
+            train(cfg, run_dir)
+        assert isinstance(stopped.value.__cause__, EnvError)
+        assert "8 episodes in a row" in str(stopped.value.__cause__)
+        assert "ZeroDivisionError: the env's own bug" in str(stopped.value.__cause__)
+        return
+    train(cfg, run_dir).shutdown()
+    metrics = read_metrics(run_dir)
+    assert [m["step"] for m in metrics] == [0, 1]
+    # Seeds 0, 4, 8, .. raise: their episodes end at once, unscored, counted; the rest play on.
+    assert all(0 < m["env/errors"] < 1 for m in metrics)
+    assert all(m["reward/unscorable_frac"] == m["env/errors"] for m in metrics)

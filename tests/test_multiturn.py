@@ -249,7 +249,7 @@ def test_live_episodes_generate_together_and_finished_ones_drop_out(tokenizer, t
         "env/invalid_actions": [0.0, 1.0, 1.0],
         "env/tool_calls": [0.0, 0.0, 0.0],
         "env/tool_errors": [0.0, 0.0, 0.0],
-        "env/success_after_retry": [0.0, 1.0, 0.0],
+        "env/success_after_retry": [0.0, 1.0, 0.0], "env/errors": [0.0, 0.0, 0.0],
     }
     assert summed.texts[2] == "\n".join(f"[env] {o}\n[model] {r}" for o, r in zip(
         ["Episode 2.", "Turn 1 over.", "Turn 2 over."], WRONG)) + "\n[env] Turn 3 over."

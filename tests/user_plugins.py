@@ -51,3 +51,31 @@ class ParrotGym:
         said = self.word in action
         reward = 1.0 if said else min(len(action), 200) / 400
         return ("Yes." if said else f"No. Say {self.word}."), reward, said, {"success": said}
+
+
+def kills_its_worker(completions: list[str], **columns) -> list[float]:
+    """A reward whose process dies on every call, as a verifier that segfaults would: each restart of
+    the reward worker fails the same way, until the run stops (fault.max_failures_in_a_row)."""
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+    return [0.0 for _ in completions]
+
+
+class FragileGym(ParrotGym):
+    """ParrotGym whose `step` raises on some tasks (every episode of `fragile_every`-th seed), as a user's
+    env with a bug would; fragile_every=1: on every one."""
+
+    def __init__(self, max_turns: int = 2, fragile_every: int = 4):
+        super().__init__(max_turns)
+        self.fragile_every = fragile_every
+
+    def reset(self, seed: int) -> str:
+        self.fragile = seed % self.fragile_every == 0
+        return super().reset(seed)
+
+    def step(self, action: str) -> tuple[str, float, bool, dict]:
+        if self.fragile:
+            raise ZeroDivisionError("the env's own bug")
+        return super().step(action)

@@ -197,6 +197,15 @@ def succeeded_after_retry(infos: list[dict]) -> float:
     return 0.0
 
 
+def env_error(episode: Trajectory) -> Optional[str]:
+    """The traceback of the exception that ended the episode in the env's step (actors/env.py), if any."""
+    return next((i["env_error"] for i in episode.infos if "env_error" in i), None)
+
+
+class EnvError(RuntimeError):
+    """Too many episodes in a row ended by an exception in the env's step: a bug to fix, not noise."""
+
+
 def to_rollouts(episodes: list[Trajectory], trajectory_reward: str) -> Rollouts:
     """Episodes -> what the GRPO update takes; env statistics ride along as `scores` for metrics,
     per episode: solved, turns (replies), invalid moves, tool calls, tool errors (calls that were
@@ -209,7 +218,8 @@ def to_rollouts(episodes: list[Trajectory], trajectory_reward: str) -> Rollouts:
         tokens=[ep.tokens for ep in episodes],
         loss_mask=[ep.loss_mask for ep in episodes],
         logprobs=[ep.logprobs for ep in episodes],
-        rewards=[ep.reward(trajectory_reward) for ep in episodes],
+        # An episode that the env's step ended by raising has no reward to learn from: unscored.
+        rewards=[None if env_error(ep) else ep.reward(trajectory_reward) for ep in episodes],
         scores={
             "env/success": [float(any(i.get("success", False) for i in ep.infos)) for ep in episodes],
             "env/turns": [float(len(ep.rewards)) for ep in episodes],
@@ -217,6 +227,7 @@ def to_rollouts(episodes: list[Trajectory], trajectory_reward: str) -> Rollouts:
             "env/tool_calls": count("tool_calls"),
             "env/tool_errors": count("tool_errors"),
             "env/success_after_retry": [succeeded_after_retry(ep.infos) for ep in episodes],
+            "env/errors": [float(env_error(ep) is not None) for ep in episodes],
         },
         finish_reasons=[ep.finish_reason for ep in episodes],
         texts=[ep.transcript() for ep in episodes],
@@ -255,6 +266,7 @@ class EpisodeRollout(Rollout):
         self.turns = ChatTurns(tokenizer, cfg.data.response_prefix)
         self.max_response_tokens = response_token_budget(envs.max_turns, cfg.rollout.max_new_tokens,
                                                          cfg.env.max_context_tokens)
+        self.errors_in_a_row = 0  # episodes ended by an exception in the env's step, over steps
 
     def train_tasks(self, step_seed: int) -> list[int]:
         return train_seeds(step_seed, self.cfg.prompts_per_step)
@@ -284,6 +296,15 @@ class EpisodeRollout(Rollout):
                 return self.envs.step(keys, replies)
 
         episodes = run_episodes(count, reset, sample, step, self.turns, self.cfg.env.max_context_tokens)
+        self._count_errors(episodes)
         rollouts = to_rollouts(episodes, self.cfg.env.trajectory_reward)
         rollouts.timings = timings
         return rollouts
+
+    def _count_errors(self, episodes: list[Trajectory]) -> None:
+        for ep in episodes:
+            error = env_error(ep)
+            self.errors_in_a_row = self.errors_in_a_row + 1 if error else 0
+            if self.errors_in_a_row >= self.cfg.env.max_errors_in_a_row:
+                raise EnvError(f"{self.errors_in_a_row} episodes in a row ended by an exception in "
+                               f"{self.cfg.env.cls}.step (env.max_errors_in_a_row); the last one:\n{error}")
