@@ -35,21 +35,26 @@ Track = Callable[[], Optional[Callable[[list[int], list[dict]], None]]]
 
 
 class EngineBridge:
-    def __init__(self, engine, version: Callable[[], int], step_lock: threading.Lock, turn_lock: threading.Lock,
-                 load_waiting: threading.Event, partial_rollout: bool, on_thread: Callable[[], None]):
-        """`engine`: the actor's LLMEngine; the locks, event and version are the actor's (actors/vllm_engine.py):
-        `step_lock` held for an engine step or a weight load, `turn_lock` by whoever has requests in the
-        engine, `load_waiting` set while a weight load waits. `on_thread` sets up a thread to step the engine."""
+    def __init__(self, engine, version: Callable[[], int], step_lock: threading.Lock,
+                 turn_lock: threading.Lock, load_waiting: threading.Event, partial_rollout: bool,
+                 on_thread: Callable[[], None]):
+        """`engine`: the actor's LLMEngine; the locks, the event and the version are the actor's
+        (actors/vllm_engine.py): `step_lock` held for an engine step or a weight load, `turn_lock` by
+        whoever has requests in the engine, `load_waiting` set while a weight load waits.
+        `on_thread` sets up a thread to step the engine."""
         self.engine, self.version, self.partial_rollout = engine, version, partial_rollout
-        self.step_lock, self.turn_lock, self.load_waiting, self.on_thread = step_lock, turn_lock, load_waiting, on_thread
+        self.step_lock, self.turn_lock, self.load_waiting = step_lock, turn_lock, load_waiting
+        self.on_thread = on_thread
         # What vLLM's serving classes read off an EngineClient.
         self.vllm_config, self.model_config = engine.vllm_config, engine.model_config
         self.renderer, self.input_processor = engine.renderer, engine.input_processor
         self.errored, self.dead_error = False, None
         self.track: Track = lambda: None
-        self._inbox: queue.SimpleQueue = queue.SimpleQueue()  # ("add", id, prompt, params, sink) | ("abort", id)
+        # ("add", request id, prompt, params, sink) | ("abort", request id)
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._held: list[tuple] = []  # requests not let in while a weight load waits for the engine
-        self._sinks: dict[str, tuple] = {}  # engine request id -> (event loop, asyncio.Queue); stepping thread only
+        # engine request id -> (event loop, asyncio.Queue); the stepping thread's only
+        self._sinks: dict[str, tuple] = {}
         self._wake = threading.Event()
         self._ids = itertools.count()
         threading.Thread(target=self._step_forever, name="engine-bridge", daemon=True).start()
@@ -93,7 +98,8 @@ class EngineBridge:
                 else:
                     merged.add(out, aggregate=True)
             if on_done is not None:
-                on_done(list(prompt_ids), [choices[i].result() for i in sorted(choices)])
+                prompt_ids = list(prompt_ids or prompt["prompt_token_ids"])
+                on_done(prompt_ids, [choices[i].result() for i in sorted(choices)])
             if final_only:
                 yield merged
         finally:
@@ -124,7 +130,8 @@ class EngineBridge:
         """Step the engine until it has no request left. With partial rollouts a weight load lands
         between two steps; without, it waits for the end of the busy period, and requests that
         arrive while it waits are held back until it has landed."""
-        whole, each_step = (nullcontext(), self.step_lock) if self.partial_rollout else (self.step_lock, nullcontext())
+        locks = (nullcontext(), self.step_lock), (self.step_lock, nullcontext())
+        whole, each_step = locks[0] if self.partial_rollout else locks[1]
         with whole:
             while True:
                 while self.partial_rollout and self.load_waiting.is_set():
@@ -171,6 +178,7 @@ class EngineBridge:
                 pass
 
     def _fail(self, error: Exception) -> None:
-        self.errored, self.dead_error = True, RuntimeError(f"the engine failed while serving requests: {error!r}")
+        self.errored = True
+        self.dead_error = RuntimeError(f"the engine failed while serving requests: {error!r}")
         for rid in list(self._sinks):
             self._deliver(rid, self.dead_error, True)

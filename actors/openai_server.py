@@ -26,13 +26,13 @@ from http import HTTPStatus
 
 import ray
 
+from actors.calls import bounded_get
 from system.agents.episodes import Call
 from system.rollout.agent import AgentRollout
 
 # (episode id, the call's arrival index in it) while vLLM's serving code handles a call
 CURRENT_CALL: contextvars.ContextVar = contextvars.ContextVar("r1ray_episode_call", default=None)
 START_TIMEOUT_S = 60.0
-EPISODES_TIMEOUT_S = 300.0  # the driver's wait for an engine to open or close a batch of episodes
 
 
 @dataclass
@@ -49,6 +49,10 @@ class Episode:
     def call_seed(self, index: int) -> int:
         return (self.seed * 1_000_003 + index) % (2**63)
 
+    def limit(self, asked) -> int:
+        """New tokens a call may generate: what it asked for, at most `max_tokens`."""
+        return min(asked or self.max_tokens, self.max_tokens)
+
 
 def _serving_classes():
     """vLLM's chat and completion serving, each taking its sampling from the call's episode."""
@@ -61,11 +65,11 @@ def _serving_classes():
             self.server = server
 
         async def create_chat_completion(self, request, raw_request=None):
-            asked = request.max_completion_tokens if request.max_completion_tokens is not None else request.max_tokens
             episode = self.server.begin_call(request, raw_request)
             if not isinstance(episode, Episode):
                 return episode
-            request.max_completion_tokens, request.max_tokens = min(asked or episode.max_tokens, episode.max_tokens), None
+            limit = episode.limit(request.max_completion_tokens or request.max_tokens)
+            request.max_completion_tokens, request.max_tokens = limit, None
             return await super().create_chat_completion(request, raw_request)
 
     class EpisodeCompletion(OpenAIServingCompletion):
@@ -77,7 +81,7 @@ def _serving_classes():
             episode = self.server.begin_call(request, raw_request)
             if not isinstance(episode, Episode):
                 return episode
-            request.max_tokens = min(request.max_tokens or episode.max_tokens, episode.max_tokens)
+            request.max_tokens = episode.limit(request.max_tokens)
             return await super().create_completion(request, raw_request)
 
     return EpisodeChat, EpisodeCompletion
@@ -96,15 +100,17 @@ class EpisodeServer:
         self.episodes: dict[str, Episode] = {}
         self._lock = threading.Lock()
         bridge.track = self._tracker
-        tools = {"enable_auto_tools": bool(serving["tool_parser"]), "tool_parser": serving["tool_parser"] or None}
-        common = {"request_logger": None, "chat_template": None, "chat_template_content_format": "auto", **tools}
+        parser = serving["tool_parser"]
+        common = {"request_logger": None, "chat_template": None, "chat_template_content_format": "auto",
+                  "enable_auto_tools": bool(parser), "tool_parser": parser or None}
         models = OpenAIServingModels(engine_client=bridge, base_model_paths=[
             BaseModelPath(name=self.model_name, model_path=bridge.model_config.model)])
         renderer = OnlineRenderer(bridge.model_config, bridge.renderer, **common)
         chat, completion = _serving_classes()
-        self.app = _episode_app(models, chat(self, engine_client=bridge, models=models, response_role="assistant",
-                                             online_renderer=renderer, **common),
-                                completion(self, bridge, models, online_renderer=renderer, request_logger=None))
+        self.app = _episode_app(
+            models, chat(self, engine_client=bridge, models=models, response_role="assistant",
+                         online_renderer=renderer, **common),
+            completion(self, bridge, models, online_renderer=renderer, request_logger=None))
         self.url = self._start(ray.util.get_node_ip_address())
 
     def open(self, episodes: dict[str, dict]) -> None:
@@ -129,7 +135,8 @@ class EpisodeServer:
                                              HTTPStatus.NOT_FOUND)
             index, episode.requests = episode.requests, episode.requests + 1
         request.model = self.model_name
-        request.temperature, request.top_p, request.seed = episode.temperature, episode.top_p, episode.call_seed(index)
+        request.temperature, request.top_p = episode.temperature, episode.top_p
+        request.seed = episode.call_seed(index)
         CURRENT_CALL.set((eid, index))
         return episode
 
@@ -162,7 +169,8 @@ class EpisodeServer:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not self.server.started:
             if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the OpenAI endpoint on {host} did not start within {START_TIMEOUT_S:.0f} s")
+                raise RuntimeError(f"the OpenAI endpoint on {host} did not start within "
+                                   f"{START_TIMEOUT_S:.0f} s")
             time.sleep(0.05)
         return f"http://{host}:{sock.getsockname()[1]}"
 
@@ -196,29 +204,24 @@ class EndpointPool:
     def open(self, episodes: dict[str, dict]) -> dict[str, str]:
         """Episode id -> its base URL (for the OpenAI client), for {id: sampling} of each episode."""
         shares = self._shares(list(episodes))
-        roots = self._wait([(name, engine.open_episodes.remote({eid: episodes[eid] for eid in share}, self.serving))
-                            for name, engine, share in shares], "opening agent episodes")
-        return {eid: f"{root}/episodes/{eid}/v1" for root, (_, _, share) in zip(roots, shares) for eid in share}
+        calls = [(name, engine.open_episodes.remote({eid: episodes[eid] for eid in share}, self.serving))
+                 for name, engine, share in shares]
+        roots = bounded_get(calls, "opening agent episodes", self.timeout_s)
+        return {eid: f"{root}/episodes/{eid}/v1" for root, (*_, share) in zip(roots, shares) for eid in share}
 
     def close(self, ids: list[str]) -> dict[str, list[Call]]:
         shares = self._shares(ids)
-        parts = self._wait([(name, engine.close_episodes.remote(share)) for name, engine, share in shares],
-                           "closing agent episodes")
+        parts = bounded_get([(name, engine.close_episodes.remote(share)) for name, engine, share in shares],
+                            "closing agent episodes", self.timeout_s)
         return {eid: calls for part in parts for eid, calls in part.items()}
 
     def _shares(self, ids: list[str]) -> list[tuple]:
         k = len(self.engines.engines)
         return [(self.engines.names[i], self.engines.engines[i], ids[i::k]) for i in range(k) if ids[i::k]]
 
-    def _wait(self, calls: list[tuple], phase: str) -> list:
-        try:
-            return ray.get([ref for _, ref in calls], timeout=self.timeout_s)
-        except ray.exceptions.GetTimeoutError:
-            names = ", ".join(name for name, _ in calls)
-            raise TimeoutError(f"{names}: no answer within {self.timeout_s:.0f} s (phase: {phase})") from None
-
 
 def agent_rollout(engines, rewards, tokenizer, cfg, sampler, eval_rows) -> AgentRollout:
     """The rollout of `cfg.agent.fn` over the engine pool's endpoints (actors/cluster.py builds it)."""
     serving = {"model_name": cfg.agent.model_name, "tool_parser": cfg.agent.tool_parser}
-    return AgentRollout(EndpointPool(engines, serving, EPISODES_TIMEOUT_S), rewards, tokenizer, cfg, sampler, eval_rows)
+    endpoints = EndpointPool(engines, serving, cfg.fault.call_timeout_s)
+    return AgentRollout(endpoints, rewards, tokenizer, cfg, sampler, eval_rows)

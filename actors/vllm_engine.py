@@ -121,8 +121,9 @@ class VLLMEngine:
         return self.endpoint.url
 
     def close_episodes(self, ids: list[str]) -> dict[str, list]:
-        """The episodes' recorded calls (system/agents/episodes.py: Call); their URLs stop answering."""
-        return self.endpoint.close(ids)
+        """The episodes' recorded calls (system/agents/episodes.py: Call); their URLs stop answering.
+        An engine restarted since they were opened has none."""
+        return self.endpoint.close(ids) if self.endpoint else {eid: [] for eid in ids}
 
     def _own_threads(self) -> None:
         """This call may run on another of the actor's threads than the last one, and OpenMP keeps a

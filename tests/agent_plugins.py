@@ -4,6 +4,7 @@ what it saw of each call (agents run in the driver: the test reads `SEEN` afterw
 from __future__ import annotations
 
 import threading
+import time
 
 # episode id -> {"calls": [(prompt ids, generated ids, log-probs)], "trimmed": bool, "failed": bool}
 SEEN: dict[str, dict] = {}
@@ -33,16 +34,30 @@ def recording_agent(client, task: dict, fail_every: int = 8, trim_every: int = 2
                           [t["logprob"] for t in choice["logprobs"]["content"]]))
     messages += [{"role": "assistant", "content": choice["message"]["content"]}]
     retry = [{"role": "user", "content": "Once more."}]
-    stream = client.chat.completions.create(model="m", messages=retry if seen["trimmed"] else messages + retry,
-                                            stream=True, logprobs=True, extra_body={"return_token_ids": True})
+    history = retry if seen["trimmed"] else messages + retry
+    stream = client.chat.completions.create(model="m", messages=history, stream=True, logprobs=True,
+                                            extra_body={"return_token_ids": True})
     chunks = [chunk.model_dump() for chunk in stream]
     prompt = chunks[0]["prompt_token_ids"]
     deltas = [c for chunk in chunks for c in chunk["choices"] if c.get("token_ids")]
     generated = [t for c in deltas for t in c["token_ids"]]
-    seen["calls"].append((prompt, generated, [t["logprob"] for c in deltas for t in c["logprobs"]["content"]]))
+    logprobs = [t["logprob"] for c in deltas for t in c["logprobs"]["content"]]
+    seen["calls"].append((prompt, generated, logprobs))
     third = client.completions.create(model="m", prompt=prompt + generated, max_tokens=4, logprobs=0,
                                       extra_body={"return_token_ids": True}).model_dump()["choices"][0]
     seen["calls"].append((prompt + generated, third["token_ids"], third["logprobs"]["token_logprobs"]))
     if seen["failed"]:
         raise RuntimeError("a bug in the agent")
     return None if int(task["answer"]) % 2 == 0 else len(third["text"]) / 40
+
+
+def patient_agent(client, task: dict, pause_s: float = 3.0):
+    """Two chat calls with a pause between them (a slow tool, say): with asynchronous GRPO a weight load
+    lands in the pause, so an episode spans two policy versions."""
+    messages = list(task["messages"])
+    for turn in range(2):
+        text = client.chat.completions.create(model="m", messages=messages).choices[0].message.content
+        messages += [{"role": "assistant", "content": text}, {"role": "user", "content": "Go on."}]
+        if turn == 0:
+            time.sleep(pause_s)
+    return len(text) / 40

@@ -28,7 +28,18 @@ RUN = [
 def contains_call(tokens: list[int], mask: list[int], prompt: list[int], generated: list[int]) -> bool:
     """The sample starts with the call's prompt and goes on with its generated tokens, in the loss."""
     end = len(prompt) + len(generated)
-    return tokens[: len(prompt)] == prompt and tokens[len(prompt): end] == generated and all(mask[len(prompt): end])
+    starts = tokens[: len(prompt)] == prompt and tokens[len(prompt): end] == generated
+    return starts and all(mask[len(prompt): end])
+
+
+def run(overrides: list[str], tmp_path) -> list[dict]:
+    """A GRPO run of the agent recipe with the tiny model; its metrics."""
+    cfg = load_config(os.path.join(ROOT, "configs", "grpo_openai_agent_cpu.yaml"),
+                      overrides + [f"logging.output_dir={tmp_path}", "logging.run_name=run"])
+    run_dir = os.path.join(str(tmp_path), "run")
+    os.makedirs(run_dir)
+    train(cfg, run_dir).shutdown()
+    return read_metrics(run_dir)
 
 
 @pytest.mark.e2e
@@ -48,12 +59,7 @@ def test_an_openai_client_agent_trains_through_the_endpoint(ray_job, tiny_model,
 
     monkeypatch.setattr(AgentRollout, "collect", collect)
     monkeypatch.setattr(EndpointPool, "close", close)
-    cfg = load_config(os.path.join(ROOT, "configs", "grpo_openai_agent_cpu.yaml"),
-                      RUN + [f"logging.output_dir={tmp_path}", "logging.run_name=run"])
-    run_dir = os.path.join(str(tmp_path), "run")
-    os.makedirs(run_dir)
-    train(cfg, run_dir).shutdown()
-    metrics = read_metrics(run_dir)
+    metrics = run(RUN, tmp_path)
 
     assert [m["step"] for m in metrics] == [0, 1] and len(collected) == len(closed) == 2
     for step, (m, (rollouts, scored), calls) in enumerate(zip(metrics, collected, closed)):
@@ -77,7 +83,8 @@ def test_an_openai_client_agent_trains_through_the_endpoint(ray_job, tiny_model,
         real = [k for k, mask in enumerate(rollouts.loss_mask) if any(mask)]
         assert sum(sum(rollouts.loss_mask[k]) for k in real) == sum(len(c.tokens) for c in generated)
         for c in generated:
-            assert any(contains_call(rollouts.tokens[k], rollouts.loss_mask[k], c.prompt, c.tokens) for k in real)
+            assert any(contains_call(rollouts.tokens[k], rollouts.loss_mask[k], c.prompt, c.tokens)
+                       for k in real)
         for k in real:  # the engine scores the sample's tokens as it sampled them
             mask, logprobs = rollouts.loss_mask[k], rollouts.logprobs[k]
             assert all((lp != 0.0) == (x == 1) for x, lp in zip(mask, logprobs))
@@ -89,3 +96,32 @@ def test_an_openai_client_agent_trains_through_the_endpoint(ray_job, tiny_model,
         assert len(rollouts.tokens) % 4 == 0 and sum(r is None for r in rollouts.rewards) >= 1
         assert m["reward/unscorable_frac"] > 0 and "reward/tests.user_plugins:response_length/mean" in m
 
+
+
+@pytest.mark.e2e
+def test_agent_episodes_span_weight_versions_with_async_grpo(ray_job, tiny_model, tmp_path, monkeypatch):
+    """schedule.max_staleness=1: the next batch's episodes run while the trainer updates, and the update's
+    weights land in the middle of them (between decode steps): their tokens carry both versions."""
+    closed = []
+    real_close = EndpointPool.close
+
+    def close(self, ids):
+        closed.append(real_close(self, ids))
+        return closed[-1]
+
+    monkeypatch.setattr(EndpointPool, "close", close)
+    metrics = run([o for o in RUN if not o.startswith(("steps=", "agent."))] + [
+        "steps=3", "schedule.max_staleness=1", "agent.fn=tests.agent_plugins:patient_agent",
+        "agent.params={}"],
+        tmp_path)
+
+    assert [m["step"] for m in metrics] == [0, 1, 2] and len(closed) == 3
+    assert all(m["async/staleness_max"] <= 1 and m["agent/calls"] == 2.0 and "train/loss" in m
+               for m in metrics)
+    mixed = 0
+    for step, calls in enumerate(closed):
+        for recorded in calls.values():
+            versions = {v for c in recorded for v in c.versions}
+            assert versions <= {step - 1, step}, versions  # at most one update stale
+            mixed += len(versions) == 2
+    assert mixed > 0

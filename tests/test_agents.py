@@ -18,10 +18,11 @@ def call(index: int, prompt: list[int], tokens: list[int], version: int = 0) -> 
 
 
 def test_calls_that_extend_the_history_make_one_sample():
-    calls = [call(0, [1, 2], [3, 4]), call(1, [1, 2, 3, 4, 5, 6], [7], version=1), call(2, [1, 2, 3, 4, 5, 6, 7], [8])]
+    calls = [call(0, [1, 2], [3, 4]), call(1, [1, 2, 3, 4, 5, 6], [7], version=1),
+             call(2, [1, 2, 3, 4, 5, 6, 7], [8])]
     [sample] = assemble(calls)
     assert sample.tokens == [1, 2, 3, 4, 5, 6, 7, 8]
-    assert sample.loss_mask == [0, 0, 1, 1, 0, 0, 1, 1]  # the agent's tokens (5, 6) and the prompt outside the loss
+    assert sample.loss_mask == [0, 0, 1, 1, 0, 0, 1, 1]  # the prompt and the agent's tokens (5, 6) outside
     assert sample.logprobs == [0.0, 0.0, -0.5, -0.5, 0.0, 0.0, -0.5, -0.5]
     assert sample.versions == [-1, -1, 0, 0, -1, -1, 1, 0]
     assert sample.texts == ["t0", "t1", "t2"]
@@ -39,7 +40,7 @@ def test_a_call_that_does_not_extend_the_tokens_starts_a_new_sample():
 
 
 def test_calls_are_taken_in_arrival_order_and_choices_of_one_request_branch():
-    calls = [call(1, [1, 2, 3, 5], [6]), call(0, [1, 2], [3]), call(0, [1, 2], [4])]  # request 0 had n=2 choices
+    calls = [call(1, [1, 2, 3, 5], [6]), call(0, [1, 2], [3]), call(0, [1, 2], [4])]  # request 0: 2 choices
     samples = assemble(calls)
     assert [s.tokens for s in samples] == [[1, 2, 3, 5, 6], [1, 2, 4]]
 
@@ -49,7 +50,8 @@ def test_split_episodes_take_their_group_advantage_in_every_copy():
     split = assemble([call(0, [1], [2]), call(1, [7], [8])])
     episodes = [one, split, [], one]  # two groups of 2; the third episode failed (no samples)
     order = group_aligned(episodes, 2)
-    assert [(i, s is not None) for i, s in order] == [(0, True), (1, True), (0, False), (1, True), (2, False), (3, True)]
+    assert [(i, s is not None) for i, s in order] == [(0, True), (1, True), (0, False), (1, True),
+                                                      (2, False), (3, True)]
     rewards = torch.tensor([[0.0, 1.0][i % 2] for i, _ in order])  # each sample carries its episode's reward
     advantages = grpo(rewards, torch.ones(len(order), dtype=torch.bool), 2)
     assert advantages[1] == advantages[3] > 0 > advantages[0] == advantages[2]
@@ -97,13 +99,14 @@ def test_agents_run_concurrently_within_the_bound_and_async_agents_get_an_async_
 
     start = time.monotonic()
     outcomes = run_agents(waits, ["http://h:1/episodes/e1/v1"] * 6, [{}] * 6, {}, 3, 5.0, 1.0)
-    assert [o.reward for o in outcomes] == [1.0] * 6 and 0.55 < time.monotonic() - start < 1.5  # 2 rounds of 3
+    assert [o.reward for o in outcomes] == [1.0] * 6
+    assert 0.55 < time.monotonic() - start < 1.5  # 2 rounds of 3
     assert run_agents(coroutine, ["http://h:1/v1"], [{}], {}, 1, 5.0, 1.0)[0].reward == 1.0
 
 
 def test_too_many_failed_episodes_stop_the_run():
-    outcomes = run_agents(returns(lambda task: task["r"]), ["u"] * 4, [{"r": 1}, {"r": "x"}, {"r": "y"}, {"r": 0}],
-                          {}, 2, 5.0, 1.0)
+    rows = [{"r": 1}, {"r": "x"}, {"r": "y"}, {"r": 0}]
+    outcomes = run_agents(returns(lambda task: task["r"]), ["u"] * 4, rows, {}, 2, 5.0, 1.0)
     check_failures(outcomes, 0.5)
     with pytest.raises(AgentError, match="2 of 4 agent episodes failed .* the first: returned 'x'"):
         check_failures(outcomes, 0.25)
@@ -113,7 +116,7 @@ def test_agent_config_is_checked():
     base = ["agent.fn=system.agents.examples.arithmetic:run"]
     cfg = load_config("configs/grpo_openai_agent_cpu.yaml", [])
     assert cfg.agent.fn and cfg.agent.concurrency >= 1
-    with pytest.raises(ConfigError, match="unknown config key 'agent.concurency'.*did you mean 'agent.concurrency'"):
+    with pytest.raises(ConfigError, match="unknown config key 'agent.concurency'.*'agent.concurrency'"):
         load_config("configs/grpo_arithmetic_cpu.yaml", base + ["agent.concurency=2"])
     with pytest.raises(ConfigError, match="'agent.fn': .*has no attribute 'nope'"):
         load_config("configs/grpo_arithmetic_cpu.yaml", ["agent.fn=system.agents.examples.arithmetic:nope"])
@@ -121,3 +124,51 @@ def test_agent_config_is_checked():
         load_config("configs/grpo_24point_cpu.yaml", base)
     with pytest.raises(ConfigError, match="max_failed_frac"):
         load_config("configs/grpo_arithmetic_cpu.yaml", base + ["agent.max_failed_frac=2"])
+
+
+class FakeEndpoints:
+    """Stands for actors/openai_server.py's pool: row "a"'s episodes split in two samples, the others
+    make one call."""
+
+    def open(self, sampling: dict) -> dict:
+        self.sampling = sampling
+        return {eid: f"http://127.0.0.1:9/episodes/{eid}/v1" for eid in sampling}
+
+    def close(self, ids: list[str]) -> dict:
+        calls = [[call(0, [1], [2]), call(1, [5], [6, 7])], [call(0, [1], [2])], [call(0, [1], [3])]]
+        return {eid: calls[k // 2] for k, eid in enumerate(ids)}
+
+
+class FakeRewards:
+    def score(self, texts, columns, n):
+        return {"numeric_accuracy": [0.25] * len(texts)}
+
+
+def by_row(client, task):
+    if task["q"] == "c":
+        raise ValueError("no")
+    return 0.5 if task["q"] == "a" else None
+
+
+def test_agent_rollout_lays_out_rewards_scores_and_failures(monkeypatch):
+    from transformers import AutoTokenizer
+
+    from system.models import tiny_model_path
+    from system.rollout.agent import AgentRollout
+
+    cfg = load_config("configs/grpo_openai_agent_cpu.yaml",
+                      ["agent.fn=tests.test_agents:by_row", "agent.params={}"])
+    rows = [{"q": q, "messages": [{"role": "user", "content": q}]} for q in "abc"]
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path())
+    rollout = AgentRollout(FakeEndpoints(), FakeRewards(), tokenizer, cfg, None, rows)
+    out = rollout.collect(rows, 7, 2, 0.5)
+    assert [s["temperature"] for s in rollout.endpoints.sampling.values()] == [0.5] * 6
+    assert [s["seed"] for s in rollout.endpoints.sampling.values()] == [7, 8, 9, 10, 11, 12]
+    assert len(out.tokens) == 8  # row a: 2 copies of its group (both episodes split), b: 1, c: 1 (fillers)
+    assert out.rewards == [0.5] * 4 + [0.25, 0.25] + [None, None]
+    assert out.tokens[:4] == [[1, 2], [1, 2], [5, 6, 7], [5, 6, 7]] and out.loss_mask[2] == [0, 1, 1]
+    assert out.loss_mask[6:] == [[0, 0], [0, 0]] and out.texts[6:] == ["", ""]
+    assert out.scores["agent/split_episodes"] == [1.0, 1.0, None, None, 0.0, 0.0, 0.0, 0.0]
+    assert out.scores["agent/failed"] == [0.0, 0.0, None, None, 0.0, 0.0, 1.0, 1.0]  # on first samples only
+    assert out.scores["numeric_accuracy"] == [None] * 4 + [0.25, 0.25, None, None]  # where the agent left it
+    assert out.scores["agent/calls"][:2] == [2.0, 2.0] and "timing/generate_s" in out.timings

@@ -11,4 +11,5 @@ these together is system/rollout/agent.py.
 from system.agents.episodes import Call, Sample, assemble, group_aligned
 from system.agents.runner import Outcome, register_agent, resolve_agent, run_agents
 
-__all__ = ["Call", "Outcome", "Sample", "assemble", "group_aligned", "register_agent", "resolve_agent", "run_agents"]
+__all__ = ["Call", "Outcome", "Sample", "assemble", "group_aligned", "register_agent", "resolve_agent",
+           "run_agents"]

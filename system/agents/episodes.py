@@ -81,7 +81,8 @@ def assemble(calls: list[Call]) -> list[Sample]:
     return samples
 
 
-def group_aligned(episodes: list[list[Sample]], n: int, multiple: int = 1) -> list[tuple[int, Optional[Sample]]]:
+def group_aligned(episodes: list[list[Sample]], n: int,
+                  multiple: int = 1) -> list[tuple[int, Optional[Sample]]]:
     """(episode index, its sample, or None for a filler) in GRPO order: `n` episodes per group, each
     group repeated once per sample of its longest episode (an episode without samples still takes
     one place). Whole filler copies of the last group are added until the count is a multiple of

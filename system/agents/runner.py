@@ -41,7 +41,8 @@ def run_agents(fn: Callable, urls: list[str], tasks: list[dict], params: dict, c
                timeout_s: float, request_timeout_s: float) -> list[Outcome]:
     """One episode per (base URL, task), at most `concurrency` at a time; outcomes in order."""
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="agent") as pool:
-        return list(pool.map(lambda job: _bounded(fn, *job, params, timeout_s, request_timeout_s), zip(urls, tasks)))
+        return list(pool.map(lambda url, task: _bounded(fn, url, task, params, timeout_s, request_timeout_s),
+                             urls, tasks))
 
 
 def _bounded(fn, url: str, task: dict, params: dict, timeout_s: float, request_timeout_s: float) -> Outcome:

@@ -38,31 +38,17 @@ class AgentRollout(SingleTurnRollout):
 
     def collect(self, rows: list[dict], seed: int, n: int, temperature: float) -> Rollouts:
         timings: dict[str, float] = {}
-        agent, rollout = self.cfg.agent, self.cfg.rollout
-        tasks = [row for row in rows for _ in range(n)]
-        ids = [f"{uuid.uuid4().hex[:12]}-{k}" for k in range(len(tasks))]
-        sampling = {eid: {"temperature": temperature, "top_p": rollout.top_p, "max_tokens": rollout.max_new_tokens,
-                          "seed": seed + k} for k, eid in enumerate(ids)}
+        rollout, ids = self.cfg.rollout, [f"{uuid.uuid4().hex[:12]}-{k}" for k in range(len(rows) * n)]
+        sampling = {eid: {"temperature": temperature, "top_p": rollout.top_p,
+                          "max_tokens": rollout.max_new_tokens, "seed": seed + k}
+                    for k, eid in enumerate(ids)}
         with timed(timings, "generate"):
-            urls = self.endpoints.open(sampling)
-            outcomes = run_agents(self.fn, [urls[eid] for eid in ids], tasks, dict(agent.params), agent.concurrency,
-                                  agent.timeout_s, agent.request_timeout_s)
-            calls = self.endpoints.close(ids)
-        failed = [o.error for o in outcomes if o.error]
-        if failed:
-            print(f"agent: {len(failed)} of {len(outcomes)} episodes failed; the first {failed[0]}", flush=True)
-        check_failures(outcomes, agent.max_failed_frac)
+            outcomes, calls = self._play([row for row in rows for _ in range(n)], ids, sampling)
         episodes = [[] if o.error else assemble(calls[eid]) for o, eid in zip(outcomes, ids)]
-        last = [max(calls[eid], key=lambda c: c.index, default=None) for eid in ids]
-        rewards, scores = [o.reward for o in outcomes], {}
-        if any(o.reward is None and not o.error for o in outcomes):  # left to the reward functions
-            with timed(timings, "reward"):
-                scores, combined = score_samples(self.rewards, self.cfg.reward, rows, [c.text if c else "" for c in last],
-                                                 [len(c.tokens) if c else 0 for c in last], n)
-            keep = [o.reward is None and not o.error and c is not None for o, c in zip(outcomes, last)]
-            rewards = [c if k else r for r, c, k in zip(rewards, combined, keep)]
-            scores = {name: [v if k else None for v, k in zip(values, keep)] for name, values in scores.items()}
-        rewards = [None if o.error else r for o, r in zip(outcomes, rewards)]
+        last = [None if o.error else max(calls[eid], key=lambda c: c.index, default=None)
+                for o, eid in zip(outcomes, ids)]
+        with timed(timings, "reward"):
+            rewards, scores = self._rewards(rows, n, outcomes, last)
         scores.update({
             "agent/calls": [float(len({c.index for c in calls[eid]})) for eid in ids],
             "agent/split_episodes": [float(len(samples) > 1) for samples in episodes],
@@ -71,6 +57,34 @@ class AgentRollout(SingleTurnRollout):
         rollouts = self._laid_out(episodes, rewards, scores, n)
         rollouts.timings = timings
         return rollouts
+
+    def _play(self, tasks: list[dict], ids: list[str], sampling: dict) -> tuple[list, dict]:
+        """Each task's agent on its episode's URL; (the outcomes, each episode's recorded calls)."""
+        agent = self.cfg.agent
+        urls = self.endpoints.open(sampling)
+        outcomes = run_agents(self.fn, [urls[eid] for eid in ids], tasks, dict(agent.params),
+                              agent.concurrency, agent.timeout_s, agent.request_timeout_s)
+        calls = self.endpoints.close(ids)
+        failed = [o.error for o in outcomes if o.error]
+        if failed:
+            print(f"agent: {len(failed)} of {len(outcomes)} episodes failed; the first {failed[0]}",
+                  flush=True)
+        check_failures(outcomes, agent.max_failed_frac)
+        return outcomes, calls
+
+    def _rewards(self, rows: list[dict], n: int, outcomes: list, last: list) -> tuple[list, dict]:
+        """Per episode: the agent's reward, or the reward functions' score of its last call's text where
+        the agent returned None (their scores, None elsewhere); None for a failed episode, or one without
+        a call to score."""
+        rewards = [o.reward for o in outcomes]
+        scored = [o.reward is None and call is not None for o, call in zip(outcomes, last)]
+        if not any(scored):
+            return rewards, {}
+        texts, lengths = [c.text if c else "" for c in last], [len(c.tokens) if c else 0 for c in last]
+        scores, combined = score_samples(self.rewards, self.cfg.reward, rows, texts, lengths, n)
+        rewards = [c if k else r for r, c, k in zip(rewards, combined, scored)]
+        kept = {name: [v if k else None for v, k in zip(values, scored)] for name, values in scores.items()}
+        return rewards, kept
 
     def _laid_out(self, episodes, rewards: list[Optional[float]], scores: dict, n: int) -> Rollouts:
         """Samples in whole GRPO groups (episodes.group_aligned); an episode's scores sit on its first
