@@ -109,3 +109,18 @@ def test_bf16_packed_logprobs_are_each_sequence_alone(tiny_model):
     packed = compute_logprobs(model, seqs, 1.0, max_tokens=10_000, micro_batch=2)
     for s, logp in zip(seqs, packed):
         torch.testing.assert_close(logp, alone(model, s, 1.0), atol=0.05, rtol=0)
+
+
+def test_a_sliding_window_holds_inside_packed_sequences():
+    """Mistral-style layers attend to the last few tokens only: packed, each sequence keeps that window."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    torch.manual_seed(0)
+    config = MistralConfig(vocab_size=1000, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                           num_attention_heads=2, num_key_value_heads=1, sliding_window=4,
+                           attn_implementation=CPU.attn_implementation("float32"))
+    model = MistralForCausalLM(config).eval()
+    assert model.config._attn_implementation == CPU.attn_implementation("float32")
+    seqs = random_samples([12, 9])
+    for s, logp in zip(seqs, compute_logprobs(model, seqs, 1.0, max_tokens=100, micro_batch=2)):
+        torch.testing.assert_close(logp, alone(model, s, 1.0), atol=1e-5, rtol=0)

@@ -33,8 +33,9 @@ VARLEN_SDPA = "varlen_sdpa"
 
 def varlen_sdpa(module, query, key, value, attention_mask, cu_seq_lens_q=None, **kwargs):
     """Attention of sequences packed in one row ([1, heads, tokens, dim]), one sdpa call per sequence,
-    each causal on its own. Without `cu_seq_lens_q`, transformers' sdpa with the mask it was given."""
-    if cu_seq_lens_q is None:
+    each causal on its own. Without `cu_seq_lens_q`, or in a sliding-window layer (Mistral, Qwen2's
+    option), transformers' sdpa with the mask it was given: the dense one, which has both."""
+    if cu_seq_lens_q is None or kwargs.get("sliding_window"):
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     bounds = cu_seq_lens_q.tolist()
     parts = [sdpa_attention_forward(module, query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], None, **kwargs)[0]
