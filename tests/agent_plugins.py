@@ -12,14 +12,19 @@ _count = iter(range(10**9))
 _lock = threading.Lock()
 
 
+TOOL = {"type": "function", "function": {"name": "add", "description": "Add two numbers.", "parameters": {
+    "type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}}}}
+
+
 def episode_of(client) -> str:
     return str(client.base_url).split("/episodes/")[1].split("/")[0]
 
 
 def recording_agent(client, task: dict, fail_every: int = 8, trim_every: int = 2):
-    """Three calls: a chat completion; a streamed one after the history (or, on every `trim_every`-th
-    episode, after only a new user message: the agent trimmed its history, a split); a plain completion
-    on the token ids of the conversation so far. Every `fail_every`-th episode raises after its calls.
+    """Three calls: a chat completion offering a tool; a streamed one after the history (or, on every
+    `trim_every`-th episode, after only a new user message: the agent trimmed its history, a split); a
+    plain completion on the token ids of the conversation so far. Every `fail_every`-th episode raises
+    after its calls.
     The reward is the length of the last text (a random model varies in it), or None for rows whose
     answer is even: the configured reward functions score those."""
     with _lock:
@@ -28,7 +33,7 @@ def recording_agent(client, task: dict, fail_every: int = 8, trim_every: int = 2
                                        "failed": k % fail_every == fail_every - 1}
     messages = list(task["messages"])
     first = client.chat.completions.create(model="any-name", messages=messages, logprobs=True,
-                                           extra_body={"return_token_ids": True}).model_dump()
+                                           tools=[TOOL], extra_body={"return_token_ids": True}).model_dump()
     choice = first["choices"][0]
     seen["calls"].append((first["prompt_token_ids"], choice["token_ids"],
                           [t["logprob"] for t in choice["logprobs"]["content"]]))

@@ -13,7 +13,7 @@ def engine_logprobs(engine, sequences: list[list[int]]) -> list[list[float]]:
     def score(self, sequences):
         from vllm import SamplingParams, TokensPrompt
 
-        self._own_threads()  # this thread may not have stepped the engine before (vLLM checks its thread count)
+        self._own_threads()  # this thread may not have stepped the engine yet (vLLM checks its threads)
         params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=1.0)
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=s) for s in sequences], params, use_tqdm=False)
         return [[step[token].logprob for step, token in zip(out.prompt_logprobs[1:], seq[1:])]

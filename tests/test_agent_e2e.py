@@ -19,7 +19,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN = [
     "model.path=tiny", "steps=2", "prompts_per_step=2", "rollout.group_size=4", "rollout.max_new_tokens=8",
     "rollout.max_model_len=512", "rollout.temperature=1.0", "agent.fn=tests.agent_plugins:recording_agent",
-    "agent.params={}", "agent.concurrency=4", "reward.functions={tests.user_plugins:response_length: 1.0}",
+    "agent.params={}", "agent.concurrency=4", "agent.tool_parser=hermes",
+    "reward.functions={tests.user_plugins:response_length: 1.0}",
     "train.lr=1e-3", "logging.wandb_mode=disabled", "logging.progress_bar=false", "sync.bucket_mb=4",
     "sync.verify_every=1", "checkpoint.save_final=false", "eval.every=0",
 ]

@@ -38,4 +38,10 @@ def agent_problem(cfg) -> Optional[str]:
         return "'agent.concurrency' must be >= 1 and 'agent.timeout_s', 'agent.request_timeout_s' > 0"
     if not 0 <= agent.max_failed_frac <= 1:
         return "'agent.max_failed_frac' must be between 0 and 1"
+    if agent.tool_parser:
+        from vllm.tool_parsers import ToolParserManager  # seconds to import: only when one is named
+
+        if agent.tool_parser not in ToolParserManager.list_registered():
+            return (f"'agent.tool_parser': vLLM has no tool parser '{agent.tool_parser}'; it has "
+                    f"{', '.join(ToolParserManager.list_registered())}")
     return None
