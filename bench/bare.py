@@ -98,11 +98,11 @@ def bare_train(cfg, batches_path: str, step: str = "minimal") -> dict:
     train_step = minimal_step if step == "minimal" else functools.partial(our_update, cfg)
     for batch in batches:
         start = time.perf_counter()
-        train_step(engine, batch, t.max_tokens_per_microbatch, cfg.rollout.temperature, rng)
+        train_step(engine, batch, t, cfg.rollout.temperature, rng)
         times.append(time.perf_counter() - start)
         tokens.append(count_tokens(batch, t.micro_batch_size))
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
-        train_step(engine, batches[-1], t.max_tokens_per_microbatch, cfg.rollout.temperature, rng)
+        train_step(engine, batches[-1], t, cfg.rollout.temperature, rng)
     top = profile.key_averages().table(sort_by="self_cpu_time_total", row_limit=20)
     return {"train_s": times, **{f"{k}_tokens": [n[k] for n in tokens] for k in ("real", "computed", "padded")},
             "matmul_gflops": matmul_gflops(), "profile_top_ops": top}
@@ -116,8 +116,7 @@ def count_tokens(batch: list[TrainingSample], micro_batch: int) -> dict[str, int
             "padded": padded}
 
 
-def our_update(cfg, engine, batch: list[TrainingSample], max_tokens: int, temperature: float,
-               rng: random.Random) -> None:
+def our_update(cfg, engine, batch: list[TrainingSample], t, temperature: float, rng: random.Random) -> None:
     """The same step through our own update code (system/training/grpo.py's grpo_update, as the policy actor
     runs it), without Ray: tells the cost of our update code from the cost of running in an actor."""
     from system.training.grpo import grpo_update
@@ -129,18 +128,18 @@ def our_update(cfg, engine, batch: list[TrainingSample], max_tokens: int, temper
             s.ref_logp = s.rollout_logp.clone()
     [shard] = split_for_training(batch, cfg.train.num_minibatches, 1, cfg.algorithm.loss_agg,
                                  cfg.rollout.max_new_tokens, seed=0)
-    grpo_update(engine, shard, cfg.algorithm, max_tokens=max_tokens, micro_batch=cfg.train.micro_batch_size,
-                ppo_epochs=cfg.train.ppo_epochs, temperature=temperature, world_size=1)
+    grpo_update(engine, shard, cfg.algorithm, max_tokens=t.max_tokens_per_microbatch, micro_batch=t.micro_batch_size,
+                ppo_epochs=t.ppo_epochs, temperature=temperature, world_size=1)
 
 
-def minimal_step(engine, batch: list[TrainingSample], max_tokens: int, temperature: float,
-                 rng: random.Random) -> None:
-    """One optimizer step over `batch` in packed micro-batches (as ours), the log-probs as a plain
-    training script computes them: log-softmax of the tempered fp32 logits of the generated tokens, gather."""
-    from system.training.packing import group_by_tokens
+def minimal_step(engine, batch: list[TrainingSample], t, temperature: float, rng: random.Random) -> None:
+    """One optimizer step over `batch` in packed micro-batches (as ours; t: TrainConfig), the log-probs as
+    a plain training script computes them: log-softmax of the tempered fp32 logits of the generated
+    tokens, gather."""
+    from system.training.packing import micro_batch_groups
 
     loss_tokens = sum(float(s.loss_mask.sum()) for s in batch)
-    groups = group_by_tokens([len(s.tokens) for s in batch], max_tokens)
+    groups = micro_batch_groups(batch, t.max_tokens_per_microbatch, t.micro_batch_size, engine.device)
     for g, group in enumerate(groups):
         engine.set_gradient_accumulation_boundary(g == len(groups) - 1)
         packed = pack([batch[i] for i in group], engine.device)

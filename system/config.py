@@ -106,7 +106,8 @@ class TrainConfig:
     micro_batch_size: int = 4  # sequences per forward/backward, when max_tokens_per_microbatch is 0
     # Packed micro-batches (system/training/packing.py): sequences end to end, no padding, up to this many
     # tokens per forward/backward of the policy and forward of the reference; 0: micro_batch_size sequences.
-    max_tokens_per_microbatch: int = 4096
+    # 2048: as fast as 4096 here and 1.4 GB less memory; 8192 slower (docs/benchmarks.md, table 2).
+    max_tokens_per_microbatch: int = 2048
     num_minibatches: int = 1  # optimizer steps per ppo epoch
     ppo_epochs: int = 1
     gradient_checkpointing: bool = False
