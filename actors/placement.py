@@ -41,26 +41,31 @@ class Placement:
         self.counts, self.cpus = _role_counts(roles), _role_cpus(p)
         self.tp = roles.engine_devices
         self.colocate = p.colocate
+        self.node_resources = p.node_resources  # role -> custom resources its bundles ask for
         self.groups: dict[str, list] = {}  # role -> [(pg, bundle index)] per actor
         self.pgs: list = []
         devices = max(self.counts["engine"] * self.tp, self.counts["policy"], self.counts["reference"])
         if self.colocate:
-            shared = self._make([self._device_bundle(sum(self.cpus[k] for k in COLOCATE_FRACTION))] * devices)
+            cpus = sum(self.cpus[k] for k in COLOCATE_FRACTION)
+            shared = self._make([self._device_bundle(cpus, *COLOCATE_FRACTION)] * devices)
             for role in COLOCATE_FRACTION:
                 self.groups[role] = [(shared, i * (self.tp if role == "engine" else 1)) for i in range(self.counts[role])]
         else:
             for role in ("policy", "reference"):
-                pg = self._make([self._device_bundle(self.cpus[role])] * self.counts[role]) if self.counts[role] else None
+                bundles = [self._device_bundle(self.cpus[role], role)] * self.counts[role]
+                pg = self._make(bundles) if bundles else None
                 self.groups[role] = [(pg, i) for i in range(self.counts[role])]
-            self.groups["engine"] = [
-                (self._make([self._device_bundle(self.cpus["engine"])] * self.tp), 0) for _ in range(self.counts["engine"])
-            ]
+            self.groups["engine"] = [(self._make([self._device_bundle(self.cpus["engine"], "engine")] * self.tp), 0)
+                                     for _ in range(self.counts["engine"])]
         for role in ("reward", "env"):  # CPU-only workers
-            pg = self._make([{"CPU": self.cpus[role]}] * self.counts[role]) if self.counts[role] else None
+            bundle = {"CPU": self.cpus[role], **self.node_resources.get(role, {})}
+            pg = self._make([bundle] * self.counts[role]) if self.counts[role] else None
             self.groups[role] = [(pg, i) for i in range(self.counts[role])]
 
-    def _device_bundle(self, cpus: float) -> dict:
-        return {"GPU": 1, "CPU": max(cpus, 1)} if self.use_gpu else {"CPU": cpus}
+    def _device_bundle(self, cpus: float, *roles: str) -> dict:
+        """One device's bundle for `roles`, with the custom resources they ask for (placement.node_resources)."""
+        custom = {k: v for role in roles for k, v in self.node_resources.get(role, {}).items()}
+        return {**({"GPU": 1, "CPU": max(cpus, 1)} if self.use_gpu else {"CPU": cpus}), **custom}
 
     def _make(self, bundles: list[dict]):
         pg = placement_group(bundles, strategy="PACK")

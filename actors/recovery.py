@@ -79,16 +79,16 @@ class Recovery:
     def policy_restarted(self, restarted: set[str]) -> bool:
         return bool(restarted & set(self.actors.policy.names))
 
-    def record(self, error: BaseException, phase: str, restarted: set[str], resumed_at: int, step_began: float,
-               detected: float, run_dir: str) -> None:
+    def record(self, error: BaseException, phase: str, restarted: set[str], failed_step: int, resumed_at: int,
+               step_began: float, detected: float, run_dir: str) -> None:
         """Once the run is back: the time lost (from the start of the failed step, time.monotonic()), a
         line on the console and one in RUN_DIR/faults.jsonl (`detected`: time.time() of the error)."""
         lost = time.monotonic() - step_began
         self.lost_s += lost
         phase = failure.phase if (failure := actor_failure(error)) is not None else phase
         event = {"detected": detected, "recovered_s": round(time.time() - detected, 2), "phase": phase,
-                 "restarted": sorted(restarted), "resumed_at": resumed_at, "lost_s": round(lost, 2),
-                 "error": f"{type(error).__name__}: {error}"[:500]}
+                 "restarted": sorted(restarted), "step": failed_step, "resumed_at": resumed_at,
+                 "lost_s": round(lost, 2), "error": f"{type(error).__name__}: {error}"[:500]}
         with open(os.path.join(run_dir, "faults.jsonl"), "a") as f:
             f.write(json.dumps(event) + "\n")
         print(f"fault: {', '.join(sorted(restarted))} restarted after a failure in phase '{phase}'; going on at "

@@ -177,7 +177,7 @@ def train(cfg: Config, run_dir: str) -> Actors:
     t0, skipped = time.monotonic(), 0
     with StopRequest() as stop:
         while step < cfg.steps and not stop.requested:
-            began, phase, updated, metrics = time.monotonic(), "eval", False, {}
+            began, phase, updated, logged, metrics = time.monotonic(), "eval", False, False, {}
             data_before = producer.data_state(step)  # where the task source stands before this step's tasks
             try:
                 metrics = evaluate(step, cfg, actors.rollout, run_dir) if eval_due(step) else {}
@@ -198,6 +198,7 @@ def train(cfg: Config, run_dir: str) -> Actors:
                                 "timeline/train_start": train_start - t0, "timeline/train_end": time.monotonic() - t0},
                                **recovery.metrics())
                 logger.log(metrics, step)
+                logged = True
                 bar.update(1)
                 bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", step_s=f"{wall:.1f}")
                 skipped = int(metrics["train/skipped_in_a_row"])
@@ -212,9 +213,18 @@ def train(cfg: Config, run_dir: str) -> Actors:
                 detected = time.time()
                 producer.close(wait=True)  # nothing touches the task source while the run goes back
                 restarted = recovery.recover(error, phase)  # raises what no actor's failure explains
-                step = go_back(cfg, actors, recovery, restarted, run_dir, step, updated, metrics, logger,
-                               data_before, producer.data_state(step + 1), initial_data)
-                recovery.record(error, phase, restarted, step, began, detected, run_dir)
+                # Go on where no task is lost or trained twice: a restarted policy goes back to its last
+                # checkpoint; otherwise a step whose update was done is kept, one that was not is retried.
+                failed_step = step
+                if recovery.policy_restarted(restarted):
+                    step = roll_back(actors, run_dir, initial_data)
+                else:
+                    if updated and not logged:
+                        logger.log({**metrics, **recovery.metrics()}, step)
+                    step, data = (step + 1, producer.data_state(step + 1)) if updated else (step, data_before)
+                    actors.rollout.load_state(data)
+                actors.sync(step, verify=True)  # every engine serves the policy's weights, checked
+                recovery.record(error, phase, restarted, failed_step, step, began, detected, run_dir)
                 bar.n = step
                 bar.refresh()
                 producer = new_producer(step)
@@ -229,28 +239,15 @@ def train(cfg: Config, run_dir: str) -> Actors:
     return actors
 
 
-def go_back(cfg, actors: Actors, recovery: Recovery, restarted: set[str], run_dir: str, step: int, updated: bool,
-            metrics: dict, logger, data_before: dict, data_after: dict, initial_data: dict) -> int:
-    """Where the run goes on after actors restarted at `step`; returns that step. No task is lost or
-    trained twice: a restarted policy goes back to the last checkpoint (or to the first weights, if
-    none was saved yet); otherwise a step whose update was done is kept (its metrics logged now), one
-    that was not is retried on the same tasks. Then every engine gets the policy's weights, checked."""
-    if recovery.policy_restarted(restarted):
-        checkpoint = latest_checkpoint(run_dir)
-        if checkpoint is not None:
-            step = restore_checkpoint(checkpoint, actors.policy, actors.rollout, run_dir)
-        else:  # the ranks loaded the first weights again: the run starts over
-            step = 0
-            actors.rollout.load_state(initial_data)
-            drop_metrics_from(run_dir, 0)
-    elif updated:
-        logger.log({**metrics, **recovery.metrics()}, step)
-        step += 1
-        actors.rollout.load_state(data_after)
-    else:
-        actors.rollout.load_state(data_before)
-    actors.sync(step, verify=True)
-    return step
+def roll_back(actors: Actors, run_dir: str, initial_data: dict) -> int:
+    """The policy's ranks restarted: back to the last checkpoint (weights, optimizer, task source,
+    metrics), or to the first weights, which the ranks loaded again, if none was saved yet."""
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is not None:
+        return restore_checkpoint(checkpoint, actors.policy, actors.rollout, run_dir)
+    actors.rollout.load_state(initial_data)
+    drop_metrics_from(run_dir, 0)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> str:

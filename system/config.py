@@ -197,6 +197,9 @@ class PlacementConfig:
     reward_cpus: float = 0.25
     env_cpus: float = 0.25
     threads_per_actor: int = 0  # torch intra-op threads (0: all cores of the node)
+    # Custom Ray resources each role's bundles also ask for, to pin roles to nodes that offer them
+    # (`ray start --resources='{"rollout_node": 8}'`), e.g. {engine: {rollout_node: 1}, policy: {train_node: 1}}.
+    node_resources: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -415,6 +418,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError("'algorithm.clip_ratio_c' must be > 1 (the dual-clip bound), or 0 for none")
     if cfg.algorithm.entropy_coef < 0:
         raise ConfigError("'algorithm.entropy_coef' must be >= 0 (a bonus; 0 = none)")
+    if set(cfg.placement.node_resources) - {"engine", "policy", "reference", "reward", "env"}:
+        raise ConfigError(f"'placement.node_resources' keys are roles: engine, policy, reference, reward, env; "
+                          f"got {sorted(cfg.placement.node_resources)}")
     if cfg.fault.max_failures_in_a_row < 1 or min(cfg.fault.call_timeout_s, cfg.fault.collective_timeout_s,
                                                    cfg.fault.restart_timeout_s) <= 0:
         raise ConfigError("'fault.max_failures_in_a_row' must be >= 1 and the fault.*_timeout_s > 0")
