@@ -83,3 +83,9 @@ def restart_actors(named: list[tuple[str, object]], old_pids: dict[str, int], ti
             else:
                 time.sleep(0.5)
     return pids
+
+
+def restart_counts(named: list[tuple[str, object]]) -> dict[str, int]:
+    """How often Ray has restarted each (name, actor handle), from its actor table: no call to the
+    actors, so it costs well under a millisecond each and never waits on a busy actor."""
+    return {name: ray._private.state.actors(actor._actor_id.hex())["NumRestarts"] for name, actor in named}

@@ -19,7 +19,7 @@ import os
 import time
 from typing import Optional
 
-from actors.calls import ActorFailure, process_ids, restart_actors
+from actors.calls import ActorFailure, process_ids, restart_actors, restart_counts
 from system.faults import FaultConfig, FaultError
 
 
@@ -29,6 +29,7 @@ class Recovery:
     def __init__(self, actors, cfg: FaultConfig):
         self.actors, self.cfg = actors, cfg
         self.pids = process_ids(self.named(), cfg.restart_timeout_s)
+        self.restart_counts = restart_counts(self.named())
         self.failures = 0  # over the run
         self.failures_in_a_row = 0  # since the last step that finished
         self.restarts = 0  # actors restarted, over the run
@@ -43,6 +44,14 @@ class Recovery:
 
     def step_done(self) -> None:
         self.failures_in_a_row = 0
+
+    def check(self) -> None:
+        """At the start of a step: an actor that died between two calls and that Ray restarted has
+        failed no call, but lost its state (an engine its weights): it is recovered like any other."""
+        counts = restart_counts(self.named())
+        changed = sorted(name for name, n in counts.items() if n != self.restart_counts[name])
+        if changed:
+            raise ActorFailure(changed, "step start", "restarted by Ray since the last step")
 
     def recover(self, error: BaseException, phase: str) -> set[str]:
         """Restart and restore what `error` broke; returns the names of the actors restarted. An error
@@ -73,6 +82,7 @@ class Recovery:
                 restarted |= set(group.names)
         self.actors.sync = self.actors.sync.renewed()
         self.pids = process_ids(self.named(), self.cfg.restart_timeout_s)
+        self.restart_counts = restart_counts(self.named())
         self.restarts += len(restarted)
         return restarted
 

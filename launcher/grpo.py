@@ -180,6 +180,7 @@ def train(cfg: Config, run_dir: str) -> Actors:
             began, phase, updated, logged, metrics = time.monotonic(), "eval", False, False, {}
             data_before = producer.data_state(step)  # where the task source stands before this step's tasks
             try:
+                recovery.check()  # an actor restarted between two calls (an idle engine) lost its state
                 metrics = evaluate(step, cfg, actors.rollout, run_dir) if eval_due(step) else {}
                 phase = "rollout"
                 producer.allow(step)  # the batches up to step + k may be collected now

@@ -2,6 +2,8 @@
 # A Ray cluster of two nodes on this machine, the demo submitted to it as a job with the rollout
 # engine and reward workers on one node and the policy on the other (placement.node_resources),
 # then torn down. The weight-sync group rendezvouses at policy rank 0's node IP as Ray reports it.
+# The run directory is given as an absolute path: both nodes of this machine unpack the job's
+# working directory into the same place, and the second one replaces the first's copy.
 #
 #   bash scripts/two_node_cluster.sh [key=value overrides of the demo, e.g. steps=3]
 #
@@ -27,7 +29,7 @@ PY
 python scripts/actor_nodes.py --address 127.0.0.1:$PORT --wait engine-0 policy-0 > /tmp/two_node_actors.txt &
 WATCH=$!
 ray job submit --address "http://127.0.0.1:$DASHBOARD" --working-dir . -- python launcher/grpo.py \
-  --config configs/grpo_countdown_cpu.yaml logging.run_name=two-node \
+  --config configs/grpo_countdown_cpu.yaml logging.output_dir="$PWD/runs" logging.run_name=two-node-$$ \
   "placement.node_resources={engine: {rollout_node: 1}, reward: {rollout_node: 1}, policy: {train_node: 1}}" "$@"
 wait $WATCH
 cat /tmp/two_node_actors.txt
