@@ -28,7 +28,7 @@ from typing import Callable, Optional
 
 from vllm.sampling_params import RequestOutputKind
 
-from actors.vllm_engine import _Sample
+from actors.vllm_engine import StampedSample
 
 # Called when a request starts; returns what to call with (prompt ids, the choices' results) when it ends.
 Track = Callable[[], Optional[Callable[[list[int], list[dict]], None]]]
@@ -89,17 +89,17 @@ class EngineBridge:
                 out, version = item
                 prompt_ids = prompt_ids or out.prompt_token_ids
                 for delta in out.outputs:
-                    choices.setdefault(delta.index, _Sample()).add(delta, version)
+                    choices.setdefault(delta.index, StampedSample()).add(delta, version)
                 done = out.finished
+                if done and on_done is not None:  # recorded before the caller sees the end of it
+                    results = [choices[i].result() for i in sorted(choices)]
+                    on_done(list(prompt_ids or prompt["prompt_token_ids"]), results)
                 if not final_only:
                     yield out
                 elif merged is None:
                     merged = out
                 else:
                     merged.add(out, aggregate=True)
-            if on_done is not None:
-                prompt_ids = list(prompt_ids or prompt["prompt_token_ids"])
-                on_done(prompt_ids, [choices[i].result() for i in sorted(choices)])
             if final_only:
                 yield merged
         finally:

@@ -54,37 +54,20 @@ class Episode:
         return min(asked or self.max_tokens, self.max_tokens)
 
 
-def _serving_classes():
-    """vLLM's chat and completion serving, each taking its sampling from the call's episode."""
-    from vllm.entrypoints.openai.chat_completion.serving import OpenAIServingChat
-    from vllm.entrypoints.openai.completion.serving import OpenAIServingCompletion
+class EpisodeServing:
+    """What vLLM's routes call as app.state.openai_serving_chat / _completion: the call's episode
+    applied to the request (EpisodeServer.begin_call), then vLLM's serving class, or the 404."""
 
-    class EpisodeChat(OpenAIServingChat):
-        def __init__(self, server: "EpisodeServer", **kwargs):
-            super().__init__(**kwargs)
-            self.server = server
+    def __init__(self, server: "EpisodeServer", serving):
+        self.server, self.serving = server, serving
 
-        async def create_chat_completion(self, request, raw_request=None):
-            episode = self.server.begin_call(request, raw_request)
-            if not isinstance(episode, Episode):
-                return episode
-            limit = episode.limit(request.max_completion_tokens or request.max_tokens)
-            request.max_completion_tokens, request.max_tokens = limit, None
-            return await super().create_chat_completion(request, raw_request)
+    async def create_chat_completion(self, request, raw_request=None):
+        refused = self.server.begin_call(request, raw_request)
+        return refused or await self.serving.create_chat_completion(request, raw_request)
 
-    class EpisodeCompletion(OpenAIServingCompletion):
-        def __init__(self, server: "EpisodeServer", *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.server = server
-
-        async def create_completion(self, request, raw_request=None):
-            episode = self.server.begin_call(request, raw_request)
-            if not isinstance(episode, Episode):
-                return episode
-            request.max_tokens = episode.limit(request.max_tokens)
-            return await super().create_completion(request, raw_request)
-
-    return EpisodeChat, EpisodeCompletion
+    async def create_completion(self, request, raw_request=None):
+        refused = self.server.begin_call(request, raw_request)
+        return refused or await self.serving.create_completion(request, raw_request)
 
 
 class EpisodeServer:
@@ -92,6 +75,8 @@ class EpisodeServer:
     `serving`: {"model_name": listed by /v1/models, "tool_parser": a vLLM tool-call parser or ""}."""
 
     def __init__(self, bridge, serving: dict):
+        from vllm.entrypoints.openai.chat_completion.serving import OpenAIServingChat
+        from vllm.entrypoints.openai.completion.serving import OpenAIServingCompletion
         from vllm.entrypoints.openai.models.protocol import BaseModelPath
         from vllm.entrypoints.openai.models.serving import OpenAIServingModels
         from vllm.renderers.online_renderer import OnlineRenderer
@@ -106,11 +91,10 @@ class EpisodeServer:
         models = OpenAIServingModels(engine_client=bridge, base_model_paths=[
             BaseModelPath(name=self.model_name, model_path=bridge.model_config.model)])
         renderer = OnlineRenderer(bridge.model_config, bridge.renderer, **common)
-        chat, completion = _serving_classes()
-        self.app = _episode_app(
-            models, chat(self, engine_client=bridge, models=models, response_role="assistant",
-                         online_renderer=renderer, **common),
-            completion(self, bridge, models, online_renderer=renderer, request_logger=None))
+        chat = OpenAIServingChat(engine_client=bridge, models=models, response_role="assistant",
+                                 online_renderer=renderer, **common)
+        completion = OpenAIServingCompletion(bridge, models, online_renderer=renderer, request_logger=None)
+        self.app = _episode_app(models, EpisodeServing(self, chat), EpisodeServing(self, completion))
         self.url = self._start(ray.util.get_node_ip_address())
 
     def open(self, episodes: dict[str, dict]) -> None:
@@ -124,7 +108,8 @@ class EpisodeServer:
         return {eid: sorted(ep.calls, key=lambda c: c.index) if ep else [] for eid, ep in closed.items()}
 
     def begin_call(self, request, raw_request):
-        """The open episode of this call's URL, its sampling applied to `request`; else a 404 to answer."""
+        """Apply the sampling of the call's episode (its URL's) to `request`; a 404 to answer if it is
+        not open."""
         from vllm.entrypoints.serve import create_error_response
 
         eid = raw_request.path_params.get("episode") if raw_request is not None else None
@@ -137,8 +122,13 @@ class EpisodeServer:
         request.model = self.model_name
         request.temperature, request.top_p = episode.temperature, episode.top_p
         request.seed = episode.call_seed(index)
+        if hasattr(request, "max_completion_tokens"):  # chat: max_tokens is its deprecated spelling
+            request.max_completion_tokens = episode.limit(request.max_completion_tokens or request.max_tokens)
+            request.max_tokens = None
+        else:
+            request.max_tokens = episode.limit(request.max_tokens)
         CURRENT_CALL.set((eid, index))
-        return episode
+        return None
 
     def _tracker(self):
         """Called as a call reaches the engine: what records its result under the episode."""

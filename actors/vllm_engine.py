@@ -71,7 +71,7 @@ class VLLMEngine:
         whole_call, each_step = (nullcontext(), self._engine) if self.partial_rollout else (self._engine, nullcontext())
         with self._calls, whole_call:  # one call's requests in the engine at a time
             ids = [str(next(self._request_ids)) for _ in prompts]
-            samples = {rid: [_Sample() for _ in range(n)] for rid in ids}
+            samples = {rid: [StampedSample() for _ in range(n)] for rid in ids}
             with each_step:
                 for rid, prompt, sp in zip(ids, prompts, params):  # rendered as LLM.generate renders a prompt
                     engine.add_request(rid, self.llm._preprocess_cmpl_one(TokensPrompt(prompt_token_ids=prompt), None),
@@ -132,7 +132,7 @@ class VLLMEngine:
         self.platform.set_threads(self.threads)
 
 
-class _Sample:
+class StampedSample:
     """One completion as its decode steps arrive (vLLM's DELTA outputs), each token with its version."""
 
     def __init__(self):

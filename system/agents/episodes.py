@@ -27,6 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from system.rollout.base import TokenSequence
+
 
 @dataclass
 class Call:
@@ -42,13 +44,9 @@ class Call:
 
 
 @dataclass
-class Sample:
+class Sample(TokenSequence):
     """One token sequence of an episode: what the trainer takes (system/rollout/base.py, Rollouts)."""
 
-    tokens: list[int] = field(default_factory=list)
-    loss_mask: list[int] = field(default_factory=list)
-    logprobs: list[float] = field(default_factory=list)
-    versions: list[int] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)  # the model's text of each call in it
     finish_reason: str = "stop"  # of its last call
 
@@ -56,11 +54,8 @@ class Sample:
         return len(prompt) >= len(self.tokens) and prompt[: len(self.tokens)] == self.tokens
 
     def add(self, call: Call) -> None:
-        between = call.prompt[len(self.tokens):]
-        self.tokens += between + call.tokens
-        self.loss_mask += [0] * len(between) + [1] * len(call.tokens)
-        self.logprobs += [0.0] * len(between) + call.logprobs
-        self.versions += [-1] * len(between) + call.versions
+        self.extend(call.prompt[len(self.tokens):], 0)
+        self.extend(call.tokens, 1, call.logprobs, call.versions)
         self.texts.append(call.text)
         self.finish_reason = call.finish_reason
 

@@ -26,6 +26,23 @@ class Rollouts:
         return [int(sum(m)) for m in self.loss_mask]
 
 
+@dataclass
+class TokenSequence:
+    """One sample as a rollout builds it, turn by turn: the tokens the engine saw and produced."""
+
+    tokens: list[int] = field(default_factory=list)
+    loss_mask: list[int] = field(default_factory=list)  # 1 on the tokens the policy generated
+    logprobs: list[float] = field(default_factory=list)  # the engine's sampling log-prob (0 where mask is 0)
+    versions: list[int] = field(default_factory=list)  # the policy version of each generated token, else -1
+
+    def extend(self, ids: list[int], mask: int, logprobs: Optional[list[float]] = None,
+               versions: Optional[list[int]] = None) -> None:
+        self.tokens += ids
+        self.loss_mask += [mask] * len(ids)
+        self.logprobs += logprobs if logprobs is not None else [0.0] * len(ids)
+        self.versions += versions if versions is not None else [-1] * len(ids)
+
+
 class Rollout(ABC):
     """Built once with the actors; the training loop and the evaluation call only this.
 

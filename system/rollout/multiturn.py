@@ -28,7 +28,7 @@ from itertools import zip_longest
 from typing import Callable, Optional, Union
 
 from system.metrics import timed
-from system.rollout.base import Rollout, Rollouts
+from system.rollout.base import Rollout, Rollouts, TokenSequence
 from system.tools.prompt import render_chat, supports_tools
 
 SENTINEL = "\x00ACTION\x00"  # stands for the model's reply while reading the template
@@ -87,26 +87,15 @@ class ChatTurns:
 
 
 @dataclass
-class Trajectory:
+class Trajectory(TokenSequence):
     """One episode: the token sequence with its loss mask and sampling log-probs, and what the env said."""
 
-    tokens: list[int] = field(default_factory=list)
-    loss_mask: list[int] = field(default_factory=list)
-    logprobs: list[float] = field(default_factory=list)
-    versions: list[int] = field(default_factory=list)  # the policy version of each action token, -1 elsewhere
     observations: list[list[dict]] = field(default_factory=list)  # the task, then each step's: chat messages
     replies: list[str] = field(default_factory=list)  # per turn, as the env reads it: prefix + text
     rewards: list[float] = field(default_factory=list)  # per env step
     infos: list[dict] = field(default_factory=list)
     finish_reason: str = "stop"  # of the last reply, or "truncated" when the context limit ended it
     done: bool = False
-
-    def extend(self, ids: list[int], mask: int, logprobs: Optional[list[float]] = None,
-               versions: Optional[list[int]] = None) -> None:
-        self.tokens += ids
-        self.loss_mask += [mask] * len(ids)
-        self.logprobs += logprobs if logprobs is not None else [0.0] * len(ids)
-        self.versions += versions if versions is not None else [-1] * len(ids)
 
     def reward(self, mode: str) -> float:
         """The episode's reward from its step rewards: their sum, or the last one (0 if no step ran)."""
