@@ -37,9 +37,9 @@ def varlen_sdpa(module, query, key, value, attention_mask, cu_seq_lens_q=None, *
     option), transformers' sdpa with the mask it was given: the dense one, which has both."""
     if cu_seq_lens_q is None or kwargs.get("sliding_window"):
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    bounds = cu_seq_lens_q.tolist()
-    parts = [sdpa_attention_forward(module, query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], None, **kwargs)[0]
-             for a, b in zip(bounds, bounds[1:])]
+    lengths = cu_seq_lens_q.diff().tolist()
+    parts = [sdpa_attention_forward(module, q, k, v, None, **kwargs)[0]
+             for q, k, v in zip(query.split(lengths, 2), key.split(lengths, 2), value.split(lengths, 2))]
     return torch.cat(parts, dim=1), None
 
 
