@@ -26,7 +26,8 @@ class PolicyTrainer(DistributedActor):
         per_rank = self.cfg.prompts_per_step * self.cfg.rollout.group_size // t.num_minibatches // self.world_size
         grad_accum = math.ceil(per_rank / t.micro_batch_size)
         self.engine = init_train_engine(self.model_path, t, self.cfg.model.dtype, grad_accum, self.world_size,
-                                        self.platform, self.platform.attn_implementation(self.cfg.model.dtype))
+                                        self.platform, self.platform.attn_implementation(self.cfg.model.dtype),
+                                        total_updates=self.cfg.steps * t.num_minibatches * t.ppo_epochs)
         self.model = self.engine.module
         tied = getattr(self.model.config, "tie_word_embeddings", False)
         # Tied output embeddings are the input embeddings: sending them twice is waste.

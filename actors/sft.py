@@ -17,12 +17,12 @@ from system.training.sft import SFTRow, nll_sum, sft_update
 
 @ray.remote
 class SFTTrainer(DistributedActor):
-    def init(self, master: tuple[str, int]) -> None:
+    def init(self, master: tuple[str, int], total_steps: int) -> None:
         self._init_distributed(master)
         t = self.cfg.train
         grad_accum = math.ceil(self.cfg.batch_size // self.world_size / t.micro_batch_size)
         self.engine = init_train_engine(self.model_path, t, self.cfg.model.dtype, grad_accum, self.world_size,
-                                        self.platform)
+                                        self.platform, total_updates=total_steps)
 
     def train_step(self, rows: list[SFTRow], total_tokens: float) -> dict[str, float]:
         return sft_update(self.engine, rows, total_tokens, micro_batch=self.cfg.train.micro_batch_size,

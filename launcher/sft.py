@@ -68,7 +68,7 @@ def train(cfg, run_dir: str) -> str:
     start_ray(cfg.ray_address, Placement.logical_cpus(cfg.roles(), cfg.placement))
     placement = Placement(cfg.roles(), cfg.placement, cluster_platform())
     trainer = ActorGroup(SFTTrainer, "sft", placement.options("policy"), model_path, cfg, tokenizer.pad_token_id)
-    trainer.init()
+    trainer.init(steps)
     start = restore_checkpoint(resume_path(cfg, run_dir), trainer, loader, run_dir) if cfg.resume else 0
 
     logger = make_logger(cfg, run_dir)

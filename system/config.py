@@ -24,6 +24,7 @@ from system.envs import resolve_env
 from system.faults import FaultConfig
 from system.rewards import MODES as REWARD_MODES
 from system.rewards import get_reward
+from system.training.lr_schedule import LR_SCHEDULES
 
 
 @dataclass
@@ -92,6 +93,9 @@ class TrainConfig:
     lr: float = 1e-6
     weight_decay: float = 0.0
     warmup_steps: int = 0
+    # After the warmup: constant, or a cosine / linear decay to min_lr_ratio * lr at the run's last update.
+    lr_schedule: str = "constant"
+    min_lr_ratio: float = 0.0
     max_grad_norm: float = 1.0
     micro_batch_size: int = 4  # sequences per forward/backward, when max_tokens_per_microbatch is 0
     # Packed micro-batches (system/training/packing.py): sequences end to end, no padding, up to this many
@@ -273,6 +277,7 @@ CHOICES = {
     "data.prompt_format": PROMPT_FORMATS,
     "data.overlong_prompts": OVERLONG_PROMPTS,
     "algorithm.off_policy_level": OFF_POLICY_LEVELS,
+    "train.lr_schedule": LR_SCHEDULES,
 }
 
 
@@ -300,9 +305,15 @@ def check_rewards(functions: dict) -> None:
         check_registered("reward.functions", name, get_reward)
 
 
+def check_lr_schedule(train: TrainConfig) -> None:
+    if not 0 <= train.min_lr_ratio <= 1:
+        raise ConfigError(f"'train.min_lr_ratio' must be between 0 and 1 (of train.lr), got {train.min_lr_ratio}")
+
+
 def validate(cfg: Config) -> None:
     """Checks that need more than types: choices, registered names and cross-field constraints."""
     check_choices(cfg, CHOICES)
+    check_lr_schedule(cfg.train)
     check_registered("algorithm.advantage", cfg.algorithm.advantage, ADVANTAGES.get)
     check_registered("algorithm.policy_loss", cfg.algorithm.policy_loss, POLICY_OBJECTIVES.get)
     check_registered("algorithm.loss_agg", cfg.algorithm.loss_agg, LOSS_AGGREGATIONS.get)

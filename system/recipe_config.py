@@ -13,8 +13,8 @@ import os
 from dataclasses import dataclass, field
 
 from system.config import (CheckpointConfig, Config, ConfigError, DataConfig, LoggingConfig, ModelConfig,
-                           PlacementConfig, RewardConfig, Roles, RolloutConfig, TrainConfig, check_choices, check_registered,
-                           check_rewards, load_config, validate)
+                           PlacementConfig, RewardConfig, Roles, RolloutConfig, TrainConfig, check_choices,
+                           check_lr_schedule, check_registered, check_rewards, load_config, validate)
 from system.teachers import TEACHERS
 
 
@@ -99,7 +99,8 @@ class PipelineConfig:
 
 
 def validate_sft(cfg: SFTConfig) -> None:
-    check_choices(cfg, ("model.dtype", "logging.wandb_mode"))
+    check_choices(cfg, ("model.dtype", "logging.wandb_mode", "train.lr_schedule"))
+    check_lr_schedule(cfg.train)
     if cfg.batch_size < 1 or cfg.batch_size % cfg.train.num_ranks:
         raise ConfigError(f"'batch_size'={cfg.batch_size} must be a positive multiple of "
                           f"train.num_ranks={cfg.train.num_ranks}")

@@ -36,6 +36,8 @@ def test_base_inheritance_and_override():
     (["env.cls=twenty_for"], "'env.cls': unknown env 'twenty_for' (did you mean 'twenty_four'?)"),
     (["reward.mode=product"], "'reward.mode' must be one of ['sum', 'gate']"),
     (["rollout.group_size=1"], "must be >= 2"),
+    (["train.lr_schedule=cosin"], "'train.lr_schedule' must be one of ['constant', 'cosine', 'linear']"),
+    (["train.min_lr_ratio=2"], "'train.min_lr_ratio' must be between 0 and 1"),
     (["prompts_per_step=3", "rollout.group_size=3", "train.num_ranks=2"], "must split evenly"),
 ])
 def test_errors_name_the_key(override, message):

@@ -1,7 +1,7 @@
 """The update itself (system/training/grpo.py) on a real DeepSpeed engine of the tiny model: packed
 micro-batches give the loss and gradients of the unpacked batch under every loss aggregation; an update
 whose loss or gradient is NaN/inf is skipped, not applied, and counted; the entropy bonus has the
-entropy's true gradient."""
+entropy's true gradient; the lr follows its schedule update by update."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from system.algorithms.losses import policy_loss
 from system.config import AlgorithmConfig
 from system.training.grpo import grpo_update, skipped_in_a_row, stop_if_skipping
 from system.training.logprobs import pad_sequences
+from system.training.lr_schedule import lr_factor
 from system.training.packing import micro_batch_groups
 from system.training.samples import TrainingSample, split_for_training
 
@@ -69,14 +70,17 @@ def distributed():
 
 
 def make_engine(model_path: str, zero_stage: int, dtype: str, grad_accum: int, lr: float = 1e-3,
-                max_grad_norm: float = 1.0):
+                max_grad_norm: float = 1.0, warmup_steps: int = 0, lr_schedule: str = "constant",
+                total_updates: int = 0):
     from system.platform import current_platform
     from system.training.engines import init_train_engine
 
-    train = SimpleNamespace(gradient_checkpointing=False, lr=lr, weight_decay=0.0, warmup_steps=0,
-                            zero_stage=zero_stage, micro_batch_size=2, max_grad_norm=max_grad_norm)
+    train = SimpleNamespace(gradient_checkpointing=False, lr=lr, weight_decay=0.0, warmup_steps=warmup_steps,
+                            zero_stage=zero_stage, micro_batch_size=2, max_grad_norm=max_grad_norm,
+                            lr_schedule=lr_schedule, min_lr_ratio=0.1)
     platform = current_platform()
-    return init_train_engine(model_path, train, dtype, grad_accum, 1, platform, platform.attn_implementation(dtype))
+    return init_train_engine(model_path, train, dtype, grad_accum, 1, platform, platform.attn_implementation(dtype),
+                             total_updates=total_updates)
 
 
 def samples(advantages: list[float]) -> list[list[TrainingSample]]:
@@ -122,6 +126,28 @@ def test_nonfinite_updates_are_skipped_not_applied(distributed, tiny_model, zero
     after = weights_of(engine)
     assert fine["skipped_updates"] == 0 and fine["skipped_at_end"] == 0
     assert not torch.equal(after, before) and torch.isfinite(after).all()
+
+
+def test_lr_schedule_values_by_hand():
+    # warmup 2 of 10 updates, floor 0.1: (u+1)/3 in the warmup; then progress p = (u-2)/8,
+    # cosine 0.1 + 0.9 * (1 + cos(pi p)) / 2, linear 0.1 + 0.9 * (1 - p)
+    cosine = [lr_factor(u, 2, 10, "cosine", 0.1) for u in (0, 1, 2, 6, 10, 12)]
+    assert cosine == pytest.approx([1 / 3, 2 / 3, 1.0, 0.55, 0.1, 0.1])
+    assert lr_factor(4, 2, 10, "linear", 0.1) == pytest.approx(0.775)
+    assert lr_factor(9, 2, 10, "constant", 0.1) == 1.0
+    assert lr_factor(5, 0, 0, "cosine", 0.1) == 1.0  # no total given: nothing to decay over
+
+
+def test_the_engine_follows_the_lr_schedule_update_by_update(distributed, tiny_model):
+    engine = make_engine(tiny_model, 0, "float32", grad_accum=1, warmup_steps=1, lr_schedule="cosine",
+                         total_updates=4)
+    lrs = []
+    for _ in range(5):
+        lrs.append(engine.get_lr()[0])
+        grpo_update(engine, samples([1.0, -1.0]), AlgorithmConfig(), max_tokens=20, micro_batch=2, ppo_epochs=1,
+                    temperature=1.0, world_size=1)
+    assert lrs == pytest.approx([1e-3 * lr_factor(u, 1, 4, "cosine", 0.1) for u in range(5)])
+    assert lrs[0] == pytest.approx(5e-4) and lrs[-1] == pytest.approx(1e-4)
 
 
 def varied_minibatch(loss_agg: str) -> list[list[TrainingSample]]:

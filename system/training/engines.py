@@ -12,6 +12,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from system.platform import Platform
+from system.training.lr_schedule import lr_factor
 
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}
 
@@ -42,13 +43,15 @@ def load_model(model_path: str, dtype: str, gradient_checkpointing: bool = False
 
 
 def init_train_engine(model_path: str, cfg, dtype: str, grad_accum: int, world_size: int, platform: Platform,
-                      attn_implementation: str | None = None):
-    """Policy: model + AdamW + warmup schedule under DeepSpeed ZeRO (cfg: TrainConfig)."""
+                      attn_implementation: str | None = None, total_updates: int = 0):
+    """Policy: model + AdamW + lr schedule (`lr_factor` over the run's `total_updates` optimizer updates)
+    under DeepSpeed ZeRO (cfg: TrainConfig)."""
     model = load_model(model_path, dtype, cfg.gradient_checkpointing, attn_implementation)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay,
                                   **platform.adamw_kwargs())
     warmup = max(cfg.warmup_steps, 0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / (warmup + 1)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(  # DeepSpeed steps it once per optimizer update
+        optimizer, lambda update: lr_factor(update, warmup, total_updates, cfg.lr_schedule, cfg.min_lr_ratio))
     ds_config = deepspeed_config(cfg.zero_stage, cfg.micro_batch_size, grad_accum, dtype, world_size, cfg.max_grad_norm)
     import deepspeed  # here, not at the top: importing it guesses the accelerator (see actors/group.py)
 
