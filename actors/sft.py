@@ -22,14 +22,15 @@ class SFTTrainer(DistributedActor):
         t = self.cfg.train
         grad_accum = math.ceil(self.cfg.batch_size // self.world_size / t.micro_batch_size)
         self.engine = init_train_engine(self.model_path, t, self.cfg.model.dtype, grad_accum, self.world_size,
-                                        self.platform, total_updates=total_steps)
+                                        self.platform, self.platform.attn_implementation(self.cfg.model.dtype),
+                                        total_updates=total_steps)
 
     def train_step(self, rows: list[SFTRow], total_tokens: float) -> dict[str, float]:
         return sft_update(self.engine, rows, total_tokens, micro_batch=self.cfg.train.micro_batch_size,
-                          pad_id=self.pad_id, world_size=self.world_size)
+                          world_size=self.world_size)
 
     def eval_nll(self, rows: list[SFTRow]) -> dict[str, float]:
-        return nll_sum(self.engine, rows, micro_batch=self.cfg.train.micro_batch_size, pad_id=self.pad_id)
+        return nll_sum(self.engine, rows, micro_batch=self.cfg.train.micro_batch_size)
 
     def save_checkpoint(self, path: str) -> None:
         save_checkpoint(self.engine, path, self.model_path, self.cfg.train.zero_stage, self.rank)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from system.data.prompts import encode_chat
-from system.training.sft import encode_conversation, make_rows, token_nll
+from system.training.sft import SFTRow, encode_conversation, make_rows, token_nll
 
 CHAT = [{"role": "user", "content": "Make 7 from [3, 4]"}, {"role": "assistant", "content": "<answer> 3 + 4 </answer>"}]
 TWO_TURNS = [
@@ -80,17 +80,23 @@ def test_packing_fills_rows_and_restarts_positions(tokenizer):
     assert cut.tokens.tolist() == examples[0][0][:10] and cut.positions.tolist() == list(range(10))
 
 
-def test_packed_examples_do_not_attend_to_each_other(tiny_model, tokenizer):
+@pytest.mark.parametrize("attention", ["varlen_sdpa", "sdpa"])
+def test_packed_examples_do_not_attend_to_each_other(tiny_model, tokenizer, attention):
+    import system.training.packing  # noqa: F401 (registers varlen_sdpa)
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32, attn_implementation=attention)
     examples = [encode_conversation(tokenizer, chat) for chat in (TWO_TURNS, CHAT)]
     packed = make_rows(examples, 4096, packing=True)[0]
-    alone = torch.cat([token_nll(model, r.tokens[None], r.positions[None])[0]
-                       for r in make_rows(examples, 4096, packing=False)])
-    together = token_nll(model, packed.tokens[None], packed.positions[None])[0]
-    mask = packed.loss_mask  # (the first token of an example is a prompt token: never in the loss)
-    torch.testing.assert_close(together * mask, alone * mask, atol=1e-4, rtol=1e-4)
+    together, mask = token_nll(model, [packed])
+    for i, (ids, loss_mask) in enumerate(examples):  # the textbook NLL of each example alone
+        ids = torch.tensor(ids)
+        logits = model(input_ids=ids[None]).logits[0, :-1]
+        alone = torch.nn.functional.pad(torch.nn.functional.cross_entropy(logits, ids[1:], reduction="none"), (1, 0))
+        m = torch.tensor(loss_mask, dtype=torch.float32)
+        assert torch.equal(mask[i, :len(ids)], m)
+        torch.testing.assert_close(together[i, :len(ids)] * m, alone * m, atol=1e-4, rtol=1e-4)
     # Without restarted positions the second example would see the first: the loss would differ.
-    leaky = token_nll(model, packed.tokens[None], torch.arange(len(packed.tokens))[None])[0]
-    assert ((leaky - alone) * mask).abs().max() > 1e-2
+    leaky, _ = token_nll(model, [SFTRow(packed.tokens, packed.loss_mask, torch.arange(len(packed.tokens)))])
+    second = slice(len(examples[0][0]), len(packed.tokens))
+    assert ((leaky[0, second] - together[1, :second.stop - second.start]) * packed.loss_mask[second]).abs().max() > 1e-2

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-from system.training.logprobs import pad_sequences
-from system.training.packing import micro_batches
+from system.training.logprobs import token_logprobs
+from system.training.packing import micro_batches, pack
 
 
 def load_conversations(cfg) -> tuple[list[list[dict]], list[list[dict]]]:
@@ -84,9 +84,8 @@ def make_rows(examples: list[tuple[list[int], list[int]]], max_length: int, pack
     """Training rows, each example cut to max_length.
 
     Packing puts consecutive examples in one row until the next would overflow max_length.
-    Positions restart at 0 with each example: given position ids and no attention mask,
-    transformers builds a block-diagonal causal mask, so an example never attends to its
-    neighbours (the same holds for padding: it comes after every real token)."""
+    Positions restart at 0 with each example; `token_nll` finds the examples again by them, so
+    that an example never attends to its neighbours."""
     rows: list[list[tuple[list[int], list[int]]]] = []
     for ids, mask in examples:
         example = (ids[:max_length], mask[:max_length])
@@ -102,22 +101,32 @@ def make_rows(examples: list[tuple[list[int], list[int]]], max_length: int, pack
     ]
 
 
-def token_nll(model, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """-log p(token_t | the tokens of its example before t), [batch, length], column 0 = 0."""
-    logits = model(input_ids=tokens, position_ids=positions, use_cache=False).logits[:, :-1].float()
-    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), tokens[:, 1:], reduction="none")
-    return torch.nn.functional.pad(nll, (1, 0))
+def examples_of(row: SFTRow) -> list[SFTRow]:
+    """The examples packed in a row, each alone (its positions restart at 0)."""
+    starts = torch.nonzero(row.positions == 0).flatten().tolist() + [len(row.tokens)]
+    return [SFTRow(row.tokens[a:b], row.loss_mask[a:b], row.positions[a:b]) for a, b in zip(starts, starts[1:])]
 
 
-def sft_update(engine, rows: list[SFTRow], total_tokens: float, *, micro_batch: int, pad_id: int,
-             world_size: int) -> dict[str, float]:
+def token_nll(model, rows: list[SFTRow]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(-log p(token_t | the tokens of its example before t), loss mask), both [examples, longest],
+    over the examples of `rows`, laid end to end in one packed row (packing.py: attention stays
+    inside each example, no padding is computed, and only the logits of assistant tokens are made)."""
+    examples = [e for row in rows for e in examples_of(row)]
+    packed = pack(examples, model.device)
+    logp, _ = token_logprobs(model, packed)
+    mask = torch.nn.utils.rnn.pad_sequence([e.loss_mask for e in examples], batch_first=True).to(logp.device)
+    return -logp, mask
+
+
+def sft_update(engine, rows: list[SFTRow], total_tokens: float, *, micro_batch: int,
+               world_size: int) -> dict[str, float]:
     """One optimizer step on this rank's rows; `total_tokens`: loss tokens of the global batch.
     Returns this rank's share of the loss, which the driver sums over ranks."""
     engine.train()
     loss_sum = 0.0
     for mb in micro_batches(rows, micro_batch):
-        b = pad_sequences(mb, ["tokens", "loss_mask", "positions"], pad_id, engine.device)
-        loss = (token_nll(engine, b["tokens"], b["positions"]) * b["loss_mask"]).sum() / total_tokens
+        nll, mask = token_nll(engine, mb)
+        loss = (nll * mask).sum() / total_tokens
         # DeepSpeed averages gradients over ranks; the loss already normalises over the global batch.
         engine.backward(loss * world_size, scale_wrt_gas=False)
         engine.step()
@@ -127,12 +136,12 @@ def sft_update(engine, rows: list[SFTRow], total_tokens: float, *, micro_batch: 
 
 
 @torch.no_grad()
-def nll_sum(engine, rows: list[SFTRow], *, micro_batch: int, pad_id: int) -> dict[str, float]:
+def nll_sum(engine, rows: list[SFTRow], *, micro_batch: int) -> dict[str, float]:
     """Summed NLL and loss-token count of `rows`, for an eval loss over ranks."""
     engine.eval()
     total = {"nll": 0.0, "tokens": 0.0}
     for mb in micro_batches(rows, micro_batch):
-        b = pad_sequences(mb, ["tokens", "loss_mask", "positions"], pad_id, engine.device)
-        total["nll"] += float((token_nll(engine, b["tokens"], b["positions"]) * b["loss_mask"]).sum())
-        total["tokens"] += float(b["loss_mask"].sum())
+        nll, mask = token_nll(engine, mb)
+        total["nll"] += float((nll * mask).sum())
+        total["tokens"] += float(mask.sum())
     return total
