@@ -12,12 +12,14 @@ from actors.group import ActorGroup
 from actors.openai_server import agent_rollout
 from actors.placement import Placement
 from actors.policy import PolicyTrainer
-from actors.reference import ReferenceModel
+from actors.reference import ReferenceModel, TeacherModel
 from actors.reward import RewardPool
 from actors.vllm_engine import EnginePool
 from actors.weight_sync import WeightSync
 from system.data import drop_overlong, load_splits
+from system.algorithms.on_policy_distill import check_same_tokenizer
 from system.data.sampler import PromptSampler
+from system.models import resolve_model
 from system.platform import Platform, platform_for
 from system.rollout import Rollout
 from system.rollout.multiturn import EpisodeRollout
@@ -55,10 +57,12 @@ class Actors:
     rollout: Rollout  # single-turn over the data set, or episodes in the envs
     sync: WeightSync
     placement: Placement
+    teacher: ActorGroup | None = None  # on-policy distillation's teacher (on_policy_distill.teacher_path)
 
     def shutdown(self) -> None:
         workers = self.engines.engines + self.policy.actors + self.rewards.workers
         workers += (self.reference.actors if self.reference else []) + (self.envs.workers if self.envs else [])
+        workers += self.teacher.actors if self.teacher else []
         release(workers, self.placement)
 
 
@@ -109,6 +113,7 @@ def build_evaluation(cfg, model_path: str, tokenizer) -> RolloutActors:
 def build_actors(cfg, model_path: str, tokenizer) -> Actors:
     platform = cluster_platform()
     roles, fault = cfg.roles(), cfg.fault
+    teacher_path = teacher_model(cfg, tokenizer) if roles.teacher else ""
     placement = Placement(roles, cfg.placement, platform, max_restarts=-1 if fault.restart else 0)
     sampling = build_rollout(cfg, model_path, tokenizer, placement)
     pad_id = tokenizer.pad_token_id
@@ -118,9 +123,25 @@ def build_actors(cfg, model_path: str, tokenizer) -> Actors:
     if roles.reference:
         reference = ActorGroup(ReferenceModel, "reference", placement.options("reference"), model_path, cfg, pad_id,
                                timeout_s=fault.call_timeout_s)
+    teacher = None
+    if roles.teacher:
+        teacher = ActorGroup(TeacherModel, "teacher", placement.options("teacher"), teacher_path, cfg, pad_id,
+                             timeout_s=fault.call_timeout_s)
     policy.init()
     if reference is not None:
         reference.init()
+    if teacher is not None:
+        teacher.init()
     sync = WeightSync(policy, sampling.engines, roles.engine_devices, platform, fault.call_timeout_s,
                       fault.collective_timeout_s)
-    return Actors(sampling.engines, policy, reference, sampling.rewards, sampling.envs, sampling.rollout, sync, placement)
+    return Actors(sampling.engines, policy, reference, sampling.rewards, sampling.envs, sampling.rollout, sync, placement,
+                  teacher)
+
+
+def teacher_model(cfg, tokenizer) -> str:
+    """The teacher's model folder, checked before any actor starts: it must have the student's tokenizer."""
+    from transformers import AutoTokenizer
+
+    path = resolve_model(cfg.on_policy_distill.teacher_path)
+    check_same_tokenizer(tokenizer, AutoTokenizer.from_pretrained(path), path)
+    return path

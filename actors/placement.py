@@ -1,7 +1,7 @@
 """Placement groups built from the config: which bundle (devices) each actor runs on.
 
 Separate (default): every role reserves its own bundles, so generation and training never
-compete for a device. Colocate: policy, reference and engines share one bundle per device
+compete for a device. Colocate: policy, reference, teacher and engines share one bundle per device
 (fractional GPU requests), the layout for small clusters. On CPU the bundles hold logical CPU
 counts. Reward and env workers are always CPU-only. Every engine with tensor parallelism > 1 gets a
 placement group of its own, which vLLM's Ray executor then fills with its TP workers.
@@ -19,12 +19,12 @@ from system.config import PlacementConfig, Roles
 from system.platform import Platform
 
 # Share of one device each role takes when colocated (GPU).
-COLOCATE_FRACTION = {"engine": 0.4, "policy": 0.4, "reference": 0.2}
+COLOCATE_FRACTION = {"engine": 0.4, "policy": 0.4, "reference": 0.1, "teacher": 0.1}
 
 
 def _role_cpus(p: PlacementConfig) -> dict[str, float]:
     return {"engine": p.engine_cpus, "policy": p.policy_cpus, "reference": p.reference_cpus,
-            "reward": p.reward_cpus, "env": p.env_cpus}
+            "teacher": p.teacher_cpus, "reward": p.reward_cpus, "env": p.env_cpus}
 
 
 def _role_counts(roles: Roles) -> dict[str, int]:
@@ -44,14 +44,15 @@ class Placement:
         self.node_resources = p.node_resources  # role -> custom resources its bundles ask for
         self.groups: dict[str, list] = {}  # role -> [(pg, bundle index)] per actor
         self.pgs: list = []
-        devices = max(self.counts["engine"] * self.tp, self.counts["policy"], self.counts["reference"])
+        devices = max(self.counts["engine"] * self.tp, self.counts["policy"], self.counts["reference"],
+                      self.counts["teacher"])
         if self.colocate:
-            cpus = sum(self.cpus[k] for k in COLOCATE_FRACTION)
+            cpus = sum(self.cpus[k] for k in COLOCATE_FRACTION if self.counts[k])  # of the roles this run has
             shared = self._make([self._device_bundle(cpus, *COLOCATE_FRACTION)] * devices)
             for role in COLOCATE_FRACTION:
                 self.groups[role] = [(shared, i * (self.tp if role == "engine" else 1)) for i in range(self.counts[role])]
         else:
-            for role in ("policy", "reference"):
+            for role in ("policy", "reference", "teacher"):
                 bundles = [self._device_bundle(self.cpus[role], role)] * self.counts[role]
                 pg = self._make(bundles) if bundles else None
                 self.groups[role] = [(pg, i) for i in range(self.counts[role])]

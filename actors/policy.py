@@ -62,7 +62,8 @@ class PolicyTrainer(DistributedActor):
         t = self.cfg.train
         return grpo_update(self.engine, minibatches, self.cfg.algorithm, max_tokens=t.max_tokens_per_microbatch,
                            micro_batch=t.micro_batch_size, ppo_epochs=t.ppo_epochs,
-                           temperature=self.cfg.rollout.temperature, world_size=self.world_size)
+                           temperature=self.cfg.rollout.temperature, world_size=self.world_size,
+                           distill=self.cfg.on_policy_distill)
 
     def save_checkpoint(self, path: str) -> None:
         """All ranks: DeepSpeed's optimizer/scheduler state; rank 0 also the HF folder of the policy."""

@@ -4,7 +4,7 @@ Every actor of a GRPO run is created with `max_restarts=-1` (actors/placement.py
 dead one again in its own bundle, running its constructor. What the constructor does not restore:
 - policy ranks: one restarted rank leaves the others in a broken DeepSpeed group, so every rank
   restarts and rejoins; the driver then loads the last checkpoint into them (the run rolls back);
-- reference ranks: every rank restarts and rejoins, and `init` loads the frozen weights again;
+- reference and teacher ranks: every rank restarts and rejoins, and `init` loads the frozen weights again;
 - engines: the current policy weights, which the driver sends (checksummed) after recovering;
 - reward and env workers: nothing; the step's samples are collected again.
 The weight-sync group is made anew after every failure: a broadcast that lost a peer leaves the
@@ -37,7 +37,7 @@ class Recovery:
 
     def named(self) -> list[tuple[str, object]]:
         a = self.actors
-        groups = [a.policy] + ([a.reference] if a.reference else [])
+        groups = [g for g in (a.policy, a.reference, a.teacher) if g is not None]
         return (list(zip(a.engines.names, a.engines.engines)) + [pair for g in groups for pair in g.named()]
                 + [(f"reward-{i}", w) for i, w in enumerate(a.rewards.workers)]
                 + ([(f"env-{i}", w) for i, w in enumerate(a.envs.workers)] if a.envs else []))
@@ -73,7 +73,7 @@ class Recovery:
         if self.failures_in_a_row > self.cfg.max_failures_in_a_row:
             raise FaultError(f"{self.failures_in_a_row} actor failures in a row, the last in phase '{phase}': "
                              f"{', '.join(sorted(restarted))} restarted after: {error}") from error
-        for group in [self.actors.policy, self.actors.reference]:
+        for group in [self.actors.policy, self.actors.reference, self.actors.teacher]:
             if group is not None and restarted & set(group.names):
                 # The survivors' torch.distributed group lost a member: every rank restarts and rejoins.
                 survivors = [(n, a) for n, a in group.named() if n not in restarted]

@@ -4,7 +4,8 @@
     ray job submit --working-dir . -- python launcher/grpo.py --config configs/grpo_countdown_cpu.yaml
 
 One step:  rollout: generate (vLLM engines) + reward (reward workers), or episodes (env workers)
-           -> reference log-probs -> group-normalised advantages -> clipped policy update
+           -> reference (and teacher) log-probs -> group-normalised advantages (per token with a
+           teacher: minus the reverse KL to it, on-policy distillation) -> clipped policy update
            (DeepSpeed ranks) -> weight sync to the engines (NCCL / gloo) -> log.
 The rollouts of a step are collected by a producer thread (system/rollout/producer.py): in step
 with the updates (schedule.max_staleness=0), or up to k steps ahead of them, on the engines'
@@ -22,6 +23,7 @@ from transformers import AutoTokenizer
 from actors.cluster import Actors, build_actors, start_ray
 from actors.placement import Placement
 from actors.recovery import Recovery
+from actors.reference import score
 from launcher.evaluate import evaluate
 from launcher.lifecycle import (check_resume, checkpoint_due, launch, make_logger, restore_checkpoint,
                                 resume_path, save_checkpoint)
@@ -54,23 +56,25 @@ def grpo_step(step: int, cfg: Config, actors: Actors, batch: Batch, skipped_befo
     kl_seq = None
     if actors.reference is not None:
         with timed(timings, "reference"):
-            k = len(actors.reference.actors)
-            shards = [samples[len(samples) * i // k: len(samples) * (i + 1) // k] for i in range(k)]
-            ref_logps = [lp for part in actors.reference.run_sharded("logprobs", shards, phase="reference")
-                         for lp in part]
+            ref_logps = score(actors.reference, samples, "reference")
         for s, ref in zip(samples, ref_logps):
             s.ref_logp = ref
         kl_seq = torch.stack([(kl_penalty(s.rollout_logp, s.ref_logp, cfg.algorithm.kl_estimator) * s.loss_mask).sum()
                               for s in samples])
         if cfg.algorithm.kl_in_reward:
             rewards = rewards - cfg.algorithm.kl_coef * kl_seq
+    if actors.teacher is not None:  # on-policy distillation: the trainer turns these into per-token advantages
+        with timed(timings, "teacher"):
+            for s, teacher in zip(samples, score(actors.teacher, samples, "teacher")):
+                s.teacher_logp = teacher
 
-    # 4. Advantages: normalise each reward within its group; unscorable samples carry no loss.
+    # 4. Advantages: normalise each reward within its group; unscorable samples carry no loss (but the
+    # teacher's, if any).
     advantages = get_advantage(cfg.algorithm.advantage)(rewards, valid, n)
     flat_groups = zero_variance_groups(rewards, valid, n)
     for s, adv, ok, flat in zip(samples, advantages.tolist(), valid.tolist(), flat_groups.tolist()):
         s.advantage = adv
-        if not ok or (flat and cfg.algorithm.filter_zero_variance_groups):
+        if (not ok and actors.teacher is None) or (flat and cfg.algorithm.filter_zero_variance_groups):
             s.loss_mask = torch.zeros_like(s.loss_mask)
 
     # 5. Update the policy: clipped surrogate (+ KL) over mini-batches, sharded over DP ranks.
@@ -126,6 +130,8 @@ def step_metrics(cfg, scores, rewards, valid, flat_groups, kl_seq, per_rank: lis
         "sync/logprob_abs_diff_mean": total["sync/logprob_diff_sum"] / max(total["sync/tokens"], 1.0),
         "sync/logprob_abs_diff_max": max(r["sync/logprob_diff_max"] for r in per_rank),
     }
+    if "distill/reverse_kl_sum" in total:  # log pi_old - log pi_teacher, per trained token
+        metrics["distill/reverse_kl"] = total["distill/reverse_kl_sum"] / tokens
     if "off_policy/ratio_sum" in total:  # rho = trainer's pi_old / engine, over the trained tokens
         metrics["off_policy/ratio_mean"] = total["off_policy/ratio_sum"] / tokens
         metrics["off_policy/ratio_max"] = max(r["off_policy/ratio_max"] for r in per_rank)

@@ -7,7 +7,7 @@ SFT -> RL for all scenarios.
 Every stage runs in this process through its launcher's function (one Ray runtime for all), in
 its own run directory, with its own config: its YAML file, the pipeline's `overrides`, its own
 `overrides`, then the wiring (model.path = the model it starts from, data.source = the traces of
-its `data_from` stage).
+its `data_from` stage, on_policy_distill.teacher_path = the model of its `teacher_from` stage).
 
 With an `eval` section, the starting model and every sft/grpo stage's model are evaluated on the
 same held-out problems (launcher/evaluate.py); the report plots accuracy by stage.
@@ -58,6 +58,8 @@ def wiring(index: int, stages: list, outputs: dict[str, str], resuming: bool) ->
     overrides = [] if start in ("previous", "config") else [f"model.path={outputs[start]}"]
     if stage.data_from:
         overrides.append(f"data.source={outputs[stage.data_from]}")
+    if stage.teacher_from:
+        overrides.append(f"on_policy_distill.teacher_path={outputs[stage.teacher_from]}")
     if stage.kind == "grpo":
         overrides.append("checkpoint.save_final=true")  # its output is the final checkpoint's policy
     return overrides + (["resume=true"] if resuming else [])
@@ -70,7 +72,8 @@ def summarize(kind: str, run_dir: str) -> str:
             s = json.load(f)
         return (f"kept {s['kept']} of {s['samples']} traces ({s['kept_rate']:.1%}); "
                 f"solved {s['solved']} of {s['problems']} problems")
-    keys = ("train/loss", "eval/loss") if kind == "sft" else ("reward/mean", "reward/accuracy", "eval/accuracy")
+    keys = ("train/loss", "eval/loss") if kind == "sft" else ("reward/mean", "reward/accuracy", "eval/accuracy",
+                                                                 "distill/reverse_kl")
     records = read_metrics(run_dir)
     curves = {key: [r[key] for r in records if key in r] for key in keys}
     return ", ".join(f"{key} {v[0]:.3f} -> {v[-1]:.3f}" for key, v in curves.items() if v)

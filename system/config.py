@@ -17,6 +17,7 @@ from system.algorithms.losses import LOSS_AGGREGATIONS
 from system.algorithms.objectives import POLICY_OBJECTIVES
 from system.algorithms.off_policy import LEVELS as OFF_POLICY_LEVELS
 from system.algorithms.off_policy import OFF_POLICY
+from system.algorithms.on_policy_distill import OnPolicyDistillConfig, distill_problem
 from system.agents.config import AgentConfig, agent_problem
 from system.config_files import ConfigError, load_layers, save_config, to_yaml  # noqa: F401 (re-exported)
 from system.data.prompts import OVERLONG_PROMPTS, PROMPT_FORMATS
@@ -188,6 +189,7 @@ class PlacementConfig:
     engine_cpus: float = 0.5
     policy_cpus: float = 0.5
     reference_cpus: float = 0.5
+    teacher_cpus: float = 0.5  # on_policy_distill's teacher ranks
     reward_cpus: float = 0.25
     env_cpus: float = 0.25
     threads_per_actor: int = 0  # torch intra-op threads (0: all cores of the node)
@@ -229,6 +231,7 @@ class Roles:
     engine: int = 0
     policy: int = 0  # trainer ranks (the SFT trainer's too)
     reference: int = 0
+    teacher: int = 0  # on_policy_distill's teacher ranks
     reward: int = 0
     env: int = 0
     engine_devices: int = 1  # devices per engine: its tensor-parallel size
@@ -245,6 +248,7 @@ class Config:
     reward: RewardConfig = field(default_factory=RewardConfig)
     env: EnvSection = field(default_factory=EnvSection)
     agent: AgentConfig = field(default_factory=AgentConfig)  # an agent program instead of env or prompts
+    on_policy_distill: OnPolicyDistillConfig = field(default_factory=OnPolicyDistillConfig)  # a teacher model
     sync: SyncConfig = field(default_factory=SyncConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     placement: PlacementConfig = field(default_factory=PlacementConfig)
@@ -263,6 +267,7 @@ class Config:
     def roles(self) -> Roles:
         return Roles(engine=self.rollout.num_engines, policy=self.train.num_ranks,
                      reference=self.reference.num_ranks if self.algorithm.kl_coef > 0 else 0,
+                     teacher=self.on_policy_distill.num_ranks if self.on_policy_distill.teacher_path else 0,
                      reward=self.reward.num_workers, env=self.env.num_workers if self.env.cls else 0,
                      engine_devices=self.rollout.tensor_parallel_size)
 
@@ -324,6 +329,8 @@ def validate(cfg: Config) -> None:
     check_rewards(cfg.reward.functions)
     if agent_problem(cfg):
         raise ConfigError(agent_problem(cfg))
+    if distill_problem(cfg):
+        raise ConfigError(distill_problem(cfg))
     if cfg.env.cls:
         check_registered("env.cls", cfg.env.cls, resolve_env)
         if cfg.env.max_context_tokens > cfg.rollout.max_model_len:
@@ -346,9 +353,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError("'algorithm.clip_ratio_c' must be > 1 (the dual-clip bound), or 0 for none")
     if cfg.algorithm.entropy_coef < 0:
         raise ConfigError("'algorithm.entropy_coef' must be >= 0 (a bonus; 0 = none)")
-    if set(cfg.placement.node_resources) - {"engine", "policy", "reference", "reward", "env"}:
-        raise ConfigError(f"'placement.node_resources' keys are roles: engine, policy, reference, reward, env; "
-                          f"got {sorted(cfg.placement.node_resources)}")
+    if set(cfg.placement.node_resources) - {"engine", "policy", "reference", "teacher", "reward", "env"}:
+        raise ConfigError(f"'placement.node_resources' keys are roles: engine, policy, reference, teacher, reward, "
+                          f"env; got {sorted(cfg.placement.node_resources)}")
     if cfg.fault.max_failures_in_a_row < 1 or min(cfg.fault.call_timeout_s, cfg.fault.collective_timeout_s,
                                                    cfg.fault.restart_timeout_s) <= 0:
         raise ConfigError("'fault.max_failures_in_a_row' must be >= 1 and the fault.*_timeout_s > 0")

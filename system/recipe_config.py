@@ -77,6 +77,8 @@ class StageConfig:
     # config's model.path (R1 restarts its second SFT from the base model); or an earlier stage's name.
     model_from: str = "previous"
     data_from: str = ""  # an earlier distill stage: its traces become this stage's data.source
+    # A grpo stage: an earlier sft/grpo stage whose model becomes its on_policy_distill.teacher_path.
+    teacher_from: str = ""
 
 
 @dataclass
@@ -147,6 +149,9 @@ def validate_pipeline(cfg: PipelineConfig) -> None:
                               f"got '{stage.model_from}'")
         if stage.data_from and outputs.get(stage.data_from) != "data":
             raise ConfigError(f"{where}: 'data_from' must name an earlier distill stage, got '{stage.data_from}'")
+        if stage.teacher_from and (stage.kind != "grpo" or outputs.get(stage.teacher_from) != "model"):
+            raise ConfigError(f"{where}: 'teacher_from' (on-policy distillation) is for grpo stages and must name "
+                              f"an earlier sft/grpo stage, got '{stage.teacher_from}'")
         outputs[stage.name] = STAGE_KINDS[stage.kind][2]
 
 

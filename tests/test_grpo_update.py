@@ -1,7 +1,8 @@
 """The update itself (system/training/grpo.py) on a real DeepSpeed engine of the tiny model: packed
 micro-batches give the loss and gradients of the unpacked batch under every loss aggregation; an update
 whose loss or gradient is NaN/inf is skipped, not applied, and counted; the entropy bonus has the
-entropy's true gradient; the lr follows its schedule update by update."""
+entropy's true gradient; the lr follows its schedule update by update; on-policy distillation's per-token
+advantages."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 import torch
 
 from system.algorithms.losses import policy_loss
+from system.algorithms.on_policy_distill import OnPolicyDistillConfig, distill_advantages
 from system.config import AlgorithmConfig
 from system.training.grpo import grpo_update, skipped_in_a_row, stop_if_skipping
 from system.training.logprobs import pad_sequences
@@ -214,3 +216,36 @@ def test_packed_update_has_the_unpacked_loss_in_bf16(distributed, tiny_model):
         totals = grpo_update(engine, minibatches, algo, max_tokens=max_tokens, micro_batch=2, ppo_epochs=1,
                              temperature=1.0, world_size=1)
         assert totals["loss"] == pytest.approx(want_loss, rel=0.02, abs=1e-3)
+
+
+def test_distillation_update_has_the_per_token_advantages(distributed, tiny_model):
+    """On-policy distillation in the update: with teacher log-probs, each token's advantage is the task's
+    (weighted) minus log pi_old - log pi_teacher, from the trainer's own log-probs; packed or not, the
+    loss, gradients and reverse KL are those of the unpacked batch computed here."""
+    engine = make_engine(tiny_model, 0, "float32", grad_accum=1, lr=0.0, max_grad_norm=1e9)
+    algo, distill = AlgorithmConfig(), OnPolicyDistillConfig(teacher_path="teacher", coef=1.0, task_coef=0.5)
+    minibatches = varied_minibatch(algo.loss_agg)
+    g = torch.Generator().manual_seed(2)
+    for s in minibatches[0]:
+        s.teacher_logp = -torch.rand(len(s.tokens), generator=g) * 5
+    b = pad_sequences(minibatches[0], ["tokens", "weights", "teacher_logp", "loss_mask"], 0, "cpu")
+    logits = engine.module(input_ids=b["tokens"], attention_mask=b["attention_mask"]).logits[:, :-1].float()
+    logp = torch.log_softmax(logits / 0.7, -1).gather(-1, b["tokens"][:, 1:, None]).squeeze(-1)
+    logp = torch.nn.functional.pad(logp, (1, 0))
+    task = torch.tensor([s.advantage for s in minibatches[0]])
+    adv, k = distill_advantages(logp.detach(), b["teacher_logp"], task, b["loss_mask"], distill.coef, distill.task_coef)
+    loss, _ = policy_loss(logp, logp.detach(), adv, b["weights"], algo.eps_low, algo.eps_high)
+    loss.backward()
+    want_loss, want_grads = float(loss.detach()), {n: p.grad.clone() for n, p in engine.module.named_parameters()}
+    engine.module.zero_grad(set_to_none=True)
+    seen = []
+    engine.optimizer.register_step_pre_hook(
+        lambda *_: seen.append({n: p.grad.clone() for n, p in engine.module.named_parameters()}))
+    for max_tokens in (10_000, 30):
+        totals = grpo_update(engine, minibatches, algo, max_tokens=max_tokens, micro_batch=6, ppo_epochs=1,
+                             temperature=0.7, world_size=1, distill=distill)
+        assert totals["distill/reverse_kl_sum"] == pytest.approx(float(k.sum()), rel=1e-5)
+        assert totals["loss"] == pytest.approx(want_loss, rel=1e-5)
+        for name, grad in seen.pop().items():
+            scale = float(want_grads[name].abs().max())
+            torch.testing.assert_close(grad, want_grads[name], rtol=1e-4, atol=1e-5 * scale, msg=name)

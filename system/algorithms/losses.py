@@ -67,13 +67,15 @@ def policy_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The objective's token loss (system/algorithms/objectives.py) + GRPO's KL-in-loss term - the
     entropy bonus, summed with the aggregation's token weights. All inputs are [sequences, tokens]
-    except `advantages` ([sequences], broadcast over tokens). `is_weights`: the off-policy correction
-    of each token's objective term (system/algorithms/off_policy.py), or None. `entropy`: each
+    except `advantages`: [sequences] (one per sample, broadcast over its tokens) or [sequences, tokens]
+    (one per token: on-policy distillation, on_policy_distill.py). `is_weights`: the off-policy
+    correction of each token's objective term (system/algorithms/off_policy.py), or None. `entropy`: each
     token's policy entropy, differentiable, when entropy_coef > 0 (a bonus: it raises the entropy).
     Stats are sums over the loss-carrying tokens: `clip_frac` counts the clipped ones."""
     loss_tokens = weights > 0
+    adv = advantages.unsqueeze(1) if advantages.dim() == 1 else advantages
     token_loss, clipped = POLICY_OBJECTIVES.get(objective)(
-        logp, old_logp, advantages.unsqueeze(1), loss_tokens.to(logp.dtype), eps_low, eps_high, clip_ratio_c)
+        logp, old_logp, adv, loss_tokens.to(logp.dtype), eps_low, eps_high, clip_ratio_c)
     if is_weights is not None:
         token_loss = token_loss * is_weights
     stats = {"clip_frac": (clipped & loss_tokens).sum().float()}

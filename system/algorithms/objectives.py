@@ -48,8 +48,8 @@ def clipped_surrogate(ratio: torch.Tensor, adv: torch.Tensor, eps_low: float, ep
     return loss, was_clipped
 
 
-# Every objective: logp, old_logp [sequences, tokens]; adv [sequences, 1]; mask [sequences, tokens],
-# 1 on the tokens that carry loss.
+# Every objective: logp, old_logp [sequences, tokens]; adv [sequences, 1] (one per sample) or
+# [sequences, tokens] (one per token); mask [sequences, tokens], 1 on the tokens that carry loss.
 
 
 @register_policy_objective("ppo")

@@ -9,22 +9,26 @@ import torch
 
 from system.algorithms.losses import policy_loss
 from system.algorithms.off_policy import off_policy_weights
+from system.algorithms.on_policy_distill import distill_advantages
 from system.training.logprobs import compute_logprobs, pad_sequences, token_logprobs
 from system.training.packing import micro_batch_groups, pack
 from system.training.samples import TrainingSample
 
 
 def grpo_update(engine, minibatches: list[list[TrainingSample]], algo, *, max_tokens: int, micro_batch: int,
-                ppo_epochs: int, temperature: float, world_size: int) -> dict[str, float]:
+                ppo_epochs: int, temperature: float, world_size: int, distill=None) -> dict[str, float]:
     """GRPO/PPO update over this rank's share of each mini-batch; one optimizer step per mini-batch,
     over packed micro-batches of at most `max_tokens` tokens (or `micro_batch` sequences when 0).
 
     Every sample has its `weights` (token weights of its mini-batch, see system/algorithms/losses.py)
-    and `advantage`, and `ref_logp` when the KL term is on.
+    and `advantage`, and `ref_logp` when the KL term is on; `teacher_logp` in on-policy distillation,
+    whose per-token advantages are made here from the trainer's log-probs before the update (`distill`:
+    its OnPolicyDistillConfig; system/algorithms/on_policy_distill.py says why these log-probs).
     Returns sums that the driver reduces over ranks, plus `sync/*` log-prob agreement stats
     between the engine that sampled and this trainer before its first optimizer step."""
-    with_ref = minibatches[0][0].ref_logp is not None
+    with_ref, with_teacher = minibatches[0][0].ref_logp is not None, minibatches[0][0].teacher_logp is not None
     keys = ["loss_mask", "weights", "rollout_logp"] + (["ref_logp"] if with_ref else [])
+    keys += ["teacher_logp"] if with_teacher else []
     reuse_old = ppo_epochs * len(minibatches) > 1  # off-policy after the first step: need frozen old log-probs
     if reuse_old:
         everything = [s for mb in minibatches for s in mb]
@@ -39,6 +43,8 @@ def grpo_update(engine, minibatches: list[list[TrainingSample]], algo, *, max_to
     skipped = 0  # updates skipped since the last applied one
     if algo.off_policy != "none":
         totals.update({"off_policy/ratio_sum": 0.0, "off_policy/ratio_max": 0.0, "off_policy/masked": 0.0})
+    if with_teacher:
+        totals["distill/reverse_kl_sum"] = 0.0
     for epoch in range(ppo_epochs):
         for mb_index, minibatch in enumerate(minibatches):
             groups = micro_batch_groups(minibatch, max_tokens, micro_batch, engine.device)
@@ -51,6 +57,11 @@ def grpo_update(engine, minibatches: list[list[TrainingSample]], algo, *, max_to
                 logp, entropy = token_logprobs(engine, pack(mb, engine.device), temperature, with_entropy=True)
                 old_logp = b["old_logp"] if reuse_old else logp.detach()
                 advantages = torch.tensor([s.advantage for s in mb], device=logp.device, dtype=logp.dtype)
+                if with_teacher:  # one advantage per token: the task's (weighted) minus the reverse KL
+                    advantages, k = distill_advantages(old_logp.float(), b["teacher_logp"], advantages.float(),
+                                                       b["loss_mask"], distill.coef, distill.task_coef)
+                    if epoch == 0:
+                        totals["distill/reverse_kl_sum"] += float(k[mask].sum())
                 is_weights = None
                 if algo.off_policy != "none":  # pi_old / engine, on the tokens the engine sampled
                     is_weights, rho = off_policy_weights(old_logp.float(), b["rollout_logp"], b["loss_mask"],

@@ -3,7 +3,8 @@
 A sample is the exact token ids the engine saw and produced (never re-tokenised text), with
 every per-token field indexed by token position (see logprobs.py). Its fields are all listed
 here, filled in this order: the rollout (tokens, mask, sampling log-probs), the driver
-(reference log-probs, advantage), `split_for_training` (loss weights), the trainer (old log-probs).
+(reference and teacher log-probs, advantage), `split_for_training` (loss weights), the trainer
+(old log-probs).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ class TrainingSample:
     tokens: torch.Tensor  # long [L]: prompt + everything after it
     loss_mask: torch.Tensor  # float [L]: 1 on the tokens the policy generated and is trained on
     rollout_logp: torch.Tensor  # float [L]: the engine's sampling log-prob of each generated token
-    advantage: float = 0.0  # one per sample (the advantage estimator's)
+    advantage: float = 0.0  # one per sample (the advantage estimator's); per token with a teacher (grpo.py)
     ref_logp: Optional[torch.Tensor] = None  # [L] under the reference model, when a KL term is on
+    teacher_logp: Optional[torch.Tensor] = None  # [L] under the teacher, in on-policy distillation
     weights: Optional[torch.Tensor] = None  # [L] loss weight of each token within its mini-batch
     old_logp: Optional[torch.Tensor] = None  # [L] the trainer's, before its first update (multi-update PPO)
 
