@@ -1,6 +1,8 @@
 """Policy trainer actor: one data-parallel rank of the DeepSpeed policy.
 
-Rank 0 also sends the weights to the rollout engines after every update.
+Rank 0 also sends the weights to the rollout engines after every update. With LoRA
+(`train.lora.enabled`) the ranks also score the reference log-probs, on their base model with the
+adapters off, and a sync sends the merged weights of the adapted modules only (system/training/lora.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from actors.group import DistributedActor
 from system.sync import BucketBuffers, init_sync_group, plan_buckets, send
 from system.training.engines import init_train_engine, load_checkpoint, save_checkpoint
 from system.training.grpo import grpo_update
+from system.training.logprobs import compute_logprobs
+from system.training.lora import SyncTensor, is_lora, sync_tensors
 from system.training.samples import TrainingSample
 
 
@@ -29,13 +33,11 @@ class PolicyTrainer(DistributedActor):
                                         self.platform, self.platform.attn_implementation(self.cfg.model.dtype),
                                         total_updates=self.cfg.steps * t.num_minibatches * t.ppo_epochs)
         self.model = self.engine.module
-        tied = getattr(self.model.config, "tie_word_embeddings", False)
-        # Tied output embeddings are the input embeddings: sending them twice is waste.
-        self.sync_params = [(n, p) for n, p in self.model.named_parameters() if not (tied and n == "lm_head.weight")]
+        self.sync_tensors = sync_tensors(self.model) if is_lora(self.model) else whole_model(self.model)
         self.sync_buffers = None  # BucketBuffers of the plan, from the first sync on
 
     def weight_buckets(self) -> list[list[dict]]:
-        named = [(n, p.dtype, tuple(_full_shape(p))) for n, p in self.sync_params]
+        named = [(n, sources[0].dtype, tuple(_full_shape(sources[0]))) for n, sources, _ in self.sync_tensors]
         self.buckets = plan_buckets(named, self.cfg.sync.bucket_mb)
         return self.buckets
 
@@ -47,13 +49,14 @@ class PolicyTrainer(DistributedActor):
         it when `verify`)."""
         import deepspeed
 
-        by_name = dict(self.sync_params)
+        by_name = {name: (sources, value) for name, sources, value in self.sync_tensors}
 
         @contextmanager
         def tensors_of(bucket):
-            params = [by_name[m["name"]] for m in bucket]
+            entries = [by_name[m["name"]] for m in bucket]
+            params = [p for sources, _ in entries for p in sources]
             with deepspeed.zero.GatheredParameters(params, enabled=self.cfg.train.zero_stage == 3):
-                yield [p.data for p in params]
+                yield [value() for _, value in entries]
 
         self.sync_buffers = BucketBuffers.for_plan(self.buckets, self.engine.device, self.sync_buffers)
         return send(self.sync_group, self.buckets, tensors_of, self.sync_buffers, verify)
@@ -65,12 +68,27 @@ class PolicyTrainer(DistributedActor):
                            temperature=self.cfg.rollout.temperature, world_size=self.world_size,
                            distill=self.cfg.on_policy_distill)
 
+    def reference_logprobs(self, seqs: list[TrainingSample]) -> list[torch.Tensor]:
+        """With LoRA, the reference's log-probs (as actors/reference.py computes them): this rank's
+        base model, the adapters switched off."""
+        self.engine.eval()
+        with self.model.disable_adapter():
+            return compute_logprobs(self.engine, seqs, self.cfg.rollout.temperature,
+                                    max_tokens=self.cfg.train.max_tokens_per_microbatch,
+                                    micro_batch=self.cfg.reference.micro_batch_size)
+
     def save_checkpoint(self, path: str) -> None:
         """All ranks: DeepSpeed's optimizer/scheduler state; rank 0 also the HF folder of the policy."""
         save_checkpoint(self.engine, path, self.model_path, self.cfg.train.zero_stage, self.rank)
 
     def load_checkpoint(self, path: str) -> None:
         load_checkpoint(self.engine, path)
+
+
+def whole_model(model) -> list[SyncTensor]:
+    """Every parameter, as it is. Tied output embeddings are the input embeddings: sending them twice is waste."""
+    tied = getattr(model.config, "tie_word_embeddings", False)
+    return [(n, [p], lambda p=p: p.data) for n, p in model.named_parameters() if not (tied and n == "lm_head.weight")]
 
 
 def _full_shape(p: torch.Tensor) -> torch.Size:

@@ -38,8 +38,9 @@ class TeacherModel(FrozenModel):
     section = "on_policy_distill"
 
 
-def score(group: ActorGroup, samples: list[TrainingSample], phase: str) -> list[torch.Tensor]:
-    """Each sample's per-token log-probs under the group's model, the samples split over its ranks."""
+def score(group: ActorGroup, samples: list[TrainingSample], phase: str, method: str = "logprobs") -> list[torch.Tensor]:
+    """Each sample's per-token log-probs under the group's model, the samples split over its ranks
+    (`method`: with LoRA the policy's `reference_logprobs`, its base model with the adapters off)."""
     k = len(group.actors)
     shards = [samples[len(samples) * i // k: len(samples) * (i + 1) // k] for i in range(k)]
-    return [lp for part in group.run_sharded("logprobs", shards, phase=phase) for lp in part]
+    return [lp for part in group.run_sharded(method, shards, phase=phase) for lp in part]

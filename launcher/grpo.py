@@ -53,10 +53,13 @@ def grpo_step(step: int, cfg: Config, actors: Actors, batch: Batch, skipped_befo
     samples = [TrainingSample.from_rollout(*s) for s in zip(rollouts.tokens, rollouts.loss_mask, rollouts.logprobs)]
 
     # 3. Reference log-probs, for the KL penalty (in the loss, or subtracted from the reward).
+    # With LoRA the policy ranks score them, on their base model with the adapters off.
     kl_seq = None
-    if actors.reference is not None:
+    lora_reference = cfg.train.lora.enabled and cfg.algorithm.kl_coef > 0
+    if actors.reference is not None or lora_reference:
+        scorer, method = (actors.policy, "reference_logprobs") if lora_reference else (actors.reference, "logprobs")
         with timed(timings, "reference"):
-            ref_logps = score(actors.reference, samples, "reference")
+            ref_logps = score(scorer, samples, "reference", method)
         for s, ref in zip(samples, ref_logps):
             s.ref_logp = ref
         kl_seq = torch.stack([(kl_penalty(s.rollout_logp, s.ref_logp, cfg.algorithm.kl_estimator) * s.loss_mask).sum()

@@ -25,6 +25,7 @@ from system.envs import resolve_env
 from system.faults import FaultConfig
 from system.rewards import MODES as REWARD_MODES
 from system.rewards import get_reward
+from system.training.lora import LoraConfig, lora_problem
 from system.training.lr_schedule import LR_SCHEDULES
 
 
@@ -108,6 +109,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     # An update whose loss or gradient is NaN/inf is skipped (train/skipped_updates); this many in a row stop the run.
     max_skipped_updates_in_a_row: int = 3
+    lora: LoraConfig = field(default_factory=LoraConfig)  # LoRA adapters on a frozen base (docs/lora.md)
 
 
 @dataclass
@@ -266,7 +268,8 @@ class Config:
 
     def roles(self) -> Roles:
         return Roles(engine=self.rollout.num_engines, policy=self.train.num_ranks,
-                     reference=self.reference.num_ranks if self.algorithm.kl_coef > 0 else 0,
+                     reference=self.reference.num_ranks if self.algorithm.kl_coef > 0 and not self.train.lora.enabled
+                     else 0,  # with LoRA the policy ranks score the reference: their base, adapters off
                      teacher=self.on_policy_distill.num_ranks if self.on_policy_distill.teacher_path else 0,
                      reward=self.reward.num_workers, env=self.env.num_workers if self.env.cls else 0,
                      engine_devices=self.rollout.tensor_parallel_size)
@@ -331,6 +334,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(agent_problem(cfg))
     if distill_problem(cfg):
         raise ConfigError(distill_problem(cfg))
+    if lora_problem(cfg.train):
+        raise ConfigError(lora_problem(cfg.train))
     if cfg.env.cls:
         check_registered("env.cls", cfg.env.cls, resolve_env)
         if cfg.env.max_context_tokens > cfg.rollout.max_model_len:

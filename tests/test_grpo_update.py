@@ -73,13 +73,14 @@ def distributed():
 
 def make_engine(model_path: str, zero_stage: int, dtype: str, grad_accum: int, lr: float = 1e-3,
                 max_grad_norm: float = 1.0, warmup_steps: int = 0, lr_schedule: str = "constant",
-                total_updates: int = 0):
+                total_updates: int = 0, lora=None):
     from system.platform import current_platform
     from system.training.engines import init_train_engine
+    from system.training.lora import LoraConfig
 
     train = SimpleNamespace(gradient_checkpointing=False, lr=lr, weight_decay=0.0, warmup_steps=warmup_steps,
                             zero_stage=zero_stage, micro_batch_size=2, max_grad_norm=max_grad_norm,
-                            lr_schedule=lr_schedule, min_lr_ratio=0.1)
+                            lr_schedule=lr_schedule, min_lr_ratio=0.1, lora=lora or LoraConfig())
     platform = current_platform()
     return init_train_engine(model_path, train, dtype, grad_accum, 1, platform, platform.attn_implementation(dtype),
                              total_updates=total_updates)

@@ -12,6 +12,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from system.platform import Platform
+from system.training.lora import add_adapters, is_lora, merged_state_dict, save_adapter, scaling_of
 from system.training.lr_schedule import lr_factor
 
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}
@@ -45,9 +46,15 @@ def load_model(model_path: str, dtype: str, gradient_checkpointing: bool = False
 def init_train_engine(model_path: str, cfg, dtype: str, grad_accum: int, world_size: int, platform: Platform,
                       attn_implementation: str | None = None, total_updates: int = 0):
     """Policy: model + AdamW + lr schedule (`lr_factor` over the run's `total_updates` optimizer updates)
-    under DeepSpeed ZeRO (cfg: TrainConfig)."""
+    under DeepSpeed ZeRO (cfg: TrainConfig); with `cfg.lora.enabled`, the model carries LoRA adapters and
+    only they are optimised."""
     model = load_model(model_path, dtype, cfg.gradient_checkpointing, attn_implementation)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay,
+    if cfg.lora.enabled:
+        model = add_adapters(model, cfg.lora)
+        if cfg.gradient_checkpointing:  # the frozen embedding's output must carry grad into checkpointed blocks
+            model.enable_input_require_grads()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay,
                                   **platform.adamw_kwargs())
     warmup = max(cfg.warmup_steps, 0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(  # DeepSpeed steps it once per optimizer update
@@ -73,24 +80,35 @@ def init_eval_engine(model_path: str, zero_stage: int, micro_batch: int, dtype: 
 
 
 def save_model(engine, path: str, tokenizer_path: str, zero_stage: int, rank: int) -> None:
-    """The model as an HF folder (transformers and vLLM load it as any model), written by rank 0.
-    Every rank calls it: under ZeRO-3 the shards are gathered collectively first."""
+    """The model as an HF folder (transformers and vLLM load it as any model), written by rank 0;
+    a LoRA model merged into its base. Every rank calls it: under ZeRO-3 the shards are gathered
+    collectively first."""
     from transformers import AutoTokenizer
 
     state_dict = engine._zero3_consolidated_16bit_state_dict() if zero_stage == 3 else engine.module.state_dict()
     if rank == 0:
-        engine.module.save_pretrained(path, state_dict=state_dict, safe_serialization=True)
+        model = engine.module
+        if is_lora(model):
+            state_dict, model = merged_state_dict(state_dict, scaling_of(model)), model.get_base_model()
+        model.save_pretrained(path, state_dict=state_dict, safe_serialization=True)
         AutoTokenizer.from_pretrained(tokenizer_path).save_pretrained(path)
 
 
 def save_checkpoint(engine, path: str, tokenizer_path: str, zero_stage: int, rank: int) -> None:
-    """All ranks: DeepSpeed's optimizer/scheduler state in `path/deepspeed`, the model in `path/policy`."""
-    engine.save_checkpoint(os.path.join(path, "deepspeed"), tag="state")
+    """All ranks: DeepSpeed's optimizer/scheduler state in `path/deepspeed`, the model in `path/policy`;
+    with LoRA, DeepSpeed's state holds the adapters alone (the base is the run's model), `path/adapter`
+    the adapter as peft writes it and `path/policy` the merged model."""
+    lora = is_lora(engine.module)
+    engine.save_checkpoint(os.path.join(path, "deepspeed"), tag="state", exclude_frozen_parameters=lora)
     save_model(engine, os.path.join(path, "policy"), tokenizer_path, zero_stage, rank)
+    if lora and rank == 0:
+        save_adapter(engine.module, os.path.join(path, "adapter"))
 
 
 def load_checkpoint(engine, path: str) -> None:
-    """Weights, optimizer, LR schedule and step counters, exactly as saved."""
-    load_dir, _ = engine.load_checkpoint(os.path.join(path, "deepspeed"), tag="state")
+    """Weights, optimizer, LR schedule and step counters, exactly as saved (with LoRA the adapters:
+    the frozen base stays as loaded)."""
+    load_dir, _ = engine.load_checkpoint(os.path.join(path, "deepspeed"), tag="state",
+                                         load_module_strict=not is_lora(engine.module))
     if load_dir is None:
         raise RuntimeError(f"no DeepSpeed state in checkpoint {path}")
