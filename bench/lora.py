@@ -122,6 +122,8 @@ def adapter_side(lora: bool, adapter_dir: str, steps: int) -> dict:
         t = time.perf_counter()
         llm.generate(prompts, params, lora_request=request, use_tqdm=False)
         generate_s.append(time.perf_counter() - t)
+        print(f"{'lora' if lora else 'plain'} step {step}: load {load_s[-1] if load_s else 0:.3f} s, "
+              f"generate {generate_s[-1]:.2f} s", file=sys.stderr, flush=True)
     rss = psutil.Process().memory_info().rss
     scored = llm.generate([TokensPrompt(prompt_token_ids=PROBE)], SamplingParams(max_tokens=1, prompt_logprobs=0),
                           lora_request=request, use_tqdm=False)[0]
@@ -140,7 +142,7 @@ def adapter() -> dict:
 
     model = AutoModelForCausalLM.from_pretrained(resolve_model("smollm2-135m"), dtype=torch.bfloat16)
     full_bytes = sum(p.numel() * p.element_size() for n, p in model.named_parameters())  # tied head counted once
-    model = add_adapters(model, LoraConfig(enabled=True, rank=16, alpha=32))
+    model = add_adapters(model, LoraConfig(enabled=True, rank=16, alpha=32)).to(torch.bfloat16)  # as DeepSpeed's bf16
     with torch.no_grad():  # a trained adapter's B is not zero
         for name, p in model.named_parameters():
             if "lora_B" in name:
@@ -158,7 +160,7 @@ def adapter() -> dict:
         result["adapter_bytes"] = sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp))
         for side in ("plain", "lora"):
             done = subprocess.run([PYTHON, __file__, "adapter-side", side, tmp], cwd=ROOT, env=ENV, check=True,
-                                  capture_output=True, text=True)
+                                  stdout=subprocess.PIPE, text=True)
             measured = json.loads(done.stdout.strip().splitlines()[-1])
             result[side] = {k: spread(v) if isinstance(v, list) and v and k != "probe_logprobs" else v
                             for k, v in measured.items()}
@@ -184,7 +186,7 @@ if __name__ == "__main__":
     sys.path.insert(0, ROOT)
     if args.part == "adapter-side":
         side, folder = args.rest
-        print(json.dumps(adapter_side(side == "lora", folder, steps=6)))
+        print(json.dumps(adapter_side(side == "lora", folder, steps=4)))
     else:
         results = load("lora")
         results[args.part] = demo() if args.part == "demo" else adapter()

