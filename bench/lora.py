@@ -79,7 +79,7 @@ def job(name: str, overrides: list[str]) -> dict:
               "train_s": spread([s["timing/train_s"] for s in steps]),
               "sync_s": spread([s["timing/sync_s"] for s in steps]),
               "logprob_abs_diff_mean": spread([s["sync/logprob_abs_diff_mean"] for s in steps]),
-              "train_reward_last": run["steps"][-2 if "eval/accuracy" in run["steps"][-1] else -1].get("reward/mean"),
+              "train_reward_last": [s for s in run["steps"] if "reward/mean" in s][-1]["reward/mean"],
               "eval": evals}
     if any("timing/reference_s" in s for s in steps):
         result["reference_s"] = spread([s["timing/reference_s"] for s in steps])
