@@ -1,6 +1,6 @@
 """LoRA RL against full fine-tuning, and the two ways to bring adapters to the engine (docs/lora.md).
 
-    flock /tmp/r1ray-heavy.lock .venv/bin/python bench/lora.py demo      # the demo, full vs LoRA
+    flock /tmp/r1ray-heavy.lock .venv/bin/python bench/lora.py demo [FULL_RUN_DIR]   # the demo, full vs LoRA
     flock /tmp/r1ray-heavy.lock .venv/bin/python bench/lora.py adapter   # vLLM's own LoRA, on this backend
 
 `demo`: configs/grpo_countdown_cpu.yaml as `make demo` runs it, full fine-tuning and with `train.lora.*`
@@ -58,39 +58,46 @@ class PeakRss:
 
 
 def job(name: str, overrides: list[str]) -> dict:
-    """One run of the demo config through bench/run_ours.py; its metrics and peak memory."""
-    out = os.path.join(ROOT, "bench", "runs", f"lora-{name}-{time.strftime('%H%M%S')}.json")
-    cmd = [PYTHON, os.path.join(ROOT, "bench", "run_ours.py"), "--out", out, "--config", DEMO, *QUIET,
-           f"logging.output_dir={os.path.join(ROOT, 'bench', 'runs')}", f"logging.run_name={os.path.basename(out)[:-5]}",
-           *overrides]
+    """One run of the demo config (launcher/grpo.py in a process of its own); its figures and peak memory."""
+    run_name = f"lora-{name}-{time.strftime('%H%M%S')}"
+    cmd = [PYTHON, os.path.join(ROOT, "launcher", "grpo.py"), "--config", DEMO, *QUIET,
+           f"logging.output_dir={os.path.join(ROOT, 'bench', 'runs')}", f"logging.run_name={run_name}", *overrides]
     print("$", " ".join(cmd[1:]), flush=True)
     warn_if_busy()
     memory = PeakRss()
     began = time.perf_counter()
     subprocess.run(cmd, cwd=ROOT, env=ENV, check=True, stdout=subprocess.DEVNULL)
-    rss = memory.stop()
-    with open(out) as f:
-        run = json.load(f)
-    steps = [s for s in run["steps"] if "timing/step_s" in s][1:]  # the first step warms up
-    evals = {s["step"]: {k: round(s[k], 3) for k in ("eval/accuracy", "eval/reward_mean", "eval/pass@1", "eval/pass@4")
-                         if k in s} for s in run["steps"] if "eval/accuracy" in s}
-    result = {"overrides": overrides, "wall_s": round(time.perf_counter() - began, 1), **rss,
-              "step_s": spread([s["timing/step_s"] for s in steps]),
-              "train_s": spread([s["timing/train_s"] for s in steps]),
-              "sync_s": spread([s["timing/sync_s"] for s in steps]),
-              "logprob_abs_diff_mean": spread([s["sync/logprob_abs_diff_mean"] for s in steps]),
-              "train_reward_last": [s for s in run["steps"] if "reward/mean" in s][-1]["reward/mean"],
-              "eval": evals}
-    if any("timing/reference_s" in s for s in steps):
-        result["reference_s"] = spread([s["timing/reference_s"] for s in steps])
+    result = {"overrides": overrides, "wall_s": round(time.perf_counter() - began, 1), **memory.stop(),
+              **summary(os.path.join(ROOT, "bench", "runs", run_name))}
     print(json.dumps(result), flush=True)
     return result
 
 
-def demo() -> dict:
-    kl = ["algorithm.kl_coef=0.01", "steps=3", "eval.every=0"]
-    return {"full": job("full", []), "lora": job("lora", LORA),
-            "full_kl": job("full-kl", kl), "lora_kl": job("lora-kl", LORA + kl)}
+def summary(run_dir: str) -> dict:
+    """Step, update and sync time (the first step, which warms up, left out), eval accuracy, train reward."""
+    from system.metrics import read_metrics
+
+    metrics = read_metrics(run_dir)
+    steps = [m for m in metrics if "timing/step_s" in m][1:]
+    evals = {m["step"]: {k: round(m[k], 3) for k in ("eval/accuracy", "eval/reward_mean", "eval/pass@1", "eval/pass@4")
+                         if k in m} for m in metrics if "eval/accuracy" in m}
+    out = {"run_dir": os.path.relpath(run_dir, ROOT), "step_s": spread([m["timing/step_s"] for m in steps]),
+           "train_s": spread([m["timing/train_s"] for m in steps]),
+           "sync_s": spread([m["timing/sync_s"] for m in steps if "sync/checksum_ok" not in m]),
+           "sync_verified_s": spread([m["timing/sync_s"] for m in metrics if "sync/checksum_ok" in m]),
+           "logprob_abs_diff_mean": spread([m["sync/logprob_abs_diff_mean"] for m in steps]),
+           "train_reward_last": [m for m in metrics if "reward/mean" in m][-1]["reward/mean"], "eval": evals}
+    if any("timing/reference_s" in m for m in steps):
+        out["reference_s"] = spread([m["timing/reference_s"] for m in steps])
+    return out
+
+
+def demo(full_run: str | None) -> dict:
+    """Full fine-tuning (or the figures of an earlier run of it, `full_run`: no memory then), LoRA, and both
+    for 2 steps with a KL term."""
+    kl = ["algorithm.kl_coef=0.01", "steps=2", "eval.every=0", "checkpoint.save_final=false"]
+    full = {"overrides": [], **summary(full_run)} if full_run else job("full", [])
+    return {"full": full, "lora": job("lora", LORA), "full_kl": job("full-kl", kl), "lora_kl": job("lora-kl", LORA + kl)}
 
 
 def adapter_side(lora: bool, adapter_dir: str, steps: int) -> dict:
@@ -189,5 +196,5 @@ if __name__ == "__main__":
         print(json.dumps(adapter_side(side == "lora", folder, steps=4)))
     else:
         results = load("lora")
-        results[args.part] = demo() if args.part == "demo" else adapter()
+        results[args.part] = demo(args.rest[0] if args.rest else None) if args.part == "demo" else adapter()
         save("lora", results)
