@@ -47,3 +47,25 @@ def ray_job(ray_cluster):
     for pg_id, info in placement_group_table().items():
         if info["state"] != "REMOVED":
             remove_placement_group(PlacementGroup(ray_cluster.PlacementGroupID(bytes.fromhex(pg_id))))
+
+
+@pytest.fixture(scope="module")
+def distributed():
+    """A one-rank gloo group in this process, as a policy actor has; gone after the module."""
+    import socket
+
+    import deepspeed
+    import deepspeed.utils.groups
+    import torch
+
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+    deepspeed.init_distributed(dist_backend="gloo")
+    yield
+    torch.distributed.destroy_process_group()
+    # DeepSpeed keeps its clone of the world group across groups: the next module's engines would get
+    # the destroyed one ("Group ... is not registered").
+    deepspeed.utils.groups._WORLD_GROUP = None

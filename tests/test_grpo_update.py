@@ -7,8 +7,6 @@ advantages."""
 from __future__ import annotations
 
 import math
-import os
-import socket
 from types import SimpleNamespace
 
 import pytest
@@ -54,21 +52,6 @@ def test_skipped_updates_are_counted_in_a_row_over_steps():
     stop_if_skipping(2, 3)
     with pytest.raises(RuntimeError, match="3 policy updates in a row were skipped"):
         stop_if_skipping(3, 3)
-
-
-@pytest.fixture(scope="module")
-def distributed():
-    """A one-rank gloo group in this process, as a policy actor has."""
-    os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
-    import deepspeed
-
-    deepspeed.init_distributed(dist_backend="gloo")
-    yield
-    torch.distributed.destroy_process_group()
 
 
 def make_engine(model_path: str, zero_stage: int, dtype: str, grad_accum: int, lr: float = 1e-3,

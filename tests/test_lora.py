@@ -10,7 +10,7 @@ import torch
 from system.config import ConfigError, load_config
 from system.training.lora import (ALL_LINEAR, FUSED, LoraConfig, add_adapters, hf_name, merge, merged_state_dict,
                                   scaling_of, sync_tensors)
-from tests.test_grpo_update import distributed, make_engine, samples  # noqa: F401 (distributed: a fixture)
+from tests.test_grpo_update import make_engine, samples
 
 
 def adapted(model_path: str, targets=None, rank: int = 4, alpha: float = 16.0):
