@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from dataclasses import replace
 
 from actors.cluster import start_ray
@@ -88,7 +89,9 @@ def evaluate_stage(name: str, model_path: str, eval_cfg: Config, pipe_dir: str) 
     os.makedirs(run_dir, exist_ok=True)
     cfg = replace(eval_cfg, model=replace(eval_cfg.model, path=model_path))
     print(f"eval after {name}: {model_path}", flush=True)
+    start = time.perf_counter()
     evals[name] = {"model": model_path, **evaluate_model(cfg, run_dir)}
+    evals[name]["minutes"] = (time.perf_counter() - start) / 60
     write_json(os.path.join(pipe_dir, EVALS_FILE), evals)
 
 
@@ -104,8 +107,10 @@ def run_new_stage(index: int, stages: list, state: dict, recipe_dir: str, shared
     stage_cfg = load_stage_config(stage, recipe_dir, shared + stage.overrides + wiring(index, stages, outputs, resuming))
     save_config(stage_cfg, os.path.join(run_dir, "config.yaml"))
     print(f"stage {index + 1} {stage.name} ({stage.kind}) from {stage_cfg.model.path}: {run_dir}", flush=True)
+    start = time.perf_counter()
     output = run_stage(stage.kind, stage_cfg, run_dir)
-    return {"kind": stage.kind, "run_dir": run_dir, "output": output, "summary": summarize(stage.kind, run_dir)}
+    return {"kind": stage.kind, "run_dir": run_dir, "output": output, "summary": summarize(stage.kind, run_dir),
+            "minutes": (time.perf_counter() - start) / 60}
 
 
 def write_json(path: str, value) -> None:

@@ -41,12 +41,23 @@ def stage_table(evals: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def time_table(evals: dict[str, dict], state: dict) -> str:
+    """Where the wall time went: each stage's run and each evaluation, in minutes, and the total.
+    A run resumed after a stop counts only the part of a stage that the last process ran."""
+    rows = [(f"{done.get('kind', '')} `{name}`", done["minutes"]) for name, done in state.items() if "minutes" in done]
+    rows += [(f"eval after `{name}`", m["minutes"]) for name, m in evals.items() if "minutes" in m]
+    if not rows:
+        return ""
+    lines = ["| part | minutes |", "|---|---|"] + [f"| {part} | {minutes:.1f} |" for part, minutes in rows]
+    return "\n".join(lines + [f"| total | {sum(m for _, m in rows):.1f} |"]) + "\n"
+
+
 def write_pipeline_report(pipe_dir: str, state: dict) -> list[str]:
     """pipeline_report.png and stages.md; `state`: pipeline_state.json's {stage: {kind, run_dir, ...}}."""
     evals = read_evals(pipe_dir)
     table_path = os.path.join(pipe_dir, "stages.md")
     with open(table_path, "w") as f:
-        f.write(stage_table(evals))
+        f.write(stage_table(evals) + "\n" + time_table(evals, state))
     fig = Figure(figsize=(12, 4.5))
     FigureCanvasAgg(fig)
     by_stage, curves = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)

@@ -110,13 +110,17 @@ def test_the_pipeline_report_tables_and_plots_every_evaluated_stage(tmp_path):
     evals = {name: {"model": f"/m/{name}", "eval/accuracy": acc, "eval/pass@4": min(1.0, 2 * acc),
                     "eval/length_mean": 100.0, "eval/format_rate": 0.5 + acc / 2}
              for name, acc in (("start", 0.0), ("sft", 0.3), ("rl", 0.45))}
+    evals["rl"]["minutes"] = 1.25
     (pipe / EVALS_FILE).write_text(json.dumps(evals))
-    state = {"traces": {"kind": "distill", "run_dir": str(pipe / "1-traces")},
-             "sft": {"kind": "sft", "run_dir": str(pipe / "2-sft")}, "rl": {"kind": "grpo", "run_dir": str(rl)}}
+    state = {"traces": {"kind": "distill", "run_dir": str(pipe / "1-traces"), "minutes": 0.5},
+             "sft": {"kind": "sft", "run_dir": str(pipe / "2-sft"), "minutes": 12.0},
+             "rl": {"kind": "grpo", "run_dir": str(rl)}}  # no minutes: a stage finished before they were kept
     png, table = write_pipeline_report(str(pipe), state)
     rows = open(table).read().splitlines()
     assert rows[0] == "| after | accuracy | pass@4 | length_mean | format_rate |"
-    assert rows[2:] == ["| start | 0.000 | 0.000 | 100.000 | 0.500 |", "| sft | 0.300 | 0.600 | 100.000 | 0.650 |",
-                        "| rl | 0.450 | 0.900 | 100.000 | 0.725 |"]
+    assert rows[2:6] == ["| start | 0.000 | 0.000 | 100.000 | 0.500 |", "| sft | 0.300 | 0.600 | 100.000 | 0.650 |",
+                         "| rl | 0.450 | 0.900 | 100.000 | 0.725 |", ""]
+    assert rows[6:] == ["| part | minutes |", "|---|---|", "| distill `traces` | 0.5 |", "| sft `sft` | 12.0 |",
+                        "| eval after `rl` | 1.2 |", "| total | 13.8 |"]
     width, height = Image.open(png).size
     assert width > 1000 and height > 400
