@@ -45,7 +45,7 @@ if __name__ == "__main__":
     run_dir = grpo.main(rest)
     with open(os.path.join(run_dir, "config.yaml")) as f:
         cfg = yaml.safe_load(f)
-    steps = read_metrics(run_dir)
+    steps = [s for s in read_metrics(run_dir) if "response/length_mean" in s]  # not a run's closing eval record
     for s in steps:  # response/length_mean is per sample
         s["bench/generated_tokens"] = s["response/length_mean"] * cfg["prompts_per_step"] * cfg["rollout"]["group_size"]
     with open(args.out, "w") as f:
