@@ -42,7 +42,7 @@ def distill_chunk(rows: list[dict], cfg, teacher, store: TraceStore) -> dict:
     correct = solved(rollouts.scores, teacher.correctness, rollouts.rewards)
     finished = [reason == "stop" for reason in rollouts.finish_reasons]
     traces, progress = rejection_sample(rows, rollouts.texts, rollouts.response_lengths, correct, finished, n,
-                                        cfg.keep, cfg.data.source)
+                                        cfg.keep, cfg.data.source, getattr(rollouts, "earlier", None))
     store.append(traces, progress)
     lengths = rollouts.response_lengths
     return {

@@ -58,6 +58,9 @@ class DataConfig:
     max_numbers: int = 3
     max_number: int = 20
     max_target: int = 1000
+    # Env generators (twenty_four_env): the env's params, as a GRPO config's env.params (max_number,
+    # max_turns...), so that the rows are the very first turns (and episodes) that env plays.
+    env_params: dict[str, Any] = field(default_factory=dict)
     # The user message: a template name (system/data/prompts.py) or a text whose `{...}` fields are filled
     # from the row's columns; "" = the generator's own, or the row's messages / prompt / problem / question.
     prompt_template: str = ""

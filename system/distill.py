@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 from collections import defaultdict
+from typing import Optional
 
 from system.rewards.extract import final_answer
 
@@ -47,14 +48,15 @@ def select_traces(texts: list[str], lengths: list[int], accepted: list[bool], n:
     return kept
 
 
-def trace_row(row: dict, trace: str, tokens: int, source: str) -> dict:
-    """A data set row in the layout open-r1's distilled sets use."""
+def trace_row(row: dict, trace: str, tokens: int, source: str, earlier: list[dict] = ()) -> dict:
+    """A data set row in the layout open-r1's distilled sets use; `earlier`: the messages between
+    the prompt and the trace (a teacher's failed tries and the env's feedback)."""
     columns = {k: v for k, v in row.items() if k != "messages"}
     return {
         **columns,
         "problem_id": problem_id(row),
         "problem": columns.get("problem", row["messages"][-1]["content"]),
-        "messages": row["messages"] + [{"role": "assistant", "content": trace}],
+        "messages": row["messages"] + list(earlier) + [{"role": "assistant", "content": trace}],
         # the gold answer where the data has one, else the answer the verifier accepted
         "answer": str(columns.get("answer", final_answer(trace) or "")),
         "source": columns.get("source", source),
@@ -63,10 +65,14 @@ def trace_row(row: dict, trace: str, tokens: int, source: str) -> dict:
 
 
 def rejection_sample(rows: list[dict], texts: list[str], lengths: list[int], correct: list[bool],
-                     finished: list[bool], n: int, keep: str, source: str) -> tuple[list[dict], list[dict]]:
-    """(kept trace rows, one progress record per problem) for n samples per row, contiguous."""
-    kept = select_traces(texts, lengths, [c and f for c, f in zip(correct, finished)], n, keep)
-    traces = [trace_row(rows[i // n], texts[i], lengths[i], source) for i in kept]
+                     finished: list[bool], n: int, keep: str, source: str,
+                     earlier: Optional[list[list[dict]]] = None) -> tuple[list[dict], list[dict]]:
+    """(kept trace rows, one progress record per problem) for n samples per row, contiguous;
+    `earlier`: per sample, the messages before its trace (ProgramRollouts.earlier)."""
+    earlier = earlier or [[] for _ in texts]
+    keys = [json.dumps(e) + t for e, t in zip(earlier, texts)]  # the same episode counts once
+    kept = select_traces(keys, lengths, [c and f for c, f in zip(correct, finished)], n, keep)
+    traces = [trace_row(rows[i // n], texts[i], lengths[i], source, earlier[i]) for i in kept]
     progress = [{"id": problem_id(row), "source": row.get("source", source), "samples": n,
                  "correct": sum(correct[j * n:(j + 1) * n]), "kept": sum(i // n == j for i in kept)}
                 for j, row in enumerate(rows)]

@@ -9,8 +9,10 @@ that name the key):
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from system.config import (CheckpointConfig, Config, ConfigError, DataConfig, LoggingConfig, ModelConfig,
                            PlacementConfig, RewardConfig, Roles, RolloutConfig, TrainConfig, check_choices,
@@ -49,6 +51,7 @@ class DistillConfig:
     # (a registered name such as countdown_search, or package.module:fn; system/teachers/). The
     # model's tokenizer still tokenises the traces: model.path is the student's model then.
     teacher: str = ""
+    teacher_args: dict[str, Any] = field(default_factory=dict)  # a program teacher's keyword arguments
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=lambda: DataConfig(num_eval=0))  # the problems (train split)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)  # group_size = traces sampled per problem
@@ -121,6 +124,13 @@ def validate_distill(cfg: DistillConfig) -> None:
     check_rewards(cfg.reward.functions)
     if cfg.teacher:
         check_registered("teacher", cfg.teacher, TEACHERS.get)
+        try:
+            inspect.signature(TEACHERS.get(cfg.teacher)).bind({}, None, **cfg.teacher_args)
+        except TypeError as e:
+            raise ConfigError(f"'teacher_args'={cfg.teacher_args} do not fit teacher '{cfg.teacher}': "
+                              f"{e}") from None
+    elif cfg.teacher_args:
+        raise ConfigError("'teacher_args' are for a program teacher: set 'teacher' too")
     if cfg.reward.mode == "gate" and cfg.reward.gate not in cfg.reward.functions:
         raise ConfigError(f"'reward.gate'={cfg.reward.gate} must be one of reward.functions")
 

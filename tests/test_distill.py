@@ -42,6 +42,16 @@ def test_rejection_sample_rows_and_progress():
     assert stats["per_source"]["arith"]["kept_rate"] == 0.5 and stats["per_source"]["countdown"]["solved"] == 1
 
 
+def test_an_episode_keeps_its_earlier_turns_before_the_verified_reply():
+    earlier = [{"role": "assistant", "content": "<answer> 3 * 4 </answer>", "weight": 0},
+               {"role": "user", "content": "3 * 4 evaluates to 12, not 7."}]
+    traces, _ = rejection_sample(ROWS[:1], ["<answer> 3 + 4 </answer>"] * 2, [5, 5], [True] * 2, [True] * 2, 2,
+                                 "all", "countdown", earlier=[earlier, []])
+    reply = [{"role": "assistant", "content": "<answer> 3 + 4 </answer>"}]
+    assert [t["messages"] for t in traces] == [ROWS[0]["messages"] + earlier + reply, ROWS[0]["messages"] + reply]
+    assert traces[0]["answer"] == "3 + 4"  # the same reply after other turns is another episode: both kept
+
+
 def test_problem_ids_ignore_the_prompt_and_the_row_position():
     assert problem_id(ROWS[0]) == problem_id({**ROWS[0], "messages": []}) != problem_id(ROWS[1])
 

@@ -100,3 +100,37 @@ def test_packed_examples_do_not_attend_to_each_other(tiny_model, tokenizer, atte
     leaky, _ = token_nll(model, [SFTRow(packed.tokens, packed.loss_mask, torch.arange(len(packed.tokens)))])
     second = slice(len(examples[0][0]), len(packed.tokens))
     assert ((leaky[0, second] - together[1, :second.stop - second.start]) * packed.loss_mask[second]).abs().max() > 1e-2
+
+
+def test_an_assistant_turn_of_weight_0_is_context_not_loss(tokenizer):
+    failed = [dict(m) for m in TWO_TURNS]
+    failed[2]["weight"] = 0  # the first try, followed by feedback
+    ids, mask = encode_conversation(tokenizer, failed)
+    assert ids == encode_conversation(tokenizer, TWO_TURNS)[0]  # the same tokens: the try is context
+    assert masked_text(tokenizer, ids, mask, 1) == "<answer> 3 * 4 </answer><|im_end|>"
+    assert "<answer> 3 + 4 </answer>" in masked_text(tokenizer, ids, mask, 0)
+    failed[4]["weight"] = None  # a data set with weights on some messages reads None on the others
+    assert encode_conversation(tokenizer, failed)[1] == mask
+    with pytest.raises(ValueError, match="to train on"):
+        encode_conversation(tokenizer, failed[:3])
+    failed[4]["weight"] = 0.5
+    with pytest.raises(ValueError, match="'weight' must be 0 or 1"):
+        encode_conversation(tokenizer, failed)
+
+
+def test_weights_survive_a_distilled_data_file(tokenizer, tmp_path):
+    """distill's data.jsonl mixes episodes (a failed try of weight 0) and single replies: loaded by
+    `datasets`, the messages without a weight read None and are trained on."""
+    import json
+
+    from system.config import DataConfig
+    from system.training.sft import load_conversations
+
+    episode = [dict(m) for m in TWO_TURNS]
+    episode[2]["weight"] = 0
+    path = tmp_path / "data.jsonl"
+    path.write_text("".join(json.dumps({"messages": chat}) + "\n" for chat in (episode, CHAT)))
+    chats, _ = load_conversations(DataConfig(source=str(path), num_eval=0))
+    assert [m.get("weight") for m in chats[1]] == [None, None]
+    masks = [encode_conversation(tokenizer, chat)[1] for chat in chats]
+    assert masks == [encode_conversation(tokenizer, episode)[1], encode_conversation(tokenizer, CHAT)[1]]

@@ -11,7 +11,7 @@ from system.data.generators import generate
 from system.rewards.countdown import score_equation
 from system.teachers import TEACHERS
 from system.teachers.countdown import countdown_trace, solvable
-from system.teachers.twenty_four import twenty_four_trace
+from system.teachers.twenty_four import slipped_trace, twenty_four_trace
 
 COUNTDOWN3 = SimpleNamespace(min_numbers=3, max_numbers=3, max_number=25, max_target=100)
 STEP = re.compile(r"(\d+) ([-+*/]) (\d+) = (\d+)")
@@ -68,3 +68,58 @@ def test_teachers_are_named_in_distill_configs(tmp_path):
     assert cfg.roles().engine == 0  # a program needs no engine
     with pytest.raises(ConfigError, match="did you mean 'countdown_search'"):
         load_config(None, ["teacher=countdown_serch"], schema=DistillConfig, check=validate_distill)
+    with pytest.raises(ConfigError, match="do not fit teacher 'twenty_four_episodes'"):
+        load_config(None, ["teacher=twenty_four_episodes", "teacher_args={retry_shar: 0.5}"],
+                    schema=DistillConfig, check=validate_distill)
+    cfg = load_config(None, ["teacher=twenty_four_episodes", "teacher_args={retry_share: 1.0}"],
+                      schema=DistillConfig, check=validate_distill)
+    assert cfg.teacher_args == {"retry_share": 1.0}
+
+
+GAME = SimpleNamespace(env_params={"max_turns": 3, "max_number": 9})
+
+
+def test_a_slipped_trace_misses_24_with_each_number_once():
+    from system.rewards.countdown import equation_value
+
+    for i, row in enumerate(generate("twenty_four", 100, 5, COUNTDOWN3)):
+        trace = slipped_trace(row["nums"], 24, random.Random(i))
+        assert "Yes." in trace and not arithmetic_is_right(trace), trace  # the slip is one wrong step
+        has_answer, value = equation_value(trace, row["nums"])
+        assert has_answer and value is not None and value != 24, trace  # each number once, the value wrong
+
+
+def test_episodes_are_played_through_the_env_and_only_the_recovery_is_trained():
+    """The env's own feedback follows each failed try (replayed here on a fresh env), the last reply
+    solves the task, and only the failed tries carry weight 0."""
+    from system.envs.registry import make_env
+
+    teacher, retries, solved = TEACHERS.get("twenty_four_episodes"), 0, 0
+    rows = generate("twenty_four_env", 120, 11, GAME)
+    for i, row in enumerate(rows):
+        chat = teacher(row, random.Random(i), retry_share=0.5)
+        if chat is None:
+            continue
+        solved += 1
+        assert [m["role"] for m in chat] in (["assistant"], ["assistant", "user", "assistant"])
+        assert [m.get("weight", 1) for m in chat if m["role"] == "assistant"] == [0] * (len(chat) // 2) + [1]
+        env = make_env("twenty_four", **GAME.env_params)
+        assert env.reset(row["env_seed"]) == row["prompt"][-1]["content"]
+        for reply, feedback in zip(chat[::2], chat[1::2]):
+            assert env.step(reply["content"])[0] == feedback["content"]  # the env's text, word for word
+        _, reward, done, info = env.step(chat[-1]["content"])
+        assert info["success"] and done and reward == 1.0
+        solution = chat[-1]["content"]
+        assert score_equation(solution, row["nums"], 24) == 1.0 and arithmetic_is_right(solution)
+        assert max(map(int, row["nums"])) <= 9
+        retries += len(chat) == 3
+    assert solved >= 0.9 * len(rows) and 0.3 * solved < retries < 0.7 * solved
+    assert all(len(teacher(r, random.Random(0), retry_share=0.0) or []) <= 1 for r in rows[:20])
+
+
+def test_an_episode_row_of_another_task_is_refused():
+    from system.teachers.episodes import play
+
+    row = generate("twenty_four_env", 1, 2, GAME)[0]
+    with pytest.raises(ValueError, match="is not this env's task"):
+        play("twenty_four", {**row, "env_seed": row["env_seed"] + 2}, ["<answer> 1 </answer>"])

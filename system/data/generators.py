@@ -8,7 +8,7 @@ single-turn data and multi-turn envs agree on what a Countdown or 24 task is:
   any bracketing): reachable by construction;
 - twenty_four: four numbers from 1-13 that can make 24 (an exact solver over fractions checks
   each draw; about 79% of draws can), target 24; twenty_four_env: the same tasks as the 24 env's
-  first turns (its system prompt and observation);
+  first turns (its system prompt and observation, the env built from data.env_params);
 - arithmetic: `a + b * c`-style questions with a numeric gold `answer`.
 """
 
@@ -19,6 +19,7 @@ from typing import Iterator
 
 from system.data.rows import DataError
 from system.envs.countdown import CountdownConfig, CountdownEnv
+from system.envs.registry import make_env
 from system.envs.twenty_four import TwentyFourEnv
 from system.registry import Registry
 from system.rewards.expression import evaluate_expression
@@ -67,12 +68,16 @@ def twenty_four(rng: random.Random, cfg) -> Iterator[dict]:
 def twenty_four_env(rng: random.Random, cfg) -> Iterator[dict]:
     """First turns of the multi-turn 24 env, as rows: the env's own system prompt and first
     observation (`prompt`, a chat) for training seeds (even ones, as GRPO's episodes play), so that
-    cold-start SFT data for the env is written in the very chat its episodes start with."""
-    env = TwentyFourEnv()
+    cold-start SFT data for the env is written in the very chat its episodes start with. The env is
+    built from `data.env_params` (set them as the GRPO run's env.params); each row names its
+    `env_seed` (and those params), so a teacher can play the episode on (system/teachers/episodes.py)."""
+    env = make_env("twenty_four", **cfg.env_params)
     while True:
-        observation = env.reset(2 * rng.randrange(1 << 30))
+        seed = 2 * rng.randrange(1 << 30)
+        observation = env.reset(seed)
         chat = [{"role": "system", "content": env.system_prompt}, {"role": "user", "content": observation}]
-        yield {"nums": list(env.numbers), "target": env.target, "prompt": chat}
+        params = {"env_params": dict(cfg.env_params)} if cfg.env_params else {}
+        yield {"nums": list(env.numbers), "target": env.target, "prompt": chat, "env_seed": seed, **params}
 
 
 @register_generator("arithmetic")

@@ -24,12 +24,13 @@ import math
 import random
 from typing import Optional
 
-from system.teachers.countdown import candidates, splits
+from system.teachers.countdown import candidates, pair_tries, splits
 
 
 def twenty_four_trace(numbers: list[int], target: int, rng: random.Random, max_failures: int = 2,
-                      noise: float = 2.5) -> Optional[str]:
-    """One trace for a four-number task, or None when no solution of the backwards form exists."""
+                      noise: float = 2.5, size_weight: float = 0.0) -> Optional[str]:
+    """One trace for a four-number task, or None when no solution of the backwards form exists.
+    `size_weight` > 0 prefers splits with small sub-goals (and so small numbers in the trace)."""
     if len(numbers) != 4:
         raise ValueError(f"the 24 teacher solves four-number tasks, got {numbers}")
     tries = []  # (line, the three-number tries for its sub-goal, the split of the goal)
@@ -40,7 +41,8 @@ def twenty_four_trace(numbers: list[int], target: int, rng: random.Random, max_f
     solved = lambda t: any(c.expression for c in t[1])  # noqa: E731
     if not any(map(solved, tries)):
         return None
-    order = sorted(tries, key=lambda t: (0.0 if solved(t) else 1.0) + rng.gauss(0.0, noise))
+    order = sorted(tries, key=lambda t: (0.0 if solved(t) else 1.0) + size_weight * math.log(t[2].need)
+                   + rng.gauss(0.0, noise))
     first = next(t for t in order if solved(t))
     failures = order[:order.index(first)][:max_failures]
     line, inner, split = first
@@ -51,4 +53,32 @@ def twenty_four_trace(numbers: list[int], target: int, rng: random.Random, max_f
     lines += [line] + [f"  {c.line}" for c in shown]
     lines.append(f"Check: {solution.check}, {split.last_step()} = {target}.")
     expression = split.wrap.format(rest=solution.expression)
+    return "<think>\n" + "\n".join(lines) + f"\n</think>\n<answer> {expression} </answer>"
+
+
+def slipped_trace(numbers: list[int], target: int, rng: random.Random) -> str:
+    """A trace in the teacher's layout that goes wrong the way a small student does: one pair
+    value is miscomputed into the sub-goal ("5 * 2 = 12. Yes."), so its answer misses the target.
+    The failed first try of a retry episode (teachers/episodes.py); never trained on."""
+    if len(numbers) != 4:
+        raise ValueError(f"the 24 teacher solves four-number tasks, got {numbers}")
+    slips = []  # (outer split, its three numbers, inner split, the pair, one wrong pair try)
+    for i, x in enumerate(numbers):
+        rest = [n for j, n in enumerate(numbers) if j != i]
+        for outer in splits(target, x):
+            for k, y in enumerate(rest):
+                a, b = [n for j, n in enumerate(rest) if j != k]
+                for inner in splits(outer.need, y):
+                    tries = pair_tries(a, b)
+                    slips += [(outer, rest, inner, (a, b), t) for t in range(len(tries))
+                              if 0 < tries[t][1] != inner.need and outer.need <= 100 and inner.need <= 100]
+    outer, rest, inner, (a, b), slip = rng.choice(slips)
+    tries = pair_tries(a, b)[:slip + 1]
+    wrong = tries[-1][0].rsplit("=", 1)[0] + f"= {inner.need}"
+    shown = ", ".join([line for line, _, _ in tries[:-1]] + [wrong])
+    expression = outer.wrap.format(rest=inner.wrap.format(rest=tries[-1][2]))
+    lines = [f"Goal {target} with {', '.join(map(str, numbers))}.",
+             f"{outer.line} from {', '.join(map(str, rest))}:",
+             f"  {inner.line} from {a}, {b}: {shown}. Yes.",
+             f"Check: {wrong}, {inner.last_step()} = {outer.need}, {outer.last_step()} = {target}."]
     return "<think>\n" + "\n".join(lines) + f"\n</think>\n<answer> {expression} </answer>"

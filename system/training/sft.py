@@ -45,7 +45,10 @@ def encode_conversation(tokenizer, messages: list[dict]) -> tuple[list[int], lis
     Each assistant turn is cut out of the template's text by rendering the chat up to the turn
     (with the generation prompt) and through it; the template's glue after the end-of-turn token
     belongs to the next prompt. Templates that rewrite earlier turns (some strip past reasoning)
-    cannot be split this way and raise."""
+    cannot be split this way and raise.
+
+    An assistant message with `"weight": 0` (as in OpenAI's fine-tuning format) stays in the context
+    but gets no loss: a failed try before the env's feedback is shown, not taught (teachers/episodes.py)."""
     render = lambda upto, opened: tokenizer.apply_chat_template(  # noqa: E731
         messages[:upto], tokenize=False, add_generation_prompt=opened)
     encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
@@ -64,11 +67,20 @@ def encode_conversation(tokenizer, messages: list[dict]) -> tuple[list[int], lis
         reply = reply[: end + len(tokenizer.eos_token)] if end >= 0 else reply
         prompt_ids, reply_ids = encode(prompt[len(seen):]), encode(reply)
         ids += prompt_ids + reply_ids
-        mask += [0] * len(prompt_ids) + [1] * len(reply_ids)
+        mask += [0] * len(prompt_ids) + [message_weight(message)] * len(reply_ids)
         seen = prompt + reply
     if not any(mask):
-        raise ValueError(f"a chat without an assistant turn cannot be trained on: {messages}")
+        raise ValueError(f"a chat without an assistant turn to train on (weight 1): {messages}")
     return ids, mask
+
+
+def message_weight(message: dict) -> int:
+    """1: the assistant message is trained on, 0: not; a data set that gives some messages a
+    weight reads None on the others, which count as 1."""
+    weight = message.get("weight")
+    if weight not in (None, 0, 1):
+        raise ValueError(f"an assistant message's 'weight' must be 0 or 1, got {weight!r}")
+    return 0 if weight == 0 else 1
 
 
 @dataclass
