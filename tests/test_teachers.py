@@ -83,8 +83,9 @@ def test_a_slipped_trace_misses_24_with_each_number_once():
     from system.rewards.countdown import equation_value
 
     for i, row in enumerate(generate("twenty_four", 100, 5, COUNTDOWN3)):
-        trace = slipped_trace(row["nums"], 24, random.Random(i))
+        trace, tried = slipped_trace(row["nums"], 24, random.Random(i))
         assert "Yes." in trace and not arithmetic_is_right(trace), trace  # the slip is one wrong step
+        assert trace.split("\n")[2] == tried  # a split with no solution, that the retry rules out
         has_answer, value = equation_value(trace, row["nums"])
         assert has_answer and value is not None and value != 24, trace  # each number once, the value wrong
 
@@ -112,7 +113,9 @@ def test_episodes_are_played_through_the_env_and_only_the_recovery_is_trained():
         solution = chat[-1]["content"]
         assert score_equation(solution, row["nums"], 24) == 1.0 and arithmetic_is_right(solution)
         assert max(map(int, row["nums"])) <= 9
-        retries += len(chat) == 3
+        if len(chat) == 3:  # the recovery first rules out the split the failed try took
+            retries += 1
+            assert chat[2]["content"].split("\n")[2] == chat[0]["content"].split("\n")[2] + " no."
     assert solved >= 0.9 * len(rows) and 0.3 * solved < retries < 0.7 * solved
     assert all(len(teacher(r, random.Random(0), retry_share=0.0) or []) <= 1 for r in rows[:20])
 

@@ -46,10 +46,13 @@ def play(env_name: str, row: dict, replies: list[str]) -> Optional[list[dict]]:
 
 def twenty_four_episode(row: dict, rng: random.Random, retry_share: float = 0.5) -> Optional[list[dict]]:
     """One 24-game episode for a row of `twenty_four_env`: the solving trace, after a failed try
-    (a slipped trace, teachers/twenty_four.py) in `retry_share` of them."""
+    (a slipped trace, teachers/twenty_four.py) in `retry_share` of them. The solving trace after a
+    failed try first rules out the split that try took ("24 / 2 = 12 from 3, 5, 2: no."): a greedy
+    student that only redid its search would write the same wrong reply again."""
     numbers, target = list(row["nums"]), int(row.get("target", 24))
-    solution = twenty_four_trace(numbers, target, rng, **TRACE)
-    if solution is None:
-        return None
-    replies = [slipped_trace(numbers, target, rng), solution] if rng.random() < retry_share else [solution]
-    return play("twenty_four", row, replies)
+    if rng.random() >= retry_share:
+        solution = twenty_four_trace(numbers, target, rng, **TRACE)
+        return play("twenty_four", row, [solution]) if solution else None
+    failed, tried = slipped_trace(numbers, target, rng)
+    solution = twenty_four_trace(numbers, target, rng, tried=tried, **TRACE)
+    return play("twenty_four", row, [failed, solution]) if solution else None

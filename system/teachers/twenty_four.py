@@ -27,25 +27,41 @@ from typing import Optional
 from system.teachers.countdown import candidates, pair_tries, splits
 
 
-def twenty_four_trace(numbers: list[int], target: int, rng: random.Random, max_failures: int = 2,
-                      noise: float = 2.5, size_weight: float = 0.0) -> Optional[str]:
-    """One trace for a four-number task, or None when no solution of the backwards form exists.
-    `size_weight` > 0 prefers splits with small sub-goals (and so small numbers in the trace)."""
+def split_tries(numbers: list[int], target: int) -> list[tuple]:
+    """Every first split of the goal: (its line, the three-number tries for its sub-goal, the split,
+    the three numbers)."""
     if len(numbers) != 4:
         raise ValueError(f"the 24 teacher solves four-number tasks, got {numbers}")
-    tries = []  # (line, the three-number tries for its sub-goal, the split of the goal)
+    tries = []
     for i, x in enumerate(numbers):
         rest = [n for j, n in enumerate(numbers) if j != i]
         for split in splits(target, x):
-            tries.append((f"{split.line} from {', '.join(map(str, rest))}:", candidates(rest, split.need), split))
-    solved = lambda t: any(c.expression for c in t[1])  # noqa: E731
+            tries.append((f"{split.line} from {', '.join(map(str, rest))}:", candidates(rest, split.need), split, rest))
+    return tries
+
+
+def solved(split_try: tuple) -> bool:
+    return any(c.expression for c in split_try[1])
+
+
+def twenty_four_trace(numbers: list[int], target: int, rng: random.Random, max_failures: int = 2,
+                      noise: float = 2.5, size_weight: float = 0.0, tried: str = "") -> Optional[str]:
+    """One trace for a four-number task, or None when no solution of the backwards form exists.
+    `size_weight` > 0 prefers splits with small sub-goals (and so small numbers in the trace);
+    `tried`: the split line a failed earlier reply took, shown first as a failed try."""
+    tries = split_tries(numbers, target)
     if not any(map(solved, tries)):
         return None
     order = sorted(tries, key=lambda t: (0.0 if solved(t) else 1.0) + size_weight * math.log(t[2].need)
                    + rng.gauss(0.0, noise))
+    if tried:
+        earlier = next((t for t in tries if t[0] == tried and not solved(t)), None)
+        if earlier is None:
+            raise ValueError(f"{tried!r} is not a failing split of {numbers}")
+        order = [earlier] + [t for t in order if t is not earlier]
     first = next(t for t in order if solved(t))
-    failures = order[:order.index(first)][:max_failures]
-    line, inner, split = first
+    failures = order[:order.index(first)][:max(max_failures, 1 if tried else 0)]
+    line, inner, split, _ = first
     inner = sorted(inner, key=lambda c: math.log1p(c.miss) + rng.gauss(0.0, noise))
     solution = next(c for c in inner if c.expression)
     shown = inner[:inner.index(solution)][:max_failures] + [solution]
@@ -56,29 +72,28 @@ def twenty_four_trace(numbers: list[int], target: int, rng: random.Random, max_f
     return "<think>\n" + "\n".join(lines) + f"\n</think>\n<answer> {expression} </answer>"
 
 
-def slipped_trace(numbers: list[int], target: int, rng: random.Random) -> str:
+def slipped_trace(numbers: list[int], target: int, rng: random.Random) -> tuple[str, str]:
     """A trace in the teacher's layout that goes wrong the way a small student does: one pair
     value is miscomputed into the sub-goal ("5 * 2 = 12. Yes."), so its answer misses the target.
-    The failed first try of a retry episode (teachers/episodes.py); never trained on."""
-    if len(numbers) != 4:
-        raise ValueError(f"the 24 teacher solves four-number tasks, got {numbers}")
-    slips = []  # (outer split, its three numbers, inner split, the pair, one wrong pair try)
-    for i, x in enumerate(numbers):
-        rest = [n for j, n in enumerate(numbers) if j != i]
-        for outer in splits(target, x):
-            for k, y in enumerate(rest):
-                a, b = [n for j, n in enumerate(rest) if j != k]
-                for inner in splits(outer.need, y):
-                    tries = pair_tries(a, b)
-                    slips += [(outer, rest, inner, (a, b), t) for t in range(len(tries))
-                              if 0 < tries[t][1] != inner.need and outer.need <= 100 and inner.need <= 100]
-    outer, rest, inner, (a, b), slip = rng.choice(slips)
-    tries = pair_tries(a, b)[:slip + 1]
-    wrong = tries[-1][0].rsplit("=", 1)[0] + f"= {inner.need}"
-    shown = ", ".join([line for line, _, _ in tries[:-1]] + [wrong])
-    expression = outer.wrap.format(rest=inner.wrap.format(rest=tries[-1][2]))
-    lines = [f"Goal {target} with {', '.join(map(str, numbers))}.",
-             f"{outer.line} from {', '.join(map(str, rest))}:",
-             f"  {inner.line} from {a}, {b}: {shown}. Yes.",
+    The failed first try of a retry episode (teachers/episodes.py); never trained on. Returns the
+    trace and its first split's line; that split has no solution where the task allows."""
+    tries = split_tries(numbers, target)
+    failing = [t for t in tries if not solved(t)] or tries
+    slips = []  # (outer split's line, the split, inner split, the pair, one wrong pair try)
+    for line, _, outer, rest in failing:
+        for k, y in enumerate(rest):
+            a, b = [n for j, n in enumerate(rest) if j != k]
+            for inner in splits(outer.need, y):
+                values = [value for _, value, _ in pair_tries(a, b)]
+                slips += [(line, outer, inner, (a, b), t) for t, value in enumerate(values)
+                          if 0 < value != inner.need and outer.need <= 100 and inner.need <= 100]
+    line, outer, inner, (a, b), slip = rng.choice(slips)
+    shown = pair_tries(a, b)[:slip + 1]
+    wrong = shown[-1][0].rsplit("=", 1)[0] + f"= {inner.need}"
+    text = ", ".join([t[0] for t in shown[:-1]] + [wrong])
+    expression = outer.wrap.format(rest=inner.wrap.format(rest=shown[-1][2]))
+    lines = [f"Goal {target} with {', '.join(map(str, numbers))}.", line,
+             f"  {inner.line} from {a}, {b}: {text}. Yes.",
              f"Check: {wrong}, {inner.last_step()} = {outer.need}, {outer.last_step()} = {target}."]
-    return "<think>\n" + "\n".join(lines) + f"\n</think>\n<answer> {expression} </answer>"
+    trace = "<think>\n" + "\n".join(lines) + f"\n</think>\n<answer> {expression} </answer>"
+    return trace, line if failing is not tries else ""
