@@ -19,8 +19,10 @@ from system.envs.registry import make_env
 from system.teachers.twenty_four import slipped_trace, twenty_four_trace
 
 # The 24 trace's shape for a 135M student (measured in docs/r1-recipe.md): at most one failed try
-# per level, small sub-goals first, so the lines stay short arithmetic.
-TRACE = {"max_failures": 1, "noise": 0.5, "size_weight": 2.0}
+# per level, small sub-goals first, so the lines stay short arithmetic; a three-number try fails
+# ("... No.") before the solution in about half of the traces (inner_noise), or the student learns
+# to say "Yes." after any tries.
+TRACE = {"max_failures": 1, "noise": 0.5, "size_weight": 2.0, "inner_noise": 2.5}
 
 
 def play(env_name: str, row: dict, replies: list[str]) -> Optional[list[dict]]:

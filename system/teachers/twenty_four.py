@@ -36,7 +36,8 @@ def split_tries(numbers: list[int], target: int) -> list[tuple]:
     for i, x in enumerate(numbers):
         rest = [n for j, n in enumerate(numbers) if j != i]
         for split in splits(target, x):
-            tries.append((f"{split.line} from {', '.join(map(str, rest))}:", candidates(rest, split.need), split, rest))
+            line = f"{split.line} from {', '.join(map(str, rest))}:"
+            tries.append((line, candidates(rest, split.need), split, rest))
     return tries
 
 
@@ -45,10 +46,13 @@ def solved(split_try: tuple) -> bool:
 
 
 def twenty_four_trace(numbers: list[int], target: int, rng: random.Random, max_failures: int = 2,
-                      noise: float = 2.5, size_weight: float = 0.0, tried: str = "") -> Optional[str]:
+                      noise: float = 2.5, size_weight: float = 0.0, tried: str = "",
+                      inner_noise: Optional[float] = None) -> Optional[str]:
     """One trace for a four-number task, or None when no solution of the backwards form exists.
     `size_weight` > 0 prefers splits with small sub-goals (and so small numbers in the trace);
-    `tried`: the split line a failed earlier reply took, shown first as a failed try."""
+    `inner_noise` (default: `noise`) orders the three-number tries, so sets how often one fails
+    ("... No.") before the solution; `tried`: the split line a failed earlier reply took, shown
+    first as a failed try."""
     tries = split_tries(numbers, target)
     if not any(map(solved, tries)):
         return None
@@ -62,7 +66,8 @@ def twenty_four_trace(numbers: list[int], target: int, rng: random.Random, max_f
     first = next(t for t in order if solved(t))
     failures = order[:order.index(first)][:max(max_failures, 1 if tried else 0)]
     line, inner, split, _ = first
-    inner = sorted(inner, key=lambda c: math.log1p(c.miss) + rng.gauss(0.0, noise))
+    inner_noise = noise if inner_noise is None else inner_noise
+    inner = sorted(inner, key=lambda c: math.log1p(c.miss) + rng.gauss(0.0, inner_noise))
     solution = next(c for c in inner if c.expression)
     shown = inner[:inner.index(solution)][:max_failures] + [solution]
     lines = [f"Goal {target} with {', '.join(map(str, numbers))}."] + [f"{t[0]} no." for t in failures]
