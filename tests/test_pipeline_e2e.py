@@ -180,6 +180,8 @@ def test_the_countdown_pipeline_runs_end_to_end_with_a_program_teacher_and_an_ev
     assert evals["all_rl"]["model"] == state["all_rl"]["output"]
     for metrics in evals.values():
         assert {"eval/accuracy", "eval/pass@2", "eval/length_mean", "eval/format_rate"} <= set(metrics)
-    table = open(os.path.join(pipe_dir, "stages.md")).read()
-    assert table.count("\n") == 2 + len(evals) and "| reasoning_rl |" in table
+    table, times = open(os.path.join(pipe_dir, "stages.md")).read().split("\n\n")
+    assert table.count("\n") == 1 + len(evals) and "| reasoning_rl |" in table
+    # every stage and every eval timed, then the total
+    assert times.count("\n") == 2 + len(state) + len(evals) + 1 and "| total |" in times
     assert os.path.getsize(os.path.join(pipe_dir, "pipeline_report.png")) > 10_000
