@@ -88,8 +88,8 @@ def slipped_trace(numbers: list[int], target: int, rng: random.Random) -> tuple[
     for line, _, outer, rest in failing:
         for k, y in enumerate(rest):
             a, b = [n for j, n in enumerate(rest) if j != k]
+            values = [value for _, value, _ in pair_tries(a, b)]
             for inner in splits(outer.need, y):
-                values = [value for _, value, _ in pair_tries(a, b)]
                 slips += [(line, outer, inner, (a, b), t) for t, value in enumerate(values)
                           if 0 < value != inner.need and outer.need <= 100 and inner.need <= 100]
     line, outer, inner, (a, b), slip = rng.choice(slips)
