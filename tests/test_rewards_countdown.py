@@ -119,3 +119,34 @@ def test_hostile_expressions_are_rejected_fast(text, message):
         evaluate_expression(text)
     assert time.perf_counter() - start < 0.05
     assert issubclass(ExpressionError, ValueError)
+
+
+TRACE = ("<think>\nGoal 40 with 7, 19, 3.\n40 - 3 = 37 from 7, 19: 7 + 19 = 26, 19 - 7 = 12, 7 * 19 = 133. No.\n"
+         "40 - 19 = 21 from 7, 3: 7 + 3 = 10, 7 - 3 = 4, 7 * 3 = 21. Yes.\nCheck: 7 * 3 = 21, 21 + 19 = 40.\n"
+         "</think>\n<answer> 7 * 3 + 19 </answer>")
+
+
+def test_arithmetic_steps_reads_every_step_of_a_trace():
+    from system.rewards.steps import shown_steps
+
+    assert len(shown_steps(TRACE)) == 10
+    assert shown_steps("7 * 3 + 19 = 40, 8 / 2 = 4.5 - 1") == [("8", "/", "2", "4.5")]  # chains are not steps
+
+
+@pytest.mark.parametrize(
+    "completion, expected",
+    [
+        (TRACE, 1.0),
+        (TRACE.replace("7 * 19 = 133", "7 * 19 = 123"), 0.0),  # a false step in a failed try counts too
+        (TRACE.replace("40 - 19 = 21", "40 - 19 = 20"), 0.0),  # a sub-goal bent to what the pair makes
+        (TRACE.split("</think>")[0], 0.0),  # no closed answer
+        ("<answer> 7 * 3 + 19 </answer>", 0.0),  # no step shown
+        ("1 + 1 = 2, 2 + 2 = 4, 3 + 3 = 6, 5 - 7 = -2, 7 / 2 = 3.5, 6 × 2 = 12 <answer>1</answer>", 1.0),
+        ("1 + 1 = 2, " * 50 + "2 * 2 = 5 <answer>1</answer>", 0.0),  # padding cannot outvote a false step
+        ("5 / 0 = 0 <answer>1</answer>", 0.0),
+        ("9" * 5000 + " * " + "9" * 5000 + " = 1 <answer>1</answer>", 0.0),  # false without the arithmetic
+        ("1 + 2 = 3 <answer>1 + 2 = 4</answer>", 1.0),  # the answer is the correctness reward's to judge
+    ],
+)
+def test_arithmetic_steps_is_all_or_nothing(completion, expected):
+    assert get_reward("arithmetic_steps")([completion]) == [expected]

@@ -2,25 +2,18 @@
 and reproducible from its seed; a task they cannot solve gives None, never a wrong trace."""
 
 import random
-import re
 from types import SimpleNamespace
 
 import pytest
 
 from system.data.generators import generate
 from system.rewards.countdown import score_equation
+from system.rewards.steps import score_steps
 from system.teachers import TEACHERS
 from system.teachers.countdown import countdown_trace, solvable
 from system.teachers.twenty_four import slipped_trace, twenty_four_trace
 
 COUNTDOWN3 = SimpleNamespace(min_numbers=3, max_numbers=3, max_number=25, max_target=100)
-STEP = re.compile(r"(\d+) ([-+*/]) (\d+) = (\d+)")
-
-
-def arithmetic_is_right(trace: str) -> bool:
-    """Every `a op b = c` the trace shows holds."""
-    ops = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: a / b}
-    return all(ops[op](int(a), int(b)) == int(c) for a, op, b, c in STEP.findall(trace))
 
 
 @pytest.mark.parametrize("name, source, count", [("countdown_search", "countdown", 300),
@@ -33,7 +26,7 @@ def test_every_trace_reaches_the_target_with_right_steps(name, source, count):
             continue
         solved += 1
         assert score_equation(trace, row["nums"], row["target"]) == 1.0, trace
-        assert arithmetic_is_right(trace), trace
+        assert score_steps(trace) == 1.0, trace  # every `a op b = c` it shows holds
         assert trace.startswith("<think>\n") and trace.endswith("</answer>") and trace.count("</think>") == 1
     assert solved >= 0.95 * count  # the backwards form covers (nearly) every generated task
 
@@ -84,7 +77,7 @@ def test_a_slipped_trace_misses_24_with_each_number_once():
 
     for i, row in enumerate(generate("twenty_four", 100, 5, COUNTDOWN3)):
         trace, tried = slipped_trace(row["nums"], 24, random.Random(i))
-        assert "Yes." in trace and not arithmetic_is_right(trace), trace  # the slip is one wrong step
+        assert "Yes." in trace and score_steps(trace) == 0.0, trace  # the slip is one wrong step
         assert trace.split("\n")[2] == tried  # a split with no solution, that the retry rules out
         has_answer, value = equation_value(trace, row["nums"])
         assert has_answer and value is not None and value != 24, trace  # each number once, the value wrong
@@ -111,7 +104,7 @@ def test_episodes_are_played_through_the_env_and_only_the_recovery_is_trained():
         _, reward, done, info = env.step(chat[-1]["content"])
         assert info["success"] and done and reward == 1.0
         solution = chat[-1]["content"]
-        assert score_equation(solution, row["nums"], 24) == 1.0 and arithmetic_is_right(solution)
+        assert score_equation(solution, row["nums"], 24) == 1.0 and score_steps(solution) == 1.0
         assert max(map(int, row["nums"])) <= 9
         if len(chat) == 3:  # the recovery first rules out the split the failed try took
             retries += 1
