@@ -13,19 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from collections import Counter
-from fractions import Fraction
 
-STEP = re.compile(r"(\d+) ([-+*/]) (\d+) = (\d+)")
-OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
-       "/": lambda a, b: Fraction(a, b) if b else None}
+from system.rewards.steps import shown_steps, step_holds
 
 
 def first_error(completion: str) -> str:
     if "</answer>" not in completion:
         return "cut off"
-    if any(OPS[op](int(a), int(b)) != int(c) for a, op, b, c in STEP.findall(completion.split("<answer>")[0])):
+    if not all(step_holds(*step) for step in shown_steps(completion.split("<answer>")[0])):
         return "wrong arithmetic"
     return "wrong answer"
 
