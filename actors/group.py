@@ -29,6 +29,7 @@ class DistributedActor:
     def __init__(self, rank: int, world_size: int, model_path: str, cfg, pad_id: int):
         self.rank, self.world_size, self.model_path, self.cfg, self.pad_id = rank, world_size, model_path, cfg, pad_id
         self.platform = current_platform()
+        self.dtype = self.platform.model_dtype(cfg.model.dtype)  # "auto" resolved by this actor's own hardware
         self.platform.set_threads(self.platform.num_threads(cfg.placement.threads_per_actor))
         # Told, DeepSpeed does not guess the accelerator (and warn that it guessed) when first imported.
         os.environ.setdefault("DS_ACCELERATOR", self.platform.device)

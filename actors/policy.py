@@ -29,8 +29,8 @@ class PolicyTrainer(DistributedActor):
         t = self.cfg.train
         per_rank = self.cfg.prompts_per_step * self.cfg.rollout.group_size // t.num_minibatches // self.world_size
         grad_accum = math.ceil(per_rank / t.micro_batch_size)
-        self.engine = init_train_engine(self.model_path, t, self.cfg.model.dtype, grad_accum, self.world_size,
-                                        self.platform, self.platform.attn_implementation(self.cfg.model.dtype),
+        self.engine = init_train_engine(self.model_path, t, self.dtype, grad_accum, self.world_size,
+                                        self.platform, self.platform.attn_implementation(self.dtype),
                                         total_updates=self.cfg.steps * t.num_minibatches * t.ppo_epochs)
         self.model = self.engine.module
         self.sync_tensors = sync_tensors(self.model) if is_lora(self.model) else whole_model(self.model)

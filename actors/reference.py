@@ -19,8 +19,8 @@ class FrozenModel(DistributedActor):
     def init(self, master: tuple[str, int]) -> None:
         self._init_distributed(master, self.cfg.fault.collective_timeout_s)
         r = getattr(self.cfg, self.section)
-        self.engine = init_eval_engine(self.model_path, r.zero_stage, r.micro_batch_size, self.cfg.model.dtype,
-                                       self.world_size, self.platform.attn_implementation(self.cfg.model.dtype))
+        self.engine = init_eval_engine(self.model_path, r.zero_stage, r.micro_batch_size, self.dtype,
+                                       self.world_size, self.platform.attn_implementation(self.dtype))
 
     def logprobs(self, seqs: list[TrainingSample]) -> list[torch.Tensor]:
         return compute_logprobs(self.engine, seqs, self.cfg.rollout.temperature,

@@ -21,8 +21,8 @@ class SFTTrainer(DistributedActor):
         self._init_distributed(master)
         t = self.cfg.train
         grad_accum = math.ceil(self.cfg.batch_size // self.world_size / t.micro_batch_size)
-        self.engine = init_train_engine(self.model_path, t, self.cfg.model.dtype, grad_accum, self.world_size,
-                                        self.platform, self.platform.attn_implementation(self.cfg.model.dtype),
+        self.engine = init_train_engine(self.model_path, t, self.dtype, grad_accum, self.world_size,
+                                        self.platform, self.platform.attn_implementation(self.dtype),
                                         total_updates=total_steps)
 
     def train_step(self, rows: list[SFTRow], total_tokens: float) -> dict[str, float]:

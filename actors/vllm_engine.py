@@ -30,7 +30,7 @@ class VLLMEngine:
 
         self.llm = LLM(
             model=model_path,
-            dtype=dtype,
+            dtype=platform.model_dtype(dtype),
             seed=seed,
             tensor_parallel_size=cfg.tensor_parallel_size,
             distributed_executor_backend="uni" if cfg.tensor_parallel_size == 1 else "ray",

@@ -54,7 +54,7 @@ def bare_generate(cfg, steps: int, batches_path: str) -> dict:
     model_path = resolve_model(cfg.model.path)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     r = cfg.rollout
-    llm = LLM(model=model_path, dtype=cfg.model.dtype, seed=cfg.seed, tensor_parallel_size=1,
+    llm = LLM(model=model_path, dtype=platform.model_dtype(cfg.model.dtype), seed=cfg.seed, tensor_parallel_size=1,
               distributed_executor_backend="uni", max_model_len=r.max_model_len,
               enable_prefix_caching=r.enable_prefix_caching, logprobs_mode="processed_logprobs",
               **platform.vllm_kwargs(r.gpu_memory_utilization))
@@ -88,8 +88,9 @@ def bare_train(cfg, batches_path: str, step: str = "minimal") -> dict:
     deepspeed.init_distributed(dist_backend=platform.dist_backend)
     t = cfg.train
     samples = cfg.prompts_per_step * cfg.rollout.group_size
-    engine = init_train_engine(resolve_model(cfg.model.path), t, cfg.model.dtype, -(-samples // t.micro_batch_size), 1,
-                               platform, platform.attn_implementation(cfg.model.dtype))
+    dtype = platform.model_dtype(cfg.model.dtype)
+    engine = init_train_engine(resolve_model(cfg.model.path), t, dtype, -(-samples // t.micro_batch_size), 1,
+                               platform, platform.attn_implementation(dtype))
     engine.train()
     rng = random.Random(0)
     times, tokens = [], []
@@ -105,7 +106,7 @@ def bare_train(cfg, batches_path: str, step: str = "minimal") -> dict:
         train_step(engine, batches[-1], t, cfg.rollout.temperature, rng)
     top = profile.key_averages().table(sort_by="self_cpu_time_total", row_limit=20)
     return {"train_s": times, **{f"{k}_tokens": [n[k] for n in tokens] for k in ("real", "computed", "padded")},
-            "matmul_gflops": matmul_gflops(), "profile_top_ops": top}
+            "matmul_gflops": matmul_gflops(getattr(torch, dtype)), "profile_top_ops": top}
 
 
 def count_tokens(batch: list[TrainingSample], micro_batch: int) -> dict[str, int]:
@@ -166,10 +167,10 @@ def memory_held_elsewhere(gib: float):
         holder.kill()
 
 
-def matmul_gflops(repeats: int = 20) -> float:
-    """The CPU's bf16 matmul rate at this model's MLP shape (tokens x 576 @ 576 x 1536): the rate
-    a FLOP-count floor of the training step divides by."""
-    a, b = torch.randn(2048, 576, dtype=torch.bfloat16), torch.randn(576, 1536, dtype=torch.bfloat16)
+def matmul_gflops(dtype: torch.dtype, repeats: int = 20) -> float:
+    """The CPU's matmul rate in the model's dtype at its MLP shape (tokens x 576 @ 576 x 1536): the
+    rate a FLOP-count floor of the training step divides by."""
+    a, b = torch.randn(2048, 576, dtype=dtype), torch.randn(576, 1536, dtype=dtype)
     for _ in range(3):
         a @ b
     start = time.perf_counter()

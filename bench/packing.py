@@ -66,8 +66,8 @@ def main() -> None:
     import deepspeed
 
     deepspeed.init_distributed(dist_backend=platform.dist_backend)
-    engine = init_train_engine(resolve_model(cfg.model.path), t, cfg.model.dtype, 2, 1, platform,
-                               platform.attn_implementation(cfg.model.dtype))
+    dtype = platform.model_dtype(cfg.model.dtype)
+    engine = init_train_engine(resolve_model(cfg.model.path), t, dtype, 2, 1, platform, platform.attn_implementation(dtype))
     rng = random.Random(0)
 
     def update(batch, mode) -> float:

@@ -61,8 +61,9 @@ def main() -> None:
     rows = make_rows([encode_conversation(tokenizer, c) for c in chats[:400]], cfg.max_length, cfg.packing)
     batches = [rows[i:i + cfg.batch_size] for i in range(0, (args.steps + 1) * cfg.batch_size, cfg.batch_size)]
     grad_accum = cfg.batch_size // t.micro_batch_size
-    engines = {mode: init_train_engine(model_path, t, cfg.model.dtype, grad_accum, 1, platform, attn)
-               for mode, attn in (("padded", None), ("packed", platform.attn_implementation(cfg.model.dtype)))}
+    dtype = platform.model_dtype(cfg.model.dtype)
+    engines = {mode: init_train_engine(model_path, t, dtype, grad_accum, 1, platform, attn)
+               for mode, attn in (("padded", None), ("packed", platform.attn_implementation(dtype)))}
 
     def step(batch, mode) -> float:
         tokens = float(sum(r.loss_mask.sum() for r in batch))

