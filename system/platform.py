@@ -52,7 +52,10 @@ class Platform:
             return dtype
         if self.is_gpu:
             return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
-        return "bfloat16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "float32"
+        if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return "bfloat16"
+        print("model.dtype=auto: float32, this CPU has no fast bf16 matmul (docs/benchmarks.md, table 9)", flush=True)
+        return "float32"
 
     def vllm_env(self, cpu_kv_cache_gib: int, threads: int) -> dict[str, str]:
         """Environment to set before vLLM is imported in an engine process (`threads`: as set_threads)."""
