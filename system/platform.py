@@ -46,8 +46,8 @@ class Platform:
     def model_dtype(self, dtype: str) -> str:
         """The dtype the model runs in: `dtype`, or for "auto" bf16 where the hardware computes in it
         (a GPU with bf16, a CPU where oneDNN has a bf16 matmul: AVX-512 or Arm's bf16), else float32.
-        On an AVX2-only CPU torch's bf16 matmul runs at 1.3 GFLOP/s against 171 in float32 and vLLM
-        decodes 64 tokens/s against 271 (docs/benchmarks.md): bf16 there is emulation."""
+        On an AVX2-only CPU bf16 is emulated: torch's matmul runs at 1.3 GFLOP/s against 178 in
+        float32, vLLM decodes 62 tokens/s against 243 (docs/benchmarks.md, table 9)."""
         if dtype != "auto":
             return dtype
         if self.is_gpu:
