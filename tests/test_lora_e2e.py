@@ -89,6 +89,7 @@ def test_lora_run_syncs_merged_weights_checkpoints_adapters_and_resumes(ray_job,
     base, exported = load_file(glob.glob(os.path.join(tiny_model, "*.safetensors"))[0]), \
         load_file(os.path.join(final, "policy", "model.safetensors"))
     assert set(exported) == set(base)
+    base = {k: w.to(exported[k].dtype) for k, w in base.items()}  # the trainer's dtype (float32 on a CPU without bf16)
     prefix = "base_model.model.model.layers.0.self_attn.q_proj"
     want = merge(base["model.layers.0.self_attn.q_proj.weight"], adapter[f"{prefix}.lora_A.weight"],
                  adapter[f"{prefix}.lora_B.weight"], config["lora_alpha"] / config["r"])
