@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 
+from tqdm import tqdm
 from transformers import AutoTokenizer
 
 from actors.cluster import build_evaluation, start_ray
@@ -27,10 +28,16 @@ def evaluate(step: int, cfg: Config, rollout, run_dir: str) -> dict:
     """Greedy accuracy and pass@k on held-out tasks that training never sees: data rows, or
     whole episodes on env seeds that training never plays."""
     seed = derive_seed(cfg.seed, "eval")  # the same samples for every eval of a run: curves compare like with like
-    tasks = rollout.eval_tasks()
-    greedy = rollout.collect(tasks, seed, 1, 0.0)
-    sampled = rollout.collect(tasks, seed, cfg.eval.num_samples, cfg.eval.temperature)
-    metrics = eval_metrics(greedy, sampled, cfg.eval.num_samples, cfg.eval.pass_k, rollout.correctness)
+    tasks, n = rollout.eval_tasks(), cfg.eval.num_samples
+    with tqdm(total=len(tasks) * (1 + n), desc=f"eval step {step}", unit="sample", dynamic_ncols=True, leave=None,
+              disable=not cfg.logging.progress_bar) as bar:  # minutes on a CPU: say what it is doing
+        bar.set_postfix_str(f"greedy, {len(tasks)} tasks")
+        greedy = rollout.collect(tasks, seed, 1, 0.0)
+        bar.update(len(tasks))
+        bar.set_postfix_str(f"{n} samples at T={cfg.eval.temperature}")
+        sampled = rollout.collect(tasks, seed, n, cfg.eval.temperature)
+        bar.update(len(tasks) * n)
+    metrics = eval_metrics(greedy, sampled, n, cfg.eval.pass_k, rollout.correctness)
     correct = solved(greedy.scores, rollout.correctness, greedy.rewards)
     write_samples(run_dir, step, rollout.describe(tasks), greedy.texts, greedy.rewards, correct, cfg.eval.num_logged)
     return {**metrics, "timing/eval_s": sum(greedy.timings.values()) + sum(sampled.timings.values())}
