@@ -18,4 +18,4 @@ demo: $(STAMP)
 	$(VENV)/bin/python launcher/grpo.py --config configs/grpo_countdown_cpu.yaml $(ARGS)
 
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest tests -q $(ARGS)
+	$(VENV)/bin/python -m pytest tests -q --durations=15 $(ARGS)
