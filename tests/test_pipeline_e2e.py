@@ -1,7 +1,7 @@
-"""The R1 recipe as a pipeline, through the real stack: distillation -> SFT -> GRPO, each stage's
-output feeding the next (the tiny model as student, the embedded SmolLM2 as teacher), and a
-finished pipeline that is not re-run. Also: every shipped SFT, distill and pipeline recipe
-(CPU and GPU) parses and validates."""
+"""The R1 recipe as a pipeline, through the real stack: the shipped Countdown pipeline's six stages
+(program teacher -> SFT -> GRPO -> rejection sampling by a model -> SFT -> GRPO) at a tiny size, each
+stage's output feeding the next, an evaluation after each, and a finished pipeline that is not re-run.
+Also: every shipped SFT, distill and pipeline recipe (CPU and GPU) parses and validates."""
 
 import glob
 import json
@@ -13,10 +13,8 @@ import pytest
 import yaml
 
 from system.config import ConfigError, load_config
-from system.metrics import read_metrics
 from system.recipe_config import STAGE_KINDS, PipelineConfig, load_stage_config, validate_pipeline
-from tests.test_distill import TEACHER_RUN
-from tests.test_grpo_e2e import ROOT, TINY_RUN
+from tests.test_grpo_e2e import ROOT
 
 RECIPES = sorted(os.path.relpath(p, ROOT) for kind in ("sft", "distill", "pipeline")
                  for p in glob.glob(os.path.join(ROOT, "configs", "**", f"{kind}_*.yaml"), recursive=True))
@@ -83,50 +81,6 @@ def test_launchers_exit_with_the_config_error(launcher, config, override, messag
     assert out.returncode == 2 and message in out.stderr
 
 
-@pytest.mark.e2e
-def test_distill_sft_grpo_end_to_end(ray_job, tiny_model, smollm2, tmp_path):
-    from launcher.pipeline import run
-
-    configs = os.path.join(ROOT, "configs")
-    stages = [
-        {"name": "traces", "kind": "distill", "config": os.path.join(configs, "distill_countdown_cpu.yaml"),
-         "model_from": "config", "overrides": TEACHER_RUN},
-        {"name": "student", "kind": "sft", "config": os.path.join(configs, "sft_arithmetic_cpu.yaml"),
-         "data_from": "traces", "overrides": ["steps=4", "batch_size=2", "train.micro_batch_size=2", "train.lr=1e-3",
-                                              "train.warmup_steps=0", "data.num_eval=1", "eval_every=2", "max_length=128"]},
-        {"name": "rl", "kind": "grpo", "config": os.path.join(configs, "grpo_countdown_cpu.yaml"),
-         "overrides": TINY_RUN + ["steps=1"]},
-    ]
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(yaml.safe_dump({"stages": stages, "overrides": ["model.path=tiny"]}))
-    cfg = load_pipeline(str(recipe), ["logging.wandb_mode=disabled", "logging.progress_bar=false"])
-    pipe_dir = str(tmp_path / "pipeline")
-    os.makedirs(pipe_dir)
-    final = run(cfg, pipe_dir, str(recipe))
-
-    with open(os.path.join(pipe_dir, "pipeline_state.json")) as f:
-        state = json.load(f)
-    assert list(state) == ["traces", "student", "rl"]
-    traces, student, rl = (state[name] for name in state)
-    assert traces["output"] == os.path.join(pipe_dir, "1-traces", "data.jsonl") and "kept" in traces["summary"]
-    student_cfg = yaml.safe_load(open(os.path.join(student["run_dir"], "config.yaml")))
-    assert student_cfg["data"]["source"] == traces["output"]  # SFT learns the distilled traces...
-    assert student_cfg["model"]["path"] == "tiny"  # ...into the student, not the teacher
-    losses = [m["train/loss"] for m in read_metrics(student["run_dir"]) if "train/loss" in m]
-    assert len(losses) == 4 and losses[-1] < losses[0]
-    assert student["output"] == os.path.join(student["run_dir"], "final")
-    rl_cfg = yaml.safe_load(open(os.path.join(rl["run_dir"], "config.yaml")))
-    assert rl_cfg["model"]["path"] == student["output"]  # GRPO starts from the SFT model
-    assert final == rl["output"] == os.path.join(rl["run_dir"], "checkpoints", "step_000001", "policy")
-    assert all(os.path.exists(os.path.join(final, name)) for name in ("config.json", "tokenizer.json"))
-
-    # Run again: every stage is finished, none runs (their files stay as they are).
-    stamps = lambda: [os.path.getmtime(os.path.join(done["run_dir"], "metrics.jsonl")) for done in state.values()]  # noqa: E731
-    before = stamps()
-    assert run(cfg, pipe_dir, str(recipe)) == final
-    assert stamps() == before
-
-
 TINY = {  # per stage kind: the shipped Countdown pipeline at a size CI can run
     "distill": ["data.num_train=6", "rollout.group_size=2", "rollout.max_new_tokens=16", "rollout.max_model_len=256",
                 "reward.num_workers=1"],
@@ -172,9 +126,15 @@ def test_the_countdown_pipeline_runs_end_to_end_with_a_program_teacher_and_an_ev
     stats = json.load(open(os.path.join(state["cold_start_data"]["run_dir"], "stats.json")))
     assert stats["problems"] == stats["solved"] == 6 and stats["kept"] == len(traces) >= 6  # 2 per problem, distinct
     assert all(t["messages"][-1]["content"].startswith("<think>\nGoal ") for t in traces)  # the program's traces
-    sft_cfg = yaml.safe_load(open(os.path.join(state["sft"]["run_dir"], "config.yaml")))
-    assert sft_cfg["model"]["path"] == state["reasoning_rl"]["output"]  # the RL policy learns its kept traces
-    assert sft_cfg["data"]["source"] == state["rejection_sampling"]["output"]
+    stage_cfg = lambda name: yaml.safe_load(open(os.path.join(state[name]["run_dir"], "config.yaml")))  # noqa: E731
+    assert stage_cfg("cold_start_sft")["data"]["source"] == state["cold_start_data"]["output"]
+    assert state["cold_start_sft"]["output"] == os.path.join(state["cold_start_sft"]["run_dir"], "final")
+    assert stage_cfg("reasoning_rl")["model"]["path"] == state["cold_start_sft"]["output"]  # RL from the SFT model
+    assert stage_cfg("sft")["model"]["path"] == state["reasoning_rl"]["output"]  # the RL policy learns its kept traces
+    assert stage_cfg("sft")["data"]["source"] == state["rejection_sampling"]["output"]
+    final = state["all_rl"]["output"]
+    assert final == os.path.join(state["all_rl"]["run_dir"], "checkpoints", "step_000001", "policy")
+    assert all(os.path.exists(os.path.join(final, name)) for name in ("config.json", "tokenizer.json"))
     evals = json.load(open(os.path.join(pipe_dir, "evals.json")))
     assert list(evals) == ["start", "cold_start_sft", "reasoning_rl", "sft", "all_rl"]
     assert evals["all_rl"]["model"] == state["all_rl"]["output"]
@@ -185,3 +145,10 @@ def test_the_countdown_pipeline_runs_end_to_end_with_a_program_teacher_and_an_ev
     # every stage and every eval timed, then the total
     assert times.count("\n") == 2 + len(state) + len(evals) + 1 and "| total |" in times
     assert os.path.getsize(os.path.join(pipe_dir, "pipeline_report.png")) > 10_000
+
+    # Run again: every stage and every evaluation is finished, none runs (their files stay as they are).
+    files = [os.path.join(done["run_dir"], "stats.json" if done["kind"] == "distill" else "metrics.jsonl")
+             for done in state.values()] + [os.path.join(pipe_dir, "evals.json")]
+    before = [os.path.getmtime(f) for f in files]
+    assert run(cfg, pipe_dir, str(recipe)) == final
+    assert [os.path.getmtime(f) for f in files] == before
