@@ -46,6 +46,9 @@ class DataConfig:
     split: str = "train"  # of a hub dataset or a saved DatasetDict folder
     num_train: int = 2000
     num_eval: int = 64  # held out: a file's first rows; a generator's own seed, never in train
+    # Training rows passed over first (a generator's: also every task among them), so that pipeline stages
+    # take problems none of them shares: a stage after one with num_train: 4000 sets skip: 4000.
+    skip: int = 0
     seed: int = 0
     # Dataset column -> the name templates and rewards read, e.g. {problem: question, solution: answer}.
     columns: dict[str, str] = field(default_factory=dict)

@@ -202,6 +202,24 @@ def test_generated_eval_tasks_never_enter_training(source):
     assert str(held_out[0]["target"]) in held_out[0]["messages"][-1]["content"]
 
 
+def test_skip_gives_a_later_stage_problems_no_earlier_stage_had(tmp_path):
+    """A pipeline's rejection-sampling stage after a teacher's 300 problems: skip=300 takes none of them
+    (a generated task that comes again later is skipped too), the same held-out rows, and nothing for a
+    file with too few rows."""
+    first, held_out = load_splits(DataConfig(source="countdown", num_train=300, num_eval=20, max_number=12))
+    later, held_out_later = load_splits(DataConfig(source="countdown", num_train=100, num_eval=20, max_number=12,
+                                                   skip=300))
+    assert len(later) == 100 and held_out_later == held_out
+    assert not {task_key(r) for r in first} & {task_key(r) for r in later + held_out}
+    assert load_splits(DataConfig(source="countdown", num_train=300, num_eval=20, max_number=12))[0] == first
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps({"problem": f"{i} + 1", "answer": str(i + 1)}) + "\n" for i in range(10)))
+    train, _ = load_splits(DataConfig(source=str(path), num_eval=2, skip=5))
+    assert [r["problem"] for r in train] == ["7 + 1", "8 + 1", "9 + 1"]
+    with pytest.raises(DataError, match="none left for training after num_eval=2 and skip=8"):
+        load_splits(DataConfig(source=str(path), num_eval=2, skip=8))
+
+
 def test_twenty_four_tasks_are_solvable_and_deterministic_per_seed():
     cfg = DataConfig(source="twenty_four", num_train=200, num_eval=20)
     train, held_out = load_splits(cfg)

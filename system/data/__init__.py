@@ -30,17 +30,24 @@ def load_splits(cfg) -> tuple[list[dict], list[dict]]:
         rows = prepare_rows(raw, cfg, cfg.source)
         if len(rows) <= cfg.num_eval:
             raise DataError(f"{cfg.source}: {len(rows)} rows, not enough for num_eval={cfg.num_eval} plus training")
-        return rows[cfg.num_eval:][: cfg.num_train], rows[: cfg.num_eval]
+        train = rows[cfg.num_eval:][cfg.skip:][: cfg.num_train]
+        if not train:
+            raise DataError(f"{cfg.source}: {len(rows)} rows, none left for training after num_eval={cfg.num_eval} "
+                            f"and skip={cfg.skip}")
+        return train, rows[: cfg.num_eval]
     # The held-out rows first (their own seed), then training rows that are none of them.
     held_out = _distinct(generate(cfg.source, cfg.num_eval * 10, cfg.seed + 10_000, cfg))[: cfg.num_eval]
     if len(held_out) < cfg.num_eval:
         raise DataError(f"{cfg.source}: only {len(held_out)} distinct tasks for num_eval={cfg.num_eval}: "
                         "raise data.max_number or the number count")
     excluded = {task_key(r) for r in held_out}
-    train = [r for r in generate(cfg.source, cfg.num_train * 2, cfg.seed, cfg) if task_key(r) not in excluded]
+    train = [r for r in generate(cfg.source, (cfg.skip + cfg.num_train) * 2, cfg.seed, cfg)
+             if task_key(r) not in excluded]
+    excluded |= {task_key(r) for r in train[: cfg.skip]}  # a skipped task drawn again later is skipped too
+    train = [r for r in train[cfg.skip:] if task_key(r) not in excluded]
     if len(train) < cfg.num_train:
         raise DataError(f"{cfg.source}: the task space is too small for num_train={cfg.num_train} rows besides "
-                        f"the held-out ones: raise data.max_number or lower data.num_eval")
+                        f"the held-out ones (and skip={cfg.skip}): raise data.max_number or lower data.num_eval")
     template = DEFAULT_TEMPLATES.get(cfg.source, "")
     return (prepare_rows(train[: cfg.num_train], cfg, cfg.source, template),
             prepare_rows(held_out, cfg, cfg.source + " (eval)", template))
