@@ -38,7 +38,7 @@ def main() -> None:
 
     data = load_config(args.config, [], schema=Config).data
     key = lambda row: (tuple(sorted(row["nums"])), row["target"])  # noqa: E731
-    seen = {key(r) for r in generate(data.source, data.num_train * 2, data.seed, data)}  # the config's train rows
+    seen = {key(r) for r in generate(data.source, data.num_train * 2, data.seed, data)}  # its training rows
     for path in args.exclude:
         seen |= {key(json.loads(line)) for line in open(path)}
     held_out = _distinct(generate(data.source, data.num_eval * 10, data.seed + 10_000, data))[: data.num_eval]
