@@ -132,5 +132,6 @@ def test_weights_survive_a_distilled_data_file(tokenizer, tmp_path):
     path.write_text("".join(json.dumps({"messages": chat}) + "\n" for chat in (episode, CHAT)))
     chats, _ = load_conversations(DataConfig(source=str(path), num_eval=0))
     assert [m.get("weight") for m in chats[1]] == [None, None]
+    assert load_conversations(DataConfig(source=str(path), num_eval=0, skip=1))[0] == chats[1:]  # data.skip
     masks = [encode_conversation(tokenizer, chat)[1] for chat in chats]
     assert masks == [encode_conversation(tokenizer, episode)[1], encode_conversation(tokenizer, CHAT)[1]]

@@ -21,7 +21,8 @@ from system.training.packing import micro_batches, pack
 
 def load_conversations(cfg) -> tuple[list[list[dict]], list[list[dict]]]:
     """(train, eval) chats of the `messages` column of an SFT data set (cfg: DataConfig): a
-    .jsonl/.parquet file, as distill writes it, or a hub dataset id. The first num_eval rows are held out."""
+    .jsonl/.parquet file, as distill writes it, or a hub dataset id. The first num_eval rows are held out,
+    then `skip` rows are passed over."""
     from datasets import load_dataset
 
     ext = os.path.splitext(cfg.source)[1]
@@ -36,7 +37,11 @@ def load_conversations(cfg) -> tuple[list[list[dict]], list[list[dict]]]:
     chats = list(data["messages"])
     if len(chats) <= cfg.num_eval:
         raise ValueError(f"{cfg.source}: {len(chats)} rows, not enough for num_eval={cfg.num_eval} plus training")
-    return chats[cfg.num_eval:][: cfg.num_train], chats[: cfg.num_eval]
+    train = chats[cfg.num_eval:][cfg.skip:][: cfg.num_train]
+    if not train:
+        raise ValueError(f"{cfg.source}: {len(chats)} rows, none left for training after num_eval={cfg.num_eval} "
+                         f"and skip={cfg.skip}")
+    return train, chats[: cfg.num_eval]
 
 
 def encode_conversation(tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
