@@ -218,6 +218,8 @@ def test_skip_gives_a_later_stage_problems_no_earlier_stage_had(tmp_path):
     assert [r["problem"] for r in train] == ["7 + 1", "8 + 1", "9 + 1"]
     with pytest.raises(DataError, match="none left for training after num_eval=2 and skip=8"):
         load_splits(DataConfig(source=str(path), num_eval=2, skip=8))
+    with pytest.raises(DataError, match="data.skip=-1"):
+        load_splits(DataConfig(source="countdown", skip=-1))
 
 
 def test_twenty_four_tasks_are_solvable_and_deterministic_per_seed():

@@ -22,6 +22,8 @@ def load_splits(cfg) -> tuple[list[dict], list[dict]]:
     """(train, eval) rows for a DataConfig. The eval rows never appear in train."""
     if cfg.num_train < 1:
         raise DataError(f"data.num_train={cfg.num_train}: training needs at least one row")
+    if cfg.skip < 0:
+        raise DataError(f"data.skip={cfg.skip}: the training rows to pass over are 0 or more")
     if cfg.source not in GENERATORS.names():
         raw = read_rows(cfg.source, cfg.split)
         if not raw:

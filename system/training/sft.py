@@ -35,6 +35,8 @@ def load_conversations(cfg) -> tuple[list[list[dict]], list[list[dict]]]:
     if "messages" not in data.column_names:
         raise ValueError(f"{cfg.source}: SFT data needs a 'messages' column, has {data.column_names}")
     chats = list(data["messages"])
+    if cfg.skip < 0:
+        raise ValueError(f"data.skip={cfg.skip}: the training rows to pass over are 0 or more")
     if len(chats) <= cfg.num_eval:
         raise ValueError(f"{cfg.source}: {len(chats)} rows, not enough for num_eval={cfg.num_eval} plus training")
     train = chats[cfg.num_eval:][cfg.skip:][: cfg.num_train]
