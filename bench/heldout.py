@@ -23,7 +23,7 @@ import argparse
 import json
 
 from system.config import Config, load_config
-from system.data import _distinct, generate
+from system.data import _distinct, generate, task_key
 
 
 def main() -> None:
@@ -37,15 +37,15 @@ def main() -> None:
     args = parser.parse_args()
 
     data = load_config(args.config, [], schema=Config).data
-    key = lambda row: (tuple(sorted(row["nums"])), row["target"])  # noqa: E731
     seen = {key(r) for r in generate(data.source, data.num_train * 2, data.seed, data)}  # its training rows
     for path in args.exclude:
         seen |= {key(json.loads(line)) for line in open(path)}
     held_out = _distinct(generate(data.source, data.num_eval * 10, data.seed + 10_000, data))[: data.num_eval]
-    for row in _distinct(generate(data.source, 4000, data.seed + 20_000, data)):  # new tasks, their own seed
-        if len(held_out) < args.num and key(row) not in seen | {key(h) for h in held_out}:
-            held_out.append(row)
     seen |= {key(h) for h in held_out}
+    for row in _distinct(generate(data.source, 4000, data.seed + 20_000, data)):  # new tasks, their own seed
+        if len(held_out) < args.num and key(row) not in seen:
+            held_out.append(row)
+            seen.add(key(row))
     stream = _distinct(generate(data.source, 20_000, data.seed + 30_000, data))
     train = [r for r in stream if key(r) not in seen]
     if len(held_out) < args.num or len(train) < max(args.num_train, 8):
@@ -55,6 +55,11 @@ def main() -> None:
     if args.train_out:
         write(args.train_out, held_out[:1] + train[: args.num_train])
         print(f"{args.train_out}: {args.num_train} training problems after a held-out row (data.num_eval=1)")
+
+
+def key(row: dict) -> str:
+    """The task of a generated row, or of a stage's data.jsonl row (which has more columns)."""
+    return task_key({"nums": row["nums"], "target": row["target"]})
 
 
 def write(path: str, rows: list[dict]) -> None:

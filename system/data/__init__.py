@@ -22,21 +22,13 @@ def load_splits(cfg) -> tuple[list[dict], list[dict]]:
     """(train, eval) rows for a DataConfig. The eval rows never appear in train."""
     if cfg.num_train < 1:
         raise DataError(f"data.num_train={cfg.num_train}: training needs at least one row")
-    if cfg.skip < 0:
-        raise DataError(f"data.skip={cfg.skip}: the training rows to pass over are 0 or more")
     if cfg.source not in GENERATORS.names():
         raw = read_rows(cfg.source, cfg.split)
         if not raw:
             raise DataError(f"data.source '{cfg.source}' (split '{cfg.split}') has no rows: point data.source "
                             "(and data.split) at a data set with rows")
-        rows = prepare_rows(raw, cfg, cfg.source)
-        if len(rows) <= cfg.num_eval:
-            raise DataError(f"{cfg.source}: {len(rows)} rows, not enough for num_eval={cfg.num_eval} plus training")
-        train = rows[cfg.num_eval:][cfg.skip:][: cfg.num_train]
-        if not train:
-            raise DataError(f"{cfg.source}: {len(rows)} rows, none left for training after num_eval={cfg.num_eval} "
-                            f"and skip={cfg.skip}")
-        return train, rows[: cfg.num_eval]
+        return split_rows(prepare_rows(raw, cfg, cfg.source), cfg)
+    check_skip(cfg)
     # The held-out rows first (their own seed), then training rows that are none of them.
     held_out = _distinct(generate(cfg.source, cfg.num_eval * 10, cfg.seed + 10_000, cfg))[: cfg.num_eval]
     if len(held_out) < cfg.num_eval:
@@ -53,6 +45,24 @@ def load_splits(cfg) -> tuple[list[dict], list[dict]]:
     template = DEFAULT_TEMPLATES.get(cfg.source, "")
     return (prepare_rows(train[: cfg.num_train], cfg, cfg.source, template),
             prepare_rows(held_out, cfg, cfg.source + " (eval)", template))
+
+
+def split_rows(rows: list, cfg) -> tuple[list, list]:
+    """(train, eval) of a data set's rows in their order (a file's, or SFT's chats): the first num_eval
+    held out, then `skip` passed over, then up to num_train."""
+    check_skip(cfg)
+    if len(rows) <= cfg.num_eval:
+        raise DataError(f"{cfg.source}: {len(rows)} rows, not enough for num_eval={cfg.num_eval} plus training")
+    train = rows[cfg.num_eval:][cfg.skip:][: cfg.num_train]
+    if not train:
+        raise DataError(f"{cfg.source}: {len(rows)} rows, none left for training after num_eval={cfg.num_eval} "
+                        f"and skip={cfg.skip}")
+    return train, rows[: cfg.num_eval]
+
+
+def check_skip(cfg) -> None:
+    if cfg.skip < 0:
+        raise DataError(f"data.skip={cfg.skip}: the training rows to pass over are 0 or more")
 
 
 def drop_overlong(splits: tuple[list[dict], list[dict]], tokenizer, cfg) -> tuple[list[dict], list[dict]]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from system.data import split_rows
 from system.training.logprobs import token_logprobs
 from system.training.packing import micro_batches, pack
 
@@ -34,16 +35,7 @@ def load_conversations(cfg) -> tuple[list[list[dict]], list[list[dict]]]:
         data = load_dataset(cfg.source, split="train")
     if "messages" not in data.column_names:
         raise ValueError(f"{cfg.source}: SFT data needs a 'messages' column, has {data.column_names}")
-    chats = list(data["messages"])
-    if cfg.skip < 0:
-        raise ValueError(f"data.skip={cfg.skip}: the training rows to pass over are 0 or more")
-    if len(chats) <= cfg.num_eval:
-        raise ValueError(f"{cfg.source}: {len(chats)} rows, not enough for num_eval={cfg.num_eval} plus training")
-    train = chats[cfg.num_eval:][cfg.skip:][: cfg.num_train]
-    if not train:
-        raise ValueError(f"{cfg.source}: {len(chats)} rows, none left for training after num_eval={cfg.num_eval} "
-                         f"and skip={cfg.skip}")
-    return train, chats[: cfg.num_eval]
+    return split_rows(list(data["messages"]), cfg)
 
 
 def encode_conversation(tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
