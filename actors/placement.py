@@ -15,7 +15,7 @@ import ray
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from system.config import PlacementConfig, Roles
+from system.config.grpo import PlacementConfig, Roles
 from system.platform import Platform
 
 # Share of one device each role takes when colocated (GPU).

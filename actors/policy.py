@@ -14,7 +14,7 @@ import ray
 import torch
 
 from actors.group import DistributedActor
-from system.sync import BucketBuffers, init_sync_group, plan_buckets, send
+from system.weight_sync import BucketBuffers, init_sync_group, plan_buckets, send
 from system.training.engines import init_train_engine, load_checkpoint, save_checkpoint
 from system.training.grpo import grpo_update
 from system.training.logprobs import compute_logprobs

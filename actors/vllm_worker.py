@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 
-from system.sync import BucketBuffers, init_sync_group, receive
+from system.weight_sync import BucketBuffers, init_sync_group, receive
 
 # vLLM's layer-wise reload warns about every layer that received no weights, at every sync. Two
 # always do, rightly: RotaryEmbedding has no weights (only a computed cos/sin cache), and a tied

@@ -2,7 +2,7 @@
 
 Set-up builds one process group (policy rank 0 = rank 0, engine workers after it) on the
 node of policy rank 0, over the platform's backend (NCCL on GPUs, gloo on CPU); each sync
-broadcasts the planned buckets (system/sync.py) and, when asked to, compares the checksums
+broadcasts the planned buckets (system/weight_sync.py) and, when asked to, compares the checksums
 that both sides computed. Every wait is bounded (`timeout_s`, and the group's own collective
 timeout), so a peer that died mid-broadcast becomes an ActorFailure naming it.
 """

@@ -33,7 +33,7 @@ import time
 import torch
 from common import BENCH_CONFIG
 
-from system.config import load_config
+from system.config.grpo import load_config
 from system.models import resolve_model
 from system.platform import current_platform
 from system.training.packing import loss_span, micro_batches, pack

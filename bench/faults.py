@@ -23,8 +23,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from common import RESULTS, ROOT, spread  # noqa: E402
 
 from launcher.grpo import train  # noqa: E402
-from system.config import load_config  # noqa: E402
-from system.metrics import read_metrics  # noqa: E402
+from system.config.grpo import load_config  # noqa: E402
+from system.reporting.metrics import read_metrics  # noqa: E402
 from tests.faults import Killer, read_faults  # noqa: E402
 
 COMMON = ["logging.wandb_mode=disabled", "logging.progress_bar=false", "eval.every=0", "checkpoint.every=2",

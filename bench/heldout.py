@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from system.config import Config, load_config
+from system.config.grpo import Config, load_config
 from system.data import _distinct, generate, task_key
 
 

@@ -18,7 +18,7 @@ import ray
 import torch
 from common import BENCH_CONFIG, fmt, save, spread, warn_if_busy
 
-from system.config import load_config
+from system.config.grpo import load_config
 from system.models import resolve_model
 
 BENCH = os.path.dirname(os.path.abspath(__file__))

@@ -75,7 +75,7 @@ def job(name: str, overrides: list[str]) -> dict:
 
 def summary(run_dir: str) -> dict:
     """Step, update and sync time (the first step, which warms up, left out), eval accuracy, train reward."""
-    from system.metrics import read_metrics
+    from system.reporting.metrics import read_metrics
 
     metrics = read_metrics(run_dir)
     steps = [m for m in metrics if "timing/step_s" in m][1:]

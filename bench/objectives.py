@@ -19,7 +19,7 @@ import time
 
 from common import ENV, PYTHON, RESULTS, ROOT, save, warn_if_busy
 
-from system.metrics import read_metrics
+from system.reporting.metrics import read_metrics
 
 OBJECTIVES = ["ppo", "gspo", "gspo_token", "cispo"]
 

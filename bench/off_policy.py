@@ -15,7 +15,7 @@ import time
 
 from common import ENV, PYTHON, ROOT, save, warn_if_busy
 
-from system.metrics import read_metrics
+from system.reporting.metrics import read_metrics
 
 CORRECTIONS = ["none", "tis", "mis", "decoupled"]
 

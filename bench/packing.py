@@ -22,7 +22,7 @@ import torch
 from common import BENCH_CONFIG, save, spread
 
 from system.algorithms.losses import policy_loss
-from system.config import load_config
+from system.config.grpo import load_config
 from system.models import resolve_model
 from system.platform import current_platform
 from system.training.engines import init_train_engine

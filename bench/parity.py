@@ -17,7 +17,7 @@ import time
 
 from common import ENV, PYTHON, ROOT, save, warn_if_busy
 
-from system.metrics import read_metrics
+from system.reporting.metrics import read_metrics
 
 DEMO = os.path.join(ROOT, "configs", "grpo_countdown_cpu.yaml")
 

@@ -18,7 +18,7 @@ from common import since_start
 
 import launcher.grpo as grpo
 import launcher.lifecycle as lifecycle
-from system.metrics import MetricsLogger, read_metrics
+from system.reporting.metrics import MetricsLogger, read_metrics
 
 clock = {}
 

@@ -18,7 +18,7 @@ import time
 
 from common import BENCH_CONFIG, fmt, run_ours, save, spread, warn_if_busy
 
-from system.config import load_config
+from system.config.grpo import load_config
 
 
 def generation_scaling(engine_counts: list[int], group_sizes: list[int], repeats: int) -> list[dict]:

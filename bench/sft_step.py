@@ -21,10 +21,10 @@ import torch
 from common import ROOT, save, spread
 from transformers import AutoTokenizer
 
-from system.config_files import load_layers
+from system.config.files import load_layers
 from system.models import resolve_model
 from system.platform import current_platform
-from system.recipe_config import SFTConfig, validate_sft
+from system.config.recipe import SFTConfig, validate_sft
 from system.training.engines import init_train_engine
 from system.training.logprobs import pad_sequences
 from system.training.packing import micro_batches

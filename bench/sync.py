@@ -20,9 +20,9 @@ import ray
 import torch
 from common import BENCH_CONFIG, fmt, save, spread, warn_if_busy
 
-from system.config import load_config
+from system.config.grpo import load_config
 from system.models import resolve_model
-from system.sync import checksum, flatten_bucket, start_broadcast
+from system.weight_sync import checksum, flatten_bucket, start_broadcast
 
 # --- functions run inside the actors (ray's __ray_call__, vLLM's collective_rpc) ---
 

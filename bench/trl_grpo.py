@@ -22,7 +22,7 @@ from datasets import Dataset
 from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
-from system.config import load_config
+from system.config.grpo import load_config
 from system.data import load_splits
 from system.data.sampler import PromptSampler
 from system.models import resolve_model

@@ -10,7 +10,7 @@ One chunk:  sample n traces per problem (engines) -> verify (reward workers) -> 
             complete, distinct ones (or the shortest) -> append them and mark the problems done.
 A killed run continues where it stopped: `resume=true`, or the same `logging.run_name`.
 Output: RUN_DIR/data.jsonl (+ data.parquet), loadable with `datasets.load_dataset("json", ...)`,
-and RUN_DIR/stats.json (see system/distill.py).
+and RUN_DIR/stats.json (see system/teachers/rejection_sampling.py).
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from actors.reward import RewardPool
 from actors.vllm_engine import EnginePool
 from launcher.lifecycle import launch, make_logger
 from system.data import drop_overlong, load_splits
-from system.distill import TraceStore, problem_id, rejection_sample
-from system.evaluation import solved
+from system.teachers.rejection_sampling import TraceStore, problem_id, rejection_sample
+from system.reporting.evaluation import solved
 from system.models import resolve_model
-from system.recipe_config import DistillConfig, validate_distill
+from system.config.recipe import DistillConfig, validate_distill
 from system.rollout.single_turn import SingleTurnRollout
 from system.seeds import derive_seed
 from system.teachers.program import ProgramTeacher

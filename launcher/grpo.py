@@ -29,13 +29,13 @@ from launcher.lifecycle import (check_resume, checkpoint_due, launch, make_logge
                                 resume_path, save_checkpoint)
 from system.algorithms.advantages import get_advantage, zero_variance_groups
 from system.algorithms.kl import kl_penalty
-from system.config import Config, validate
+from system.config.grpo import Config, validate
 from system.checkpoint import latest_checkpoint
-from system.evaluation import solved
+from system.reporting.evaluation import solved
 from system.faults import StopRequest
-from system.metrics import drop_metrics_from, timed
+from system.reporting.metrics import drop_metrics_from, timed
 from system.models import resolve_model
-from system.report import write_report
+from system.reporting.run_report import write_report
 from system.rollout.producer import Batch, RolloutProducer
 from system.seeds import derive_seed
 from system.training.grpo import skipped_in_a_row, stop_if_skipping

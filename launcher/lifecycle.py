@@ -14,8 +14,8 @@ import ray
 from actors.dashboard import dashboard_sink
 from system.checkpoint import (CheckpointError, check_checkpoint, complete_checkpoint, latest_checkpoint,
                                load_driver_state, save_driver_state, temp_checkpoint_dir)
-from system.config import ConfigError, load_config, save_config, to_yaml
-from system.metrics import MetricsLogger
+from system.config.grpo import ConfigError, load_config, save_config, to_yaml
+from system.reporting.metrics import MetricsLogger
 
 
 def launch(argv: list[str] | None, doc: str, schema: type, check, run) -> str:

@@ -33,10 +33,10 @@ from launcher import distill, grpo, sft
 from launcher.evaluate import evaluate_model
 from launcher.lifecycle import launch
 from system.checkpoint import latest_checkpoint
-from system.config import Config, load_config, save_config, validate
-from system.metrics import read_metrics
-from system.pipeline_report import EVALS_FILE, read_evals, stage_table, write_pipeline_report
-from system.recipe_config import STAGE_KINDS, PipelineConfig, load_stage_config, validate_pipeline
+from system.config.grpo import Config, load_config, save_config, validate
+from system.reporting.metrics import read_metrics
+from system.reporting.pipeline_report import EVALS_FILE, read_evals, stage_table, write_pipeline_report
+from system.config.recipe import STAGE_KINDS, PipelineConfig, load_stage_config, validate_pipeline
 
 STATE_FILE = "pipeline_state.json"
 

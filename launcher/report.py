@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from system.report import write_report
+from system.reporting.run_report import write_report
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,7 +25,7 @@ from launcher.lifecycle import (check_resume, checkpoint_due, launch, make_logge
                                 resume_path, save_checkpoint)
 from system.data.sampler import PromptSampler
 from system.models import resolve_model
-from system.recipe_config import SFTConfig, validate_sft
+from system.config.recipe import SFTConfig, validate_sft
 from system.training.sft import SFTRow, encode_conversation, load_conversations, make_rows
 
 

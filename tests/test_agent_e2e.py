@@ -9,8 +9,8 @@ import torch
 
 from actors.openai_server import EndpointPool
 from launcher.grpo import train
-from system.config import load_config
-from system.metrics import read_metrics
+from system.config.grpo import load_config
+from system.reporting.metrics import read_metrics
 from system.rollout.agent import AgentRollout
 from tests import agent_plugins
 from tests.probes import engine_logprobs

@@ -10,7 +10,7 @@ import torch
 from system.agents.episodes import Call, assemble, group_aligned
 from system.agents.runner import AgentError, check_failures, run_agents
 from system.algorithms.advantages import grpo
-from system.config import ConfigError, load_config
+from system.config.grpo import ConfigError, load_config
 
 
 def call(index: int, prompt: list[int], tokens: list[int], version: int = 0) -> Call:

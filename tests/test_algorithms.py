@@ -116,7 +116,7 @@ def test_clipped_loss_hand_computed():
     w = torch.full((2, 1), 0.5)
     loss, stats = policy_loss(logp, old, torch.tensor([1.0, -1.0]), w, 0.2, 0.28)
     assert loss.item() == pytest.approx(0.5 * -1.28 + 0.5 * 0.8, abs=1e-5)
-    assert stats["clip_frac"].item() == 2  # both tokens clipped
+    assert stats["clip_count"].item() == 2  # both tokens clipped
 
 
 def test_unclipped_gradient_is_advantage_times_ratio():
@@ -188,13 +188,13 @@ def test_dual_clip_caps_the_loss_of_negative_advantages():
     loss, stats = policy_loss(logp, torch.zeros(1, 1), torch.tensor([-1.0]), torch.ones(1, 1), 0.2, 0.2,
                               clip_ratio_c=3.0)
     loss.backward()
-    assert loss.item() == pytest.approx(3.0) and logp.grad.item() == 0.0 and stats["clip_frac"].item() == 1
+    assert loss.item() == pytest.approx(3.0) and logp.grad.item() == 0.0 and stats["clip_count"].item() == 1
     logp.grad = None
     loss, stats = policy_loss(logp, torch.zeros(1, 1), torch.tensor([-1.0]), torch.ones(1, 1), 0.2, 0.2,
                               clip_ratio_c=0.0)
     loss.backward()  # off: d(-r A)/dlogp = r
     assert loss.item() == pytest.approx(math.exp(1.5), rel=1e-5) and logp.grad.item() == pytest.approx(math.exp(1.5))
-    assert stats["clip_frac"].item() == 0
+    assert stats["clip_count"].item() == 0
     # a positive advantage is never dual-clipped (PPO's upper clip already bounds it)
     loss, _ = policy_loss(logp, torch.zeros(1, 1), torch.tensor([1.0]), torch.ones(1, 1), 0.2, 0.2, clip_ratio_c=3.0)
     assert loss.item() == pytest.approx(-1.2)
@@ -219,7 +219,7 @@ def test_gspo_hand_computed(objective):
     #   d/dlogp_t of sum_t w_t s = (1/4 + 1/4) * s / 2 = 0.25
     assert loss.item() == pytest.approx(2 * 0.25 * -1.2 + 2 * 0.25 * 1.0)
     assert close(logp.grad, [[0.0, 0.0, 0.0], [0.25, 0.25, 0.0]])
-    assert stats["clip_frac"].item() == 2  # both tokens of sample 0
+    assert stats["clip_count"].item() == 2  # both tokens of sample 0
 
 
 def test_gspo_token_equals_gspo_in_value_and_gradient():
@@ -232,7 +232,7 @@ def test_gspo_token_equals_gspo_in_value_and_gradient():
         logp = (old + torch.randn(4, 6, generator=torch.Generator().manual_seed(1)) * 0.01).requires_grad_()
         loss, stats = policy_loss(logp, old, adv, weights, 3e-4, 4e-4, objective=objective)
         loss.backward()
-        grads.append((loss.item(), stats["clip_frac"].item(), logp.grad))
+        grads.append((loss.item(), stats["clip_count"].item(), logp.grad))
     assert grads[0][:2] == pytest.approx(grads[1][:2]) and torch.allclose(grads[0][2], grads[1][2], atol=1e-7)
     assert grads[0][1] > 0  # GSPO's tiny clip range does clip here
 
@@ -248,7 +248,7 @@ def test_cispo_keeps_the_gradient_of_clipped_tokens():
     # loss = sum_t w_t * -sg(weight_t) A_t logp_t; its gradient -w_t weight_t A_t
     assert loss.item() == pytest.approx(0.5 * (-1.28 * 0.5) + 0.5 * (-r1 * 0.5), abs=1e-6)
     assert close(logp.grad, [[-0.5 * 1.28], [0.5 * r1]])
-    assert stats["clip_frac"].item() == 1
+    assert stats["clip_count"].item() == 1
 
 
 def test_objectives_agree_on_policy():
@@ -262,7 +262,7 @@ def test_objectives_agree_on_policy():
         loss, stats = policy_loss(logp, logp0, adv, weights, 0.2, 0.28, objective=objective)
         loss.backward()
         assert torch.allclose(logp.grad, -adv[:, None] * weights, atol=1e-6), objective
-        assert stats["clip_frac"].item() == 0
+        assert stats["clip_count"].item() == 0
 
 
 @pytest.mark.parametrize("objective", OBJECTIVES)
@@ -294,7 +294,7 @@ def test_objective_names_are_checked_and_recipes_load():
     import glob
     import os
 
-    from system.config import ConfigError, load_config
+    from system.config.grpo import ConfigError, load_config
 
     configs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
     demo = os.path.join(configs, "grpo_countdown_cpu.yaml")

@@ -50,8 +50,8 @@ def test_an_asynchronous_run_resumes_without_losing_or_repeating_prompts(ray_job
     checkpoint must still hold the data position from before them, so the resumed run trains the
     prompts of step 2 (and the samples in flight are collected again)."""
     from launcher.grpo import train
-    from system.config import load_config
-    from system.metrics import read_metrics
+    from system.config.grpo import load_config
+    from system.reporting.metrics import read_metrics
 
     run_args = ["steps=3", "schedule.max_staleness=1", "checkpoint.every=1", "checkpoint.keep_last=5"]
     actors, first = run(tmp_path, *run_args)

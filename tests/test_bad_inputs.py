@@ -12,7 +12,7 @@ import torch
 from actors.reward import RewardError, RewardPool, run_reward
 from launcher.lifecycle import check_resume, make_run_dir
 from system.checkpoint import CheckpointError, check_checkpoint, save_driver_state
-from system.config import Config, ConfigError, DataConfig, load_config
+from system.config.grpo import Config, ConfigError, DataConfig, load_config
 from system.data import DataError, drop_overlong, load_splits
 from system.data.prompts import encode_prompt
 from system.models import resolve_model
@@ -242,7 +242,7 @@ def test_the_launcher_stops_on_a_bad_checkpoint_before_ray_starts(no_ray, checkp
 def test_an_env_whose_step_raises_ends_the_episode_as_failed_and_too_many_in_a_row_stop_the_run(
         ray_job, tiny_model, tmp_path, fragile_every):
     from launcher.grpo import train
-    from system.metrics import read_metrics
+    from system.reporting.metrics import read_metrics
     from system.rollout.multiturn import EnvError
     from tests.test_grpo_e2e import ROOT
     from tests.test_multiturn_e2e import TINY_RUN

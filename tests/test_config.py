@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from system.config import ConfigError, load_config, save_config
+from system.config.grpo import ConfigError, load_config, save_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, "configs", "grpo_countdown_cpu.yaml")

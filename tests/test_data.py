@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from system.config import ConfigError, DataConfig, load_config
+from system.config.grpo import ConfigError, DataConfig, load_config
 from system.data import DataError, load_splits, task_key
 from system.data.generators import countdown_tasks
 from system.data.prompts import BASE_TEMPLATE, encode_prompt

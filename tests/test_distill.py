@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from system.distill import TraceStore, problem_id, rejection_sample, select_traces, summarize
+from system.teachers.rejection_sampling import TraceStore, problem_id, rejection_sample, select_traces, summarize
 from tests.test_grpo_e2e import ROOT
 
 ROWS = [{"nums": [3, 4], "target": 7, "messages": [{"role": "user", "content": "Make 7"}]},
@@ -86,8 +86,8 @@ DISTILL = os.path.join(ROOT, "configs", "distill_countdown_cpu.yaml")
 @pytest.mark.e2e
 def test_killed_distill_run_resumes_without_redoing_or_duplicating(ray_job, smollm2, tmp_path):
     from launcher.distill import distill
-    from system.config import load_config
-    from system.recipe_config import DistillConfig, validate_distill
+    from system.config.grpo import load_config
+    from system.config.recipe import DistillConfig, validate_distill
 
     run = TEACHER_RUN + ["chunk_size=2", f"logging.output_dir={tmp_path}", "logging.run_name=d"]
     address = ray_job.get_runtime_context().gcs_address

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from system.config import load_config
+from system.config.grpo import load_config
 from system.envs import (
     EnvCheckError,
     EnvConfig,
@@ -360,7 +360,7 @@ def test_played_env_names_an_answer_outside_the_protocol(env, message):
 
 
 def test_the_config_accepts_a_plain_env_class_and_refuses_what_is_not_one():
-    from system.config import ConfigError
+    from system.config.grpo import ConfigError
 
     recipe = str(ROOT / "configs" / "grpo_24point_cpu.yaml")
     user_env = "tests.user_plugins:ParrotGym"

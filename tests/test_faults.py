@@ -5,9 +5,9 @@ import signal
 
 import pytest
 
-from system.config import ConfigError, load_config
+from system.config.grpo import ConfigError, load_config
 from system.faults import StopRequest
-from system.metrics import MetricsLogger, drop_metrics_from, read_metrics
+from system.reporting.metrics import MetricsLogger, drop_metrics_from, read_metrics
 
 
 def test_a_first_signal_asks_to_stop_at_the_step_boundary_and_a_second_stops_at_once(capsys):

@@ -11,9 +11,9 @@ import time
 import pytest
 
 from launcher.grpo import train
-from system.config import load_config
+from system.config.grpo import load_config
 from system.faults import FaultError
-from system.metrics import read_metrics
+from system.reporting.metrics import read_metrics
 from tests.faults import Killer, logged_steps, read_faults
 from tests.test_grpo_e2e import ROOT, TINY_RUN
 from tests.test_multiturn_e2e import TINY_RUN as TINY_ENV_RUN

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from launcher.grpo import train
-from system.config import load_config
-from system.metrics import read_metrics
+from system.config.grpo import load_config
+from system.reporting.metrics import read_metrics
 from tests.probes import engine_logprobs, trainer_logprobs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -14,7 +14,7 @@ import torch
 
 from system.algorithms.losses import policy_loss
 from system.algorithms.on_policy_distill import OnPolicyDistillConfig, distill_advantages
-from system.config import AlgorithmConfig
+from system.config.grpo import AlgorithmConfig
 from system.training.grpo import grpo_update, skipped_in_a_row, stop_if_skipping
 from system.training.logprobs import pad_sequences
 from system.training.lr_schedule import lr_factor

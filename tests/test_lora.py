@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from system.config import ConfigError, load_config
+from system.config.grpo import ConfigError, load_config
 from system.training.lora import (ALL_LINEAR, FUSED, LoraConfig, add_adapters, hf_name, merge, merged_state_dict,
                                   scaling_of, sync_tensors)
 from tests.test_grpo_update import make_engine, samples
@@ -113,7 +113,7 @@ def test_config():
 def test_lora_engine_trains_the_adapters_alone_and_its_checkpoint_resumes_them(tiny_model, tmp_path):
     from safetensors.torch import load_file
 
-    from system.config import AlgorithmConfig
+    from system.config.grpo import AlgorithmConfig
     from system.training.engines import load_checkpoint, save_checkpoint
     from system.training.grpo import grpo_update
 

@@ -14,8 +14,8 @@ import torch
 from safetensors.torch import load_file
 
 from launcher.grpo import train
-from system.config import load_config
-from system.metrics import read_metrics
+from system.config.grpo import load_config
+from system.reporting.metrics import read_metrics
 from system.training.lora import merge
 from tests.probes import engine_logprobs, trainer_logprobs
 from tests.test_grpo_e2e import ROOT, TINY_RUN, initial_logprobs

@@ -39,7 +39,7 @@ def test_vllm_engine_greedy_chat(ray_cluster, smollm2):
     from transformers import AutoTokenizer
 
     from actors.vllm_engine import VLLMEngine
-    from system.config import RolloutConfig
+    from system.config.grpo import RolloutConfig
     from system.data.prompts import encode_chat
 
     tok = AutoTokenizer.from_pretrained(smollm2)

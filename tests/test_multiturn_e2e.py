@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from launcher.grpo import train
-from system.config import load_config
-from system.metrics import read_metrics
+from system.config.grpo import load_config
+from system.reporting.metrics import read_metrics
 from system.rollout.multiturn import EpisodeRollout
 from tests.probes import engine_logprobs
 from tests.test_multiturn import segments

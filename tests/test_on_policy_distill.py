@@ -8,8 +8,8 @@ import torch
 
 from system.algorithms.losses import policy_loss
 from system.algorithms.on_policy_distill import check_same_tokenizer, distill_advantages
-from system.config import ConfigError, load_config
-from system.recipe_config import PipelineConfig, validate_pipeline
+from system.config.grpo import ConfigError, load_config
+from system.config.recipe import PipelineConfig, validate_pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STUDENT = torch.tensor([[-1.0, -2.0, -0.5, -4.0], [-0.2, -3.0, 0.0, 0.0]])

@@ -12,8 +12,8 @@ import sys
 import pytest
 import yaml
 
-from system.config import ConfigError, load_config
-from system.recipe_config import STAGE_KINDS, PipelineConfig, load_stage_config, validate_pipeline
+from system.config.grpo import ConfigError, load_config
+from system.config.recipe import STAGE_KINDS, PipelineConfig, load_stage_config, validate_pipeline
 from tests.test_grpo_e2e import ROOT
 
 RECIPES = sorted(os.path.relpath(p, ROOT) for kind in ("sft", "distill", "pipeline")

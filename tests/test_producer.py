@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from system.rollout.base import Rollout, Rollouts
+from system.rollout.base import Rollout, RolloutBatch
 from system.rollout.producer import RolloutProducer
 
 
@@ -35,7 +35,7 @@ class Counting(Rollout):
             raise ValueError("a reward worker died")
         self.started[tasks[0]] = self.trainer_step[0]
         time.sleep(self.delay_s)
-        return Rollouts(tokens=[[t] for t in tasks], loss_mask=[[1]] * 2, logprobs=[[0.0]] * 2, rewards=[0.0] * 2,
+        return RolloutBatch(tokens=[[t] for t in tasks], loss_mask=[[1]] * 2, logprobs=[[0.0]] * 2, rewards=[0.0] * 2,
                         scores={}, finish_reasons=["stop"] * 2, texts=["x"] * 2, versions=[[0]] * 2,
                         timings={"timing/generate_s": self.generate_s})
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 from PIL import Image
 
-from system.report import write_report
+from system.reporting.run_report import write_report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVAL_EVERY = 20
@@ -102,7 +102,7 @@ def test_launcher(tmp_path):
 
 
 def test_the_pipeline_report_tables_and_plots_every_evaluated_stage(tmp_path):
-    from system.pipeline_report import EVALS_FILE, write_pipeline_report
+    from system.reporting.pipeline_report import EVALS_FILE, write_pipeline_report
 
     pipe = tmp_path / "pipe"
     rl = pipe / "3-rl"

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from launcher.grpo import train
-from system.config import load_config
-from system.metrics import read_metrics
+from system.config.grpo import load_config
+from system.reporting.metrics import read_metrics
 from tests.test_grpo_e2e import ROOT, TINY_RUN
 
 DEMO = os.path.join(ROOT, "configs", "grpo_countdown_cpu.yaml")

@@ -123,7 +123,7 @@ def test_weights_survive_a_distilled_data_file(tokenizer, tmp_path):
     `datasets`, the messages without a weight read None and are trained on."""
     import json
 
-    from system.config import DataConfig
+    from system.config.grpo import DataConfig
     from system.training.sft import load_conversations
 
     episode = [dict(m) for m in TWO_TURNS]

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 import pytest
 import torch
 
-from system.sync import (BucketBuffers, bucket_dtype, bucket_numel, checksum, flatten_bucket, init_sync_group,
+from system.weight_sync import (BucketBuffers, bucket_dtype, bucket_numel, checksum, flatten_bucket, init_sync_group,
                          plan_buckets, receive, send, unflatten_bucket)
 
 

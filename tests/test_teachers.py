@@ -54,8 +54,8 @@ def test_unsolvable_tasks_give_none():
 
 
 def test_teachers_are_named_in_distill_configs(tmp_path):
-    from system.config import ConfigError, load_config
-    from system.recipe_config import DistillConfig, validate_distill
+    from system.config.grpo import ConfigError, load_config
+    from system.config.recipe import DistillConfig, validate_distill
 
     cfg = load_config(None, ["teacher=countdown_search"], schema=DistillConfig, check=validate_distill)
     assert cfg.roles().engine == 0  # a program needs no engine

@@ -1,7 +1,7 @@
 """Weight sync into a real vLLM engine: the engine serves exactly the weights sent, also when they
 land in the middle of a generation.
 
-The test process plays policy rank 0 (system/sync.py's `send` over gloo) and a VLLMEngine actor
+The test process plays policy rank 0 (system/weight_sync.py's `send` over gloo) and a VLLMEngine actor
 receives (actors/vllm_worker.py). The tiny model ties its LM head to the input embedding, as
 SmolLM2 does: on CPU vLLM computes the head from a copy packed at start-up, so a sync that
 updated only the shared tensor would leave the engine scoring with the old head."""
@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from system.sync import BucketBuffers, init_sync_group, plan_buckets, send
+from system.weight_sync import BucketBuffers, init_sync_group, plan_buckets, send
 from tests.probes import engine_logprobs
 
 
@@ -69,7 +69,7 @@ class Sender:
 
 def start_engine(tiny_model, max_model_len: int = 256):
     from actors.vllm_engine import VLLMEngine
-    from system.config import RolloutConfig
+    from system.config.grpo import RolloutConfig
 
     return VLLMEngine.options(num_cpus=0.5).remote(tiny_model, RolloutConfig(max_model_len=max_model_len), 0,
                                                    "bfloat16", 1, True)

@@ -45,7 +45,7 @@ class Call:
 
 @dataclass
 class Sample(TokenSequence):
-    """One token sequence of an episode: what the trainer takes (system/rollout/base.py, Rollouts)."""
+    """One token sequence of an episode: what the trainer takes (system/rollout/base.py, RolloutBatch)."""
 
     texts: list[str] = field(default_factory=list)  # the model's text of each call in it
     finish_reason: str = "stop"  # of its last call

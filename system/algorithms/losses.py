@@ -71,14 +71,14 @@ def policy_loss(
     (one per token: on-policy distillation, on_policy_distill.py). `is_weights`: the off-policy
     correction of each token's objective term (system/algorithms/off_policy.py), or None. `entropy`: each
     token's policy entropy, differentiable, when entropy_coef > 0 (a bonus: it raises the entropy).
-    Stats are sums over the loss-carrying tokens: `clip_frac` counts the clipped ones."""
+    Stats are sums over the loss-carrying tokens: `clip_count` counts the clipped ones."""
     loss_tokens = weights > 0
     adv = advantages.unsqueeze(1) if advantages.dim() == 1 else advantages
     token_loss, clipped = POLICY_OBJECTIVES.get(objective)(
         logp, old_logp, adv, loss_tokens.to(logp.dtype), eps_low, eps_high, clip_ratio_c)
     if is_weights is not None:
         token_loss = token_loss * is_weights
-    stats = {"clip_frac": (clipped & loss_tokens).sum().float()}
+    stats = {"clip_count": (clipped & loss_tokens).sum().float()}
     if ref_logp is not None and kl_coef > 0:
         kl = kl_penalty(logp, ref_logp, kl_estimator)
         token_loss = token_loss + kl_coef * kl

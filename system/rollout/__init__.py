@@ -7,6 +7,6 @@ Both drive the rollout engines, reward and env workers through small interfaces 
 `score`, `reset`/`step`), so they run against Ray actor pools in training and fakes in tests.
 """
 
-from system.rollout.base import Rollout, Rollouts
+from system.rollout.base import Rollout, RolloutBatch
 
-__all__ = ["Rollout", "Rollouts"]
+__all__ = ["Rollout", "RolloutBatch"]

@@ -17,8 +17,8 @@ from typing import Optional
 from system.agents.episodes import assemble, group_aligned
 from system.agents.runner import check_failures, resolve_agent, run_agents
 from system.data.sampler import PromptSampler
-from system.metrics import timed
-from system.rollout.base import Rollouts
+from system.reporting.metrics import timed
+from system.rollout.base import RolloutBatch
 from system.rollout.single_turn import SingleTurnRollout, score_samples
 
 FILLER_TOKENS = 2  # a filler sample: this many pad tokens, none in the loss
@@ -36,7 +36,7 @@ class AgentRollout(SingleTurnRollout):
         self.filler = [tokenizer.pad_token_id] * FILLER_TOKENS
         self.max_response_tokens = cfg.rollout.max_model_len  # a sample never outgrows the engine's context
 
-    def collect(self, rows: list[dict], seed: int, n: int, temperature: float) -> Rollouts:
+    def collect(self, rows: list[dict], seed: int, n: int, temperature: float) -> RolloutBatch:
         timings: dict[str, float] = {}
         rollout, ids = self.cfg.rollout, [f"{uuid.uuid4().hex[:12]}-{k}" for k in range(len(rows) * n)]
         sampling = {eid: {"temperature": temperature, "top_p": rollout.top_p,
@@ -86,14 +86,14 @@ class AgentRollout(SingleTurnRollout):
         kept = {name: [v if k else None for v, k in zip(values, scored)] for name, values in scores.items()}
         return rewards, kept
 
-    def _laid_out(self, episodes, rewards: list[Optional[float]], scores: dict, n: int) -> Rollouts:
+    def _laid_out(self, episodes, rewards: list[Optional[float]], scores: dict, n: int) -> RolloutBatch:
         """Samples in whole GRPO groups (episodes.group_aligned); an episode's scores sit on its first
         sample only (None elsewhere), so that per-episode means stay per episode."""
         train = self.cfg.train
         order = group_aligned(episodes, n, train.num_minibatches * train.num_ranks)
         first = {i: k for k, (i, _) in reversed(list(enumerate(order)))}
         tokens = [s.tokens if s else self.filler for _, s in order]
-        return Rollouts(
+        return RolloutBatch(
             tokens=tokens,
             loss_mask=[s.loss_mask if s else [0] * len(self.filler) for _, s in order],
             logprobs=[s.logprobs if s else [0.0] * len(self.filler) for _, s in order],

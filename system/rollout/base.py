@@ -8,7 +8,7 @@ from typing import Optional
 
 
 @dataclass
-class Rollouts:
+class RolloutBatch:
     """One entry per sample, the `group_size` samples of one task (prompt or env seed) contiguous."""
 
     tokens: list[list[int]]  # prompt + everything after it, exactly as the engine saw/produced it
@@ -65,7 +65,7 @@ class Rollout(ABC):
         """A short text per task for the eval logs."""
 
     @abstractmethod
-    def collect(self, tasks: list, seed: int, n: int, temperature: float) -> Rollouts:
+    def collect(self, tasks: list, seed: int, n: int, temperature: float) -> RolloutBatch:
         """`n` samples per task, scored, with the time each phase took."""
 
     def state(self) -> dict:

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from itertools import zip_longest
 from typing import Callable, Optional, Union
 
-from system.metrics import timed
-from system.rollout.base import Rollout, Rollouts, TokenSequence
+from system.reporting.metrics import timed
+from system.rollout.base import Rollout, RolloutBatch, TokenSequence
 from system.tools.prompt import render_chat, supports_tools
 
 SENTINEL = "\x00ACTION\x00"  # stands for the model's reply while reading the template
@@ -195,7 +195,7 @@ class EnvError(RuntimeError):
     """Too many episodes in a row ended by an exception in the env's step: a bug to fix, not noise."""
 
 
-def to_rollouts(episodes: list[Trajectory], trajectory_reward: str) -> Rollouts:
+def to_rollouts(episodes: list[Trajectory], trajectory_reward: str) -> RolloutBatch:
     """Episodes -> what the GRPO update takes; env statistics ride along as `scores` for metrics,
     per episode: solved, turns (replies), invalid moves, tool calls, tool errors (calls that were
     malformed or failed), solved after a failed turn."""
@@ -203,7 +203,7 @@ def to_rollouts(episodes: list[Trajectory], trajectory_reward: str) -> Rollouts:
     def count(key: str) -> list[float]:
         return [float(sum(int(i.get(key, 0)) for i in ep.infos)) for ep in episodes]
 
-    return Rollouts(
+    return RolloutBatch(
         tokens=[ep.tokens for ep in episodes],
         loss_mask=[ep.loss_mask for ep in episodes],
         logprobs=[ep.logprobs for ep in episodes],
@@ -266,7 +266,7 @@ class EpisodeRollout(Rollout):
     def describe(self, env_seeds: list[int]) -> list[str]:
         return [f"{self.cfg.env.cls}, seed {s}" for s in env_seeds]
 
-    def collect(self, env_seeds: list[int], seed: int, n: int, temperature: float) -> Rollouts:
+    def collect(self, env_seeds: list[int], seed: int, n: int, temperature: float) -> RolloutBatch:
         timings: dict[str, float] = {}
         seeds = [s for s in env_seeds for _ in range(n)]
         count = len(seeds)

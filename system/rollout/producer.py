@@ -5,7 +5,7 @@ The trainer calls `allow(step)` once it has begun `step` (its evaluation done): 
 batches of steps up to step + k may be collected. Batch j therefore starts on engines that hold
 at least the weights of update j - k, and is trained at step j by the policy of version j: every
 token it holds is at most k versions stale. The engines stamp each token with the version that
-sampled it (Rollouts.versions), so the bound is measured, not assumed.
+sampled it (RolloutBatch.versions), so the bound is measured, not assumed.
 
 k = 0 is the synchronous loop: batch j starts after step j's evaluation, when the weights of
 update j - 1 have been synced, and the trainer waits for it; the same samples, seeds and order.
@@ -24,13 +24,13 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from system.rollout.base import Rollout, Rollouts
+from system.rollout.base import Rollout, RolloutBatch
 
 
 @dataclass
 class Batch:
     step: int
-    rollouts: Rollouts
+    rollouts: RolloutBatch
     progress: dict[str, float]  # where the task source stood once this batch's tasks were drawn
     ready: int  # batches finished and waiting when the trainer took this one (this one included)
     began: float  # time.monotonic() when its collection began, and when it ended
@@ -44,7 +44,7 @@ class RolloutProducer:
         self.steps, self.k, self.timeout_s = steps, max_staleness, timeout_s
         self._allowed = start - 1  # the last step whose batch may be collected
         self._states: dict[int, dict] = {}  # step -> the task source's state before its tasks were drawn
-        self._ready: dict[int, tuple[Rollouts, dict, float, float]] = {}
+        self._ready: dict[int, tuple[RolloutBatch, dict, float, float]] = {}
         # (began, ended or None while collecting, the share of it the engines generated) per batch
         self._spans: list[list] = []
         self._error: BaseException | None = None

@@ -6,9 +6,9 @@ from typing import Optional
 
 from system.data.prompts import encode_prompt, prompt_budget
 from system.data.sampler import PromptSampler
-from system.metrics import timed
+from system.reporting.metrics import timed
 from system.rewards import combine_rewards, correctness_reward
-from system.rollout.base import Rollout, Rollouts
+from system.rollout.base import Rollout, RolloutBatch
 
 
 def score_samples(rewards, reward_cfg, rows: list[dict], texts: list[str], completion_tokens: list[int], n: int):
@@ -42,7 +42,7 @@ class SingleTurnRollout(Rollout):
     def describe(self, rows: list[dict]) -> list[str]:
         return [row["messages"][-1]["content"] for row in rows]
 
-    def collect(self, rows: list[dict], seed: int, n: int, temperature: float) -> Rollouts:
+    def collect(self, rows: list[dict], seed: int, n: int, temperature: float) -> RolloutBatch:
         """`n` samples per row (contiguous), scored by every configured reward function."""
         timings: dict[str, float] = {}
         data, reward = self.cfg.data, self.cfg.reward
@@ -57,7 +57,7 @@ class SingleTurnRollout(Rollout):
         texts = [data.response_prefix + s["text"] for _, s in samples]  # the whole reply, as rewards must judge it
         with timed(timings, "reward"):
             scores, total = score_samples(self.rewards, reward, rows, texts, [len(s["response"]) for _, s in samples], n)
-        return Rollouts(
+        return RolloutBatch(
             tokens=[p + s["response"] for p, s in samples],
             loss_mask=[[0] * len(p) + [1] * len(s["response"]) for p, s in samples],
             logprobs=[[0.0] * len(p) + s["logprobs"] for p, s in samples],

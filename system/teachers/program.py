@@ -1,6 +1,6 @@
 """A program teacher with the sampling interface of a model teacher, for distillation.
 
-`collect(rows, seed, n, temperature)` returns `Rollouts` as `SingleTurnRollout.collect` does,
+`collect(rows, seed, n, temperature)` returns `RolloutBatch` as `SingleTurnRollout.collect` does,
 so the distill loop keeps, counts and writes the traces of a program exactly as a model's:
 the traces are tokenised after the prompt (their lengths are what SFT will see) and scored by
 the same reward workers. A row the program cannot solve gives an empty reply, which the
@@ -15,17 +15,17 @@ import random
 from dataclasses import dataclass, field
 
 from system.data.prompts import encode_prompt
-from system.metrics import timed
+from system.reporting.metrics import timed
 from system.rewards import correctness_reward
-from system.rollout.base import Rollouts
+from system.rollout.base import RolloutBatch
 from system.rollout.single_turn import score_samples
 from system.seeds import derive_seed
 from system.teachers import TEACHERS
 
 
 @dataclass
-class ProgramRollouts(Rollouts):
-    """Rollouts whose texts are each sample's verified last reply, with what came before it:
+class ProgramRollouts(RolloutBatch):
+    """RolloutBatch whose texts are each sample's verified last reply, with what came before it:
     per sample, the messages between the prompt and that reply (failed tries and the env's
     feedback, from a teacher that writes episodes; empty for a single reply)."""
 

@@ -86,7 +86,7 @@ def grpo_update(engine, minibatches: list[list[TrainingSample]], algo, *, max_to
                     skipped = 0 if applied else skipped + 1
                     totals["skipped_updates"] += float(not applied)
                 totals["loss"] += float(loss.detach())
-                totals["clip_count"] += float(stats["clip_frac"])
+                totals["clip_count"] += float(stats["clip_count"])
                 totals["kl"] += float(stats.get("kl", 0.0))
                 if epoch == 0:
                     totals["tokens"] += float(mask.sum())

@@ -1,6 +1,6 @@
 """Config schemas of the R1 recipe's other steps: SFT, distillation, and the multi-stage pipeline.
 
-They are built from the GRPO config's sections (system/config.py), so a key means the same thing
+They are built from the GRPO config's sections (system/config/grpo.py), so a key means the same thing
 in every stage, and they load through the same `load_config` (YAML, `base:`, overrides, errors
 that name the key):
 
@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from system.config import (CheckpointConfig, Config, ConfigError, DataConfig, LoggingConfig, ModelConfig,
+from system.config.grpo import (CheckpointConfig, Config, ConfigError, DataConfig, LoggingConfig, ModelConfig,
                            PlacementConfig, RewardConfig, Roles, RolloutConfig, TrainConfig, check_choices,
                            check_lr_schedule, check_registered, check_rewards, load_config, validate)
 from system.teachers import TEACHERS

@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from system.rewards.format import make_format
-from system.rollout.base import Rollouts
+from system.rollout.base import RolloutBatch
 
 R1_FORMAT = make_format()
 
@@ -31,7 +31,7 @@ def solved(scores: dict, name: str | None, rewards: list) -> list[bool]:
     return [v is not None and v >= 1.0 for v in values]
 
 
-def eval_metrics(greedy: Rollouts, sampled: Rollouts, n: int, ks: list[int], correctness: str | None) -> dict:
+def eval_metrics(greedy: RolloutBatch, sampled: RolloutBatch, n: int, ks: list[int], correctness: str | None) -> dict:
     """greedy: one sample per problem at temperature 0; sampled: n per problem, contiguous."""
     greedy_ok = solved(greedy.scores, correctness, greedy.rewards)
     scored = [r for r in greedy.rewards if r is not None]

@@ -1,6 +1,6 @@
 """The GRPO run's configuration: its dataclass schema and the checks that need more than types.
 
-Files and overrides are read by system/config_files.py (YAML, `base:` inheritance, errors that name
+Files and overrides are read by system/config/files.py (YAML, `base:` inheritance, errors that name
 the key and the closest valid one).
 
     cfg = load_config("configs/grpo_countdown_cpu.yaml", ["rollout.group_size=8"])
@@ -19,7 +19,7 @@ from system.algorithms.off_policy import LEVELS as OFF_POLICY_LEVELS
 from system.algorithms.off_policy import OFF_POLICY
 from system.algorithms.on_policy_distill import OnPolicyDistillConfig, distill_problem
 from system.agents.config import AgentConfig, agent_problem
-from system.config_files import ConfigError, load_layers, save_config, to_yaml  # noqa: F401 (re-exported)
+from system.config.files import ConfigError, load_layers, save_config, to_yaml  # noqa: F401 (re-exported)
 from system.data.prompts import OVERLONG_PROMPTS, PROMPT_FORMATS
 from system.envs import resolve_env
 from system.faults import FaultConfig
@@ -181,7 +181,7 @@ class SyncConfig:
 
 @dataclass
 class ScheduleConfig:
-    # Rollouts of the next steps are collected while the trainer updates, by a policy at most this
+    # RolloutBatch of the next steps are collected while the trainer updates, by a policy at most this
     # many updates older than the one trained (system/rollout/producer.py); 0 = synchronous.
     max_staleness: int = 0
     # A weight sync lands between two decode steps of the generation in flight (its requests are

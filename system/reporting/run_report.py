@@ -4,8 +4,8 @@ read without wandb, a dashboard or a notebook.
 
     write_report(run_dir)  ->  RUN_DIR/report.png, RUN_DIR/samples.md
 
-It reads only files: `metrics.jsonl` (system/metrics.py) and `eval/step_XXXXXX.jsonl`
-(system/evaluation.py). It draws on matplotlib's Agg canvas directly rather than through pyplot,
+It reads only files: `metrics.jsonl` (system/reporting/metrics.py) and `eval/step_XXXXXX.jsonl`
+(system/reporting/evaluation.py). It draws on matplotlib's Agg canvas directly rather than through pyplot,
 so it needs no display and leaves the caller's global backend alone.
 """
 
@@ -21,7 +21,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from system.metrics import read_metrics
+from system.reporting.metrics import read_metrics
 
 SAMPLES_PER_EVAL = 3
 COMPLETION_CHARS = 600

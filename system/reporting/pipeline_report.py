@@ -14,7 +14,7 @@ import os
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from system.metrics import read_metrics
+from system.reporting.metrics import read_metrics
 
 EVALS_FILE = "evals.json"
 TABLE_KEYS = ("eval/accuracy", "eval/pass@1", "eval/pass@4", "eval/length_mean", "eval/format_rate")

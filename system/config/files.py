@@ -3,7 +3,7 @@ a dataclass schema.
 
 OmegaConf structured configs give type checking and unknown-key detection for free; this module
 adds the error messages a user needs (which key, what the closest valid key is). The schemas
-themselves are in system/config.py (GRPO) and system/recipe_config.py (SFT, distill, pipeline).
+themselves are in system/config/grpo.py (GRPO) and system/config/recipe.py (SFT, distill, pipeline).
 """
 
 from __future__ import annotations
