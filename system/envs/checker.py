@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import random
 import time
+import warnings
 from typing import Any, Callable, NoReturn, Sequence
 
+from system.envs.base import TextEnv
 from system.envs.protocol import EnvProtocolError, PlayedEnv, is_env
 
 STEP_SECONDS = 2.0  # slower than this on one reply is a hang waiting to happen in a rollout
@@ -60,6 +62,10 @@ class EnvCheckError(AssertionError):
     """An env broke one of the interface's rules; the message names the rule."""
 
 
+class EnvCheckWarning(UserWarning):
+    """A rule check_env could not check on this env; the message says what would let it."""
+
+
 def check_env(env_or_factory: Any, seeds: Sequence[int] = range(8)) -> None:
     """Play the env over `seeds` as training plays it (system/envs/protocol.py: `PlayedEnv`);
     raise EnvCheckError naming the first rule it breaks. Takes a class, a factory or an instance.
@@ -68,6 +74,11 @@ def check_env(env_or_factory: Any, seeds: Sequence[int] = range(8)) -> None:
     same replies (also in a fresh instance, given a class or factory); different seeds give
     different tasks; every reward lies in `reward_range`; no reply, however malformed (tool calls
     too, for an env with tools), raises or takes more than a few seconds.
+
+    Seeds that all play the same episode break the rule only where that proves the seed ignored: the
+    env's own plausible moves found no difference, or a TextEnv's `start` drew nothing from its rng.
+    Otherwise the task may be hidden behind the first observation (a secret number), and only a
+    warning says that a `sample_action` would let the rule be checked.
     """
     given = env_or_factory
     make = (lambda: given) if is_env(given) and not isinstance(given, type) else given
@@ -82,13 +93,47 @@ def check_env(env_or_factory: Any, seeds: Sequence[int] = range(8)) -> None:
             difference = f"seed {seed} replayed differently at {where}: {a!r:.200} vs {b!r:.200}"
             _fail(env, "same seed, same episode", difference)
     if len(runs) > 1 and all(run == runs[0] for run in runs):
-        same = f"seeds {list(seeds)} all gave the same episode: is the seed ignored?"
-        _fail(env, "different seeds, different tasks", same)
+        _same_episodes(env, make, list(seeds))
     payloads = _payloads(env)
     for reply in payloads:
         _call(env, 0, "reset", lambda: env.reset(0))
         _step(env, reply, seed=0)
     _play(env, seed=0, replies=payloads)
+
+
+def _same_episodes(env: PlayedEnv, make: Callable[[], Any], seeds: list[int]) -> None:
+    """Every seed played the same episode: a failure where the seed is shown to be ignored, else a
+    warning (the env's secret may just not have shown in replies that were not its own moves)."""
+    same = f"seeds {seeds} all gave the same episode"
+    if _has_own_moves(env.env) or _start_ignores_rng(env, make):
+        _fail(env, "different seeds, different tasks", f"{same}: is the seed ignored?")
+    name = type(env.env).__name__
+    warnings.warn(f"check_env could not check the rule 'different seeds, different tasks' of {name}: {same}, "
+                  f"and without plausible moves it cannot tell a task hidden from the first observation "
+                  f"(a secret drawn from the seed) from a seed that is ignored. Give {name} a "
+                  f"`sample_action(rng)` (a TextEnv: `sample_answer(rng)`) returning plausible moves, and "
+                  f"check_env will play them to check that different seeds give different episodes.",
+                  EnvCheckWarning, stacklevel=3)
+
+
+def _has_own_moves(env: Any) -> bool:
+    """Whether the env says what a plausible move is: a `sample_action`, beyond TextEnv's default
+    (its `example_answer`, the same move whatever the task)."""
+    if isinstance(env, TextEnv):
+        return type(env).sample_answer is not TextEnv.sample_answer or \
+            type(env).sample_action is not TextEnv.sample_action
+    return callable(getattr(env, "sample_action", None))
+
+
+def _start_ignores_rng(env: PlayedEnv, make: Callable[[], Any]) -> bool:
+    """Whether a TextEnv's `start` (reset's, when reset is TextEnv's) draws nothing from the seeded rng."""
+    probe = _made(make).env
+    if not isinstance(probe, TextEnv) or type(probe).reset is not TextEnv.reset:
+        return False
+    rng = random.Random(0)
+    drawn = rng.getstate()
+    _call(env, 0, "start", lambda: probe.start(rng))
+    return rng.getstate() == drawn
 
 
 def _made(make: Callable[[], Any]) -> PlayedEnv:
