@@ -23,7 +23,7 @@ import argparse
 import json
 
 from system.config.grpo import Config, load_config
-from system.data import _distinct, generate, task_key
+from system.data import distinct_tasks, generate, held_out_tasks, task_key, training_draw
 
 
 def main() -> None:
@@ -37,16 +37,16 @@ def main() -> None:
     args = parser.parse_args()
 
     data = load_config(args.config, [], schema=Config).data
-    seen = {key(r) for r in generate(data.source, data.num_train * 2, data.seed, data)}  # its training rows
+    seen = {key(r) for r in training_draw(data)}  # its training rows come from these
     for path in args.exclude:
         seen |= {key(json.loads(line)) for line in open(path)}
-    held_out = _distinct(generate(data.source, data.num_eval * 10, data.seed + 10_000, data))[: data.num_eval]
+    held_out = held_out_tasks(data)
     seen |= {key(h) for h in held_out}
-    for row in _distinct(generate(data.source, 4000, data.seed + 20_000, data)):  # new tasks, their own seed
+    for row in distinct_tasks(generate(data.source, 4000, data.seed + 20_000, data)):  # new tasks, their own seed
         if len(held_out) < args.num and key(row) not in seen:
             held_out.append(row)
             seen.add(key(row))
-    stream = _distinct(generate(data.source, 20_000, data.seed + 30_000, data))
+    stream = distinct_tasks(generate(data.source, 20_000, data.seed + 30_000, data))
     train = [r for r in stream if key(r) not in seen]
     if len(held_out) < args.num or len(train) < max(args.num_train, 8):
         raise SystemExit(f"{len(held_out)} held-out, {len(train)} training tasks: lower --num or --num-train")

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from system.config.grpo import ConfigError, DataConfig, load_config
-from system.data import DataError, load_splits, task_key
+from system.data import DataError, held_out_tasks, load_splits, task_key
 from system.data.generators import countdown_tasks
 from system.data.prompts import BASE_TEMPLATE, encode_prompt
 from system.data.sampler import PromptSampler
@@ -210,6 +210,8 @@ def test_skip_gives_a_later_stage_problems_no_earlier_stage_had(tmp_path):
     later, held_out_later = load_splits(DataConfig(source="countdown", num_train=100, num_eval=20, max_number=12,
                                                    skip=300))
     assert len(later) == 100 and held_out_later == held_out
+    public = held_out_tasks(DataConfig(source="countdown", num_eval=20, max_number=12, skip=300))  # bench/heldout.py's
+    assert [(r["nums"], r["target"]) for r in public] == [(r["nums"], r["target"]) for r in held_out]
     assert not {task_key(r) for r in first} & {task_key(r) for r in later + held_out}
     assert load_splits(DataConfig(source="countdown", num_train=300, num_eval=20, max_number=12))[0] == first
     path = tmp_path / "d.jsonl"

@@ -14,6 +14,7 @@ import json
 
 from system.data.generators import DEFAULT_TEMPLATES, GENERATORS, generate
 from system.data.prompts import encode_prompt, prompt_budget
+from system.data.reasoning_gym import is_reasoning_gym, load_reasoning_gym
 from system.data.rows import DataError, prepare_rows
 from system.data.sources import read_rows
 
@@ -22,6 +23,9 @@ def load_splits(cfg) -> tuple[list[dict], list[dict]]:
     """(train, eval) rows for a DataConfig. The eval rows never appear in train."""
     if cfg.num_train < 1:
         raise DataError(f"data.num_train={cfg.num_train}: training needs at least one row")
+    if is_reasoning_gym(cfg.source):
+        check_skip(cfg)
+        return load_reasoning_gym(cfg)
     if cfg.source not in GENERATORS.names():
         raw = read_rows(cfg.source, cfg.split)
         if not raw:
@@ -30,13 +34,12 @@ def load_splits(cfg) -> tuple[list[dict], list[dict]]:
         return split_rows(prepare_rows(raw, cfg, cfg.source), cfg)
     check_skip(cfg)
     # The held-out rows first (their own seed), then training rows that are none of them.
-    held_out = _distinct(generate(cfg.source, cfg.num_eval * 10, cfg.seed + 10_000, cfg))[: cfg.num_eval]
+    held_out = held_out_tasks(cfg)
     if len(held_out) < cfg.num_eval:
         raise DataError(f"{cfg.source}: only {len(held_out)} distinct tasks for num_eval={cfg.num_eval}: "
                         "raise data.max_number or the number count")
     excluded = {task_key(r) for r in held_out}
-    train = [r for r in generate(cfg.source, (cfg.skip + cfg.num_train) * 2, cfg.seed, cfg)
-             if task_key(r) not in excluded]
+    train = [r for r in training_draw(cfg) if task_key(r) not in excluded]
     excluded |= {task_key(r) for r in train[: cfg.skip]}  # a skipped task drawn again later is skipped too
     train = [r for r in train[cfg.skip:] if task_key(r) not in excluded]
     if len(train) < cfg.num_train:
@@ -99,5 +102,19 @@ def task_key(row: dict) -> str:
     return json.dumps({k: sorted(v) if numbers(v) else v for k, v in row.items()}, sort_keys=True)
 
 
-def _distinct(rows: list[dict]) -> list[dict]:
+def distinct_tasks(rows: list[dict]) -> list[dict]:
+    """`rows` without repeated tasks (task_key), in the order of their first appearance."""
     return list({task_key(r): r for r in rows}.values())
+
+
+def held_out_tasks(cfg) -> list[dict]:
+    """A generator's held-out tasks (at most num_eval): distinct draws of a seed of their own, data.seed +
+    10000, so that they are the same whatever num_train and skip are (tools that add held-out problems,
+    bench/heldout.py, start from these)."""
+    return distinct_tasks(generate(cfg.source, cfg.num_eval * 10, cfg.seed + 10_000, cfg))[: cfg.num_eval]
+
+
+def training_draw(cfg) -> list[dict]:
+    """The generated rows a generator's training rows are taken from, in order: they are these rows less
+    the held-out tasks, then less the first `skip`."""
+    return generate(cfg.source, (cfg.skip + cfg.num_train) * 2, cfg.seed, cfg)
