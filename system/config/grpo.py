@@ -40,6 +40,7 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     # Where the rows come from (docs/data.md): a generator ("countdown", "twenty_four", "arithmetic"),
+    # a reasoning-gym task ("reasoning_gym:chain_sum") or mixture ("reasoning_gym", see params),
     # a local file (.jsonl, .json, .parquet, .arrow), a folder written by `datasets`' save_to_disk,
     # or a hub dataset id where a hub is reachable.
     source: str = "countdown"
@@ -64,6 +65,9 @@ class DataConfig:
     # Env generators (twenty_four_env): the env's params, as a GRPO config's env.params (max_number,
     # max_turns...), so that the rows are the very first turns (and episodes) that env plays.
     env_params: dict[str, Any] = field(default_factory=dict)
+    # reasoning-gym sources (docs/tasks-and-environments.md): reasoning_gym:<task>'s config, or for a mixture
+    # (source reasoning_gym) {tasks: {<task>: {weight: 2, config: {...}}, ...}}.
+    params: dict[str, Any] = field(default_factory=dict)
     # The user message: a template name (system/data/prompts.py) or a text whose `{...}` fields are filled
     # from the row's columns; "" = the generator's own, or the row's messages / prompt / problem / question.
     prompt_template: str = ""
