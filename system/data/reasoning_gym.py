@@ -28,8 +28,8 @@ from __future__ import annotations
 import difflib
 import json
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
-from typing import Any, Iterator
 
 from system.data.rows import DataError, prepare_rows
 

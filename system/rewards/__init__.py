@@ -5,7 +5,7 @@ data set's columns as lists aligned with `completions` (unknown ones are ignored
 "cannot be scored" (left out of the advantage, never silently 0 or 1). See docs/adding-a-reward.md.
 """
 
-from system.rewards import code, countdown, format, math_accuracy, shaping, steps  # noqa: F401  (registers them)
+from system.rewards import code, countdown, format, math_accuracy, reasoning_gym, shaping, steps  # noqa: F401
 from system.rewards.combine import MODES, combine_rewards
 from system.rewards.registry import available_rewards, correctness_reward, get_reward, register_reward
 
