@@ -12,6 +12,7 @@ name, not as a silent default hours later.
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
 import typing
 from dataclasses import fields
@@ -23,8 +24,18 @@ from system.registry import Registry
 
 ENVS = Registry("env", lambda obj: isinstance(obj, type) and is_env(obj), "an env class (with reset, step)")
 register_env = ENVS.register  # class decorator: make_env(name) builds it once its module is imported
-resolve_env = ENVS.get  # the env class for a registered name or a `package.module:Class` path
 available_envs = ENVS.names
+# Envs of other libraries, by `prefix:<id>`: the adapter module's `env_class(id)` (imported on first use).
+LIBRARY_ENVS = {"textarena": "system.envs.textarena", "skyrl_gym": "system.envs.skyrl_gym"}
+
+
+def resolve_env(name: str) -> type:
+    """The env class for a registered name, a `package.module:Class` path, or a library's
+    `textarena:<id>` / `skyrl_gym:<id>` (docs/tasks-and-environments.md)."""
+    prefix, _, rest = name.partition(":")
+    if prefix in LIBRARY_ENVS and rest:
+        return importlib.import_module(LIBRARY_ENVS[prefix]).env_class(rest)
+    return ENVS.get(name)
 
 
 def make_env(name_or_path: str, **params: Any) -> Any:
