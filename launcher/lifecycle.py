@@ -15,7 +15,8 @@ from actors.dashboard import dashboard_sink
 from system.checkpoint import (CheckpointError, check_checkpoint, complete_checkpoint, latest_checkpoint,
                                load_driver_state, save_driver_state, temp_checkpoint_dir)
 from system.config.grpo import ConfigError, load_config, save_config, to_yaml
-from system.reporting.metrics import MetricsLogger
+from system.reporting.metrics import MetricsLogger, next_step
+from system.reporting.trackers import open_trackers
 
 
 def launch(argv: list[str] | None, doc: str, schema: type, check, run) -> str:
@@ -60,10 +61,10 @@ def make_run_dir(cfg, config_path: str | None) -> str:
 
 
 def make_logger(cfg, run_dir: str) -> MetricsLogger:
-    """metrics.jsonl, wandb (cfg.logging) and the Ray dashboard's gauges of this run."""
+    """metrics.jsonl, the trackers of cfg.logging (wandb, TensorBoard), the Ray dashboard's gauges."""
     name = os.path.basename(run_dir)
-    return MetricsLogger(run_dir, {"yaml": to_yaml(cfg)}, cfg.logging.wandb_mode, cfg.logging.wandb_project, name,
-                         extra_sinks=[dashboard_sink(name)])
+    trackers = open_trackers(cfg.logging, run_dir, {"yaml": to_yaml(cfg)}, name, next_step(run_dir))
+    return MetricsLogger(run_dir, trackers, sinks=[dashboard_sink(name)])
 
 
 def save_checkpoint(step: int, cfg, trainer, data_state: dict, run_dir: str) -> str:

@@ -125,7 +125,8 @@ def run(cfg, pipe_dir: str, recipe_path: str | None) -> str:
     recipe_dir = os.path.dirname(os.path.abspath(recipe_path)) if recipe_path else os.getcwd()
     log = cfg.logging
     shared = [f"logging.wandb_mode={log.wandb_mode}", f"logging.wandb_project={log.wandb_project}",
-              f"logging.progress_bar={log.progress_bar}"] + cfg.overrides
+              f"logging.progress_bar={log.progress_bar}", f"logging.trackers=[{','.join(log.trackers)}]",
+              *cfg.overrides]
     # Every stage's config is checked before the first stage runs.
     configs = [load_stage_config(stage, recipe_dir, shared + stage.overrides) for stage in cfg.stages]
     eval_cfg = None

@@ -23,6 +23,7 @@ from system.config.files import ConfigError, load_layers, save_config, to_yaml  
 from system.data.prompts import OVERLONG_PROMPTS, PROMPT_FORMATS
 from system.envs import resolve_env
 from system.faults import FaultConfig
+from system.reporting.trackers import TRACKERS
 from system.rewards import MODES as REWARD_MODES
 from system.rewards import get_reward
 from system.training.lora import LoraConfig, lora_problem
@@ -230,9 +231,18 @@ class CheckpointConfig:
 class LoggingConfig:
     output_dir: str = "runs"
     run_name: str = ""  # default: <config name>-<timestamp>
-    wandb_mode: str = "offline"  # offline | online | disabled
+    # Where step metrics go besides RUN_DIR/metrics.jsonl (system/reporting/trackers.py): wandb and/or
+    # tensorboard (event files in RUN_DIR/tensorboard/, numbers only); [] for none.
+    trackers: list[str] = field(default_factory=lambda: ["wandb"])
+    wandb_mode: str = "offline"  # offline | online | disabled (disabled: no wandb, whatever trackers lists)
     wandb_project: str = "r1ray"
     progress_bar: bool = True
+
+    def __post_init__(self):
+        # Checked here, not in validate(): every run's schema (GRPO, SFT, distill, pipeline) has a logging.
+        unknown = [name for name in self.trackers if name not in TRACKERS]
+        if unknown:
+            raise ConfigError(f"'logging.trackers' can list {list(TRACKERS)}, got {unknown}")
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ class PipelineConfig:
     stages: list[StageConfig] = field(default_factory=list)
     eval: PipelineEvalConfig = field(default_factory=PipelineEvalConfig)  # config "": no evaluations
     overrides: list[str] = field(default_factory=list)  # key=value for every stage (keys all kinds have)
-    # Where the pipeline directory goes; wandb_mode, wandb_project and progress_bar apply to every stage.
+    # Where the pipeline directory goes; trackers, wandb_mode, wandb_project, progress_bar: every stage's.
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     ray_address: str = ""
     resume: str = ""  # "true": continue the newest pipeline of this recipe (finished stages are not re-run)

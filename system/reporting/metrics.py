@@ -1,5 +1,6 @@
-"""Where step metrics go: `metrics.jsonl` in the run directory (always), wandb (offline by
-default: no network needed, `wandb sync` later), and any extra sinks such as the Ray dashboard.
+"""Where step metrics go: `metrics.jsonl` in the run directory (always), the trackers that
+`logging.trackers` names (wandb, TensorBoard: system/reporting/trackers.py), and sinks such as the
+Ray dashboard's gauges (actors/dashboard.py), which system/ cannot build itself.
 
 Keys use `/` separators: `reward/mean`, `timing/generate_s`, `sync/checksum_ok`.
 """
@@ -9,34 +10,33 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from typing import Callable
+
+from system.reporting.trackers import Tracker
 
 
 class MetricsLogger:
-    def __init__(self, run_dir: str, config: dict, wandb_mode: str, project: str, run_name: str,
-                 extra_sinks: list[Callable[[dict, int], None]] | None = None):
-        self.path = os.path.join(run_dir, "metrics.jsonl")
-        self.extra_sinks = extra_sinks or []
-        self.wandb_run = None
-        if wandb_mode != "disabled":
-            import wandb
+    """One record per step: to metrics.jsonl first, the run's own copy, then to each tracker and sink."""
 
-            self.wandb_run = wandb.init(project=project, name=run_name, dir=run_dir, config=config,
-                                        mode=wandb_mode, reinit=True)
+    def __init__(self, run_dir: str, trackers: Sequence[Tracker] = (),
+                 sinks: Sequence[Callable[[dict, int], None]] = ()):
+        self.path = os.path.join(run_dir, "metrics.jsonl")
+        self.trackers = list(trackers)
+        self.sinks = list(sinks)
 
     def log(self, metrics: dict, step: int) -> None:
-        record = {"step": step, **{k: _plain(v) for k, v in metrics.items()}}
+        values = {k: _plain(v) for k, v in metrics.items()}
         with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-        if self.wandb_run is not None:
-            self.wandb_run.log(metrics, step=step)
-        for sink in self.extra_sinks:
-            sink(metrics, step)
+            f.write(json.dumps({"step": step, **values}) + "\n")
+        for tracker in self.trackers:
+            tracker.log(values, step)
+        for sink in self.sinks:
+            sink(values, step)
 
     def close(self) -> None:
-        if self.wandb_run is not None:
-            self.wandb_run.finish()
+        for tracker in self.trackers:
+            tracker.close()
 
 
 def _plain(value):
@@ -46,6 +46,13 @@ def _plain(value):
 def read_metrics(run_dir: str) -> list[dict]:
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def next_step(run_dir: str) -> int:
+    """The step after the last one metrics.jsonl holds: where a resumed run's logging starts (0: none)."""
+    if not os.path.exists(os.path.join(run_dir, "metrics.jsonl")):
+        return 0
+    return max((r["step"] + 1 for r in read_metrics(run_dir)), default=0)
 
 
 def drop_metrics_from(run_dir: str, step: int) -> None:
