@@ -23,7 +23,7 @@ def test_a_first_signal_asks_to_stop_at_the_step_boundary_and_a_second_stops_at_
 
 
 def test_metrics_of_steps_a_run_goes_back_over_are_dropped(tmp_path):
-    logger = MetricsLogger(str(tmp_path), {}, "disabled", "", "run")
+    logger = MetricsLogger(str(tmp_path))
     for step in range(4):
         logger.log({"reward/mean": float(step)}, step)
     drop_metrics_from(str(tmp_path), 2)
