@@ -4,6 +4,7 @@ an update whose loss or gradient is NaN/inf."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 
@@ -26,83 +27,120 @@ def grpo_update(engine, minibatches: list[list[TrainingSample]], algo, *, max_to
     its OnPolicyDistillConfig; system/algorithms/on_policy_distill.py says why these log-probs).
     Returns sums that the driver reduces over ranks, plus `sync/*` log-prob agreement stats
     between the engine that sampled and this trainer before its first optimizer step."""
-    with_ref, with_teacher = minibatches[0][0].ref_logp is not None, minibatches[0][0].teacher_logp is not None
+    first = minibatches[0][0]
+    with_ref, with_teacher = first.ref_logp is not None, first.teacher_logp is not None
     keys = ["loss_mask", "weights", "rollout_logp"] + (["ref_logp"] if with_ref else [])
     keys += ["teacher_logp"] if with_teacher else []
-    reuse_old = ppo_epochs * len(minibatches) > 1  # off-policy after the first step: need frozen old log-probs
+    reuse_old = ppo_epochs * len(minibatches) > 1  # off-policy after the first step: frozen old log-probs
     if reuse_old:
         everything = [s for mb in minibatches for s in mb]
-        for s, logp in zip(everything, compute_logprobs(engine, everything, temperature, max_tokens=max_tokens,
-                                                        micro_batch=micro_batch)):
+        old = compute_logprobs(engine, everything, temperature, max_tokens=max_tokens,
+                               micro_batch=micro_batch)
+        for s, logp in zip(everything, old):
             s.old_logp = logp
         keys.append("old_logp")
     engine.train()
-    totals: dict[str, float] = {"loss": 0.0, "clip_count": 0.0, "tokens": 0.0, "kl": 0.0, "entropy_sum": 0.0,
-                                "grad_norm": 0.0, "sync/logprob_diff_sum": 0.0, "sync/logprob_diff_max": 0.0,
-                                "sync/tokens": 0.0, "skipped_updates": 0.0}
-    skipped = 0  # updates skipped since the last applied one
-    if algo.off_policy != "none":
-        totals.update({"off_policy/ratio_sum": 0.0, "off_policy/ratio_max": 0.0, "off_policy/masked": 0.0})
-    if with_teacher:
-        totals["distill/reverse_kl_sum"] = 0.0
+    totals = UpdateTotals(off_policy=algo.off_policy != "none", distill=with_teacher)
+    steps = micro_batches(minibatches, ppo_epochs, max_tokens, micro_batch, engine.device)
+    for epoch, mb_index, last, mb in steps:
+        engine.set_gradient_accumulation_boundary(last)
+        b = pad_sequences(mb, keys, 0, engine.device)
+        mask = b["loss_mask"]
+        logp, entropy = token_logprobs(engine, pack(mb, engine.device), temperature, with_entropy=True)
+        old_logp = b["old_logp"] if reuse_old else logp.detach()
+        advantages = torch.tensor([s.advantage for s in mb], device=logp.device, dtype=logp.dtype)
+        reverse_kl = is_weights = rho = None
+        if with_teacher:  # one advantage per token: the task's (weighted) minus the reverse KL
+            advantages, reverse_kl = distill_advantages(old_logp.float(), b["teacher_logp"],
+                                                        advantages.float(), mask, distill.coef,
+                                                        distill.task_coef)
+        if algo.off_policy != "none":  # pi_old / engine, on the tokens the engine sampled
+            is_weights, rho = off_policy_weights(old_logp.float(), b["rollout_logp"], mask, algo.off_policy,
+                                                 algo.off_policy_level, algo.off_policy_cap)
+        # objective(pi / pi_old, A) [* is_weights] + kl_coef * KL(pi, ref) - entropy_coef * H(pi),
+        # summed with the token weights (system/algorithms/losses.py)
+        loss, stats = policy_loss(
+            logp, old_logp, advantages, b["weights"].float(), algo.eps_low, algo.eps_high,
+            objective=algo.policy_loss, clip_ratio_c=algo.clip_ratio_c,
+            ref_logp=b.get("ref_logp") if not algo.kl_in_reward else None, kl_coef=algo.kl_coef,
+            kl_estimator=algo.kl_estimator, is_weights=is_weights, entropy=entropy,
+            entropy_coef=algo.entropy_coef,
+        )
+        if not torch.isfinite(loss):  # its gradient may still be finite (a NaN on a masked token):
+            loss = logp.sum() * math.nan  # make it NaN, so the one rule below skips the update
+        # DeepSpeed averages gradients over ranks; weights already normalise over the global mini-batch.
+        engine.backward(loss * world_size, scale_wrt_gas=False)
+        totals.add_step(loss, stats, step_unless_nonfinite(engine, last))
+        if epoch == 0:  # each token once, and the sync check while the weights are still the engine's
+            totals.add_tokens(mask, entropy, reverse_kl, rho, is_weights)
+            if reuse_old or mb_index == 0:
+                totals.add_sync_check(old_logp, b["rollout_logp"], mask)
+        if last:
+            totals.set_grad_norm(engine.get_global_grad_norm())
+    return totals.result(optimizer_steps=ppo_epochs * len(minibatches), lr=engine.get_lr()[0])
+
+
+def micro_batches(minibatches: list[list[TrainingSample]], ppo_epochs: int, max_tokens: int, micro_batch: int,
+                  device) -> Iterator[tuple[int, int, bool, list[TrainingSample]]]:
+    """(epoch, mini-batch index, whether it is the mini-batch's last, its samples) of every micro-batch, in
+    training order: the last one's step applies the mini-batch's update."""
     for epoch in range(ppo_epochs):
         for mb_index, minibatch in enumerate(minibatches):
-            groups = micro_batch_groups(minibatch, max_tokens, micro_batch, engine.device)
+            groups = micro_batch_groups(minibatch, max_tokens, micro_batch, device)
             for g, group in enumerate(groups):
-                mb = [minibatch[i] for i in group]
-                last = g == len(groups) - 1  # its step applies the mini-batch's update
-                engine.set_gradient_accumulation_boundary(last)
-                b = pad_sequences(mb, keys, 0, engine.device)
-                mask = b["loss_mask"].bool()
-                logp, entropy = token_logprobs(engine, pack(mb, engine.device), temperature, with_entropy=True)
-                old_logp = b["old_logp"] if reuse_old else logp.detach()
-                advantages = torch.tensor([s.advantage for s in mb], device=logp.device, dtype=logp.dtype)
-                if with_teacher:  # one advantage per token: the task's (weighted) minus the reverse KL
-                    advantages, k = distill_advantages(old_logp.float(), b["teacher_logp"], advantages.float(),
-                                                       b["loss_mask"], distill.coef, distill.task_coef)
-                    if epoch == 0:
-                        totals["distill/reverse_kl_sum"] += float(k[mask].sum())
-                is_weights = None
-                if algo.off_policy != "none":  # pi_old / engine, on the tokens the engine sampled
-                    is_weights, rho = off_policy_weights(old_logp.float(), b["rollout_logp"], b["loss_mask"],
-                                                         algo.off_policy, algo.off_policy_level, algo.off_policy_cap)
-                    if epoch == 0 and mask.any():
-                        totals["off_policy/ratio_sum"] += float(rho[mask].sum())
-                        totals["off_policy/ratio_max"] = max(totals["off_policy/ratio_max"], float(rho[mask].max()))
-                        totals["off_policy/masked"] += float((is_weights[mask] == 0).sum())
-                loss, stats = policy_loss(
-                    logp, old_logp, advantages, b["weights"].float(), algo.eps_low, algo.eps_high,
-                    objective=algo.policy_loss, clip_ratio_c=algo.clip_ratio_c,
-                    ref_logp=b.get("ref_logp") if not algo.kl_in_reward else None, kl_coef=algo.kl_coef,
-                    kl_estimator=algo.kl_estimator, is_weights=is_weights, entropy=entropy,
-                    entropy_coef=algo.entropy_coef,
-                )
-                if not torch.isfinite(loss):  # its gradient may still be finite (a NaN on a masked token):
-                    loss = logp.sum() * math.nan  # make it NaN, so the one rule below skips the update
-                # DeepSpeed averages gradients over ranks; weights already normalise over the global mini-batch.
-                engine.backward(loss * world_size, scale_wrt_gas=False)
-                applied = step_unless_nonfinite(engine, last)
-                if applied is not None:  # the mini-batch's last micro-batch: its update was applied or skipped
-                    skipped = 0 if applied else skipped + 1
-                    totals["skipped_updates"] += float(not applied)
-                totals["loss"] += float(loss.detach())
-                totals["clip_count"] += float(stats["clip_count"])
-                totals["kl"] += float(stats.get("kl", 0.0))
-                if epoch == 0:
-                    totals["tokens"] += float(mask.sum())
-                    totals["entropy_sum"] += float(entropy.detach()[mask].sum())
-                if epoch == 0 and (reuse_old or mb_index == 0) and mask.any():  # weights still the engine's
-                    reference = b["old_logp"] if reuse_old else logp.detach()
-                    diff = (reference - b["rollout_logp"]).abs()[mask]
-                    totals["sync/logprob_diff_sum"] += float(diff.sum())
-                    totals["sync/logprob_diff_max"] = max(totals["sync/logprob_diff_max"], float(diff.max()))
-                    totals["sync/tokens"] += float(mask.sum())
-            norm = engine.get_global_grad_norm()
-            totals["grad_norm"] = float(norm) if norm is not None and math.isfinite(float(norm)) else 0.0
-    totals["optimizer_steps"] = ppo_epochs * len(minibatches)
-    totals["skipped_at_end"] = skipped
-    totals["lr"] = engine.get_lr()[0]
-    return totals
+                yield epoch, mb_index, g == len(groups) - 1, [minibatch[i] for i in group]
+
+
+class UpdateTotals:
+    """One update's sums over micro-batches, which the driver reduces over ranks into train/*, sync/*,
+    off_policy/* and distill/* metrics (launcher/grpo.py step_metrics)."""
+
+    def __init__(self, off_policy: bool, distill: bool):
+        names = ["loss", "clip_count", "tokens", "kl", "entropy_sum", "grad_norm", "sync/logprob_diff_sum",
+                 "sync/logprob_diff_max", "sync/tokens", "skipped_updates"]
+        names += ["off_policy/ratio_sum", "off_policy/ratio_max", "off_policy/masked"] if off_policy else []
+        names += ["distill/reverse_kl_sum"] if distill else []
+        self.sums = dict.fromkeys(names, 0.0)
+        self.skipped = 0  # updates skipped since the last applied one
+
+    def add_step(self, loss: torch.Tensor, stats: dict, applied: bool | None) -> None:
+        """A micro-batch's loss and its step (`applied`: step_unless_nonfinite's answer), in every epoch."""
+        if applied is not None:  # the mini-batch's last micro-batch: its update was applied or skipped
+            self.skipped = 0 if applied else self.skipped + 1
+            self.sums["skipped_updates"] += float(not applied)
+        self.sums["loss"] += float(loss.detach())
+        self.sums["clip_count"] += float(stats["clip_count"])
+        self.sums["kl"] += float(stats.get("kl", 0.0))
+
+    def add_tokens(self, loss_mask: torch.Tensor, entropy: torch.Tensor, reverse_kl: torch.Tensor | None,
+                   rho: torch.Tensor | None, is_weights: torch.Tensor | None) -> None:
+        """Per-token stats of a micro-batch, in the first epoch only (each token counts once)."""
+        mask = loss_mask.bool()
+        self.sums["tokens"] += float(mask.sum())
+        self.sums["entropy_sum"] += float(entropy.detach()[mask].sum())
+        if reverse_kl is not None:
+            self.sums["distill/reverse_kl_sum"] += float(reverse_kl[mask].sum())
+        if rho is not None and mask.any():
+            self.sums["off_policy/ratio_sum"] += float(rho[mask].sum())
+            self.sums["off_policy/ratio_max"] = max(self.sums["off_policy/ratio_max"], float(rho[mask].max()))
+            self.sums["off_policy/masked"] += float((is_weights[mask] == 0).sum())
+
+    def add_sync_check(self, trainer_logp: torch.Tensor, rollout_logp: torch.Tensor,
+                       loss_mask: torch.Tensor) -> None:
+        """How far the trainer's log-probs are from the engine's that sampled, on the same weights."""
+        mask = loss_mask.bool()
+        if mask.any():
+            diff = (trainer_logp - rollout_logp).abs()[mask]
+            self.sums["sync/logprob_diff_sum"] += float(diff.sum())
+            self.sums["sync/logprob_diff_max"] = max(self.sums["sync/logprob_diff_max"], float(diff.max()))
+            self.sums["sync/tokens"] += float(mask.sum())
+
+    def set_grad_norm(self, norm) -> None:
+        """The last mini-batch's gradient norm (0 where the engine has none, or it is not finite)."""
+        self.sums["grad_norm"] = float(norm) if norm is not None and math.isfinite(float(norm)) else 0.0
+
+    def result(self, optimizer_steps: int, lr: float) -> dict[str, float]:
+        return {**self.sums, "optimizer_steps": optimizer_steps, "skipped_at_end": self.skipped, "lr": lr}
 
 
 def step_unless_nonfinite(engine, boundary: bool) -> bool | None:
@@ -116,7 +154,8 @@ def step_unless_nonfinite(engine, boundary: bool) -> bool | None:
         engine.step()
         return None
     plain = not hasattr(engine.optimizer, "overflow")  # its gradients are whole and reduced over ranks here
-    if plain and not all(torch.isfinite(p.grad).all() for p in engine.module.parameters() if p.grad is not None):
+    if plain and not all(torch.isfinite(p.grad).all()
+                         for p in engine.module.parameters() if p.grad is not None):
         engine.zero_grad()
         engine.set_gradient_accumulation_boundary(False)
         engine.step()
@@ -137,5 +176,6 @@ def stop_if_skipping(in_a_row: int, limit: int) -> None:
     """A NaN/inf that keeps coming back is a broken run, not bad luck: stop it with what to look at."""
     if in_a_row >= limit:
         raise RuntimeError(f"{in_a_row} policy updates in a row were skipped for a NaN/inf loss or gradient "
-                           f"(train.max_skipped_updates_in_a_row={limit}): see train/loss and train/grad_norm in "
-                           f"metrics.jsonl; lower train.lr, or look for NaN in the rewards and advantages")
+                           f"(train.max_skipped_updates_in_a_row={limit}): see train/loss and "
+                           "train/grad_norm in metrics.jsonl; lower train.lr, or look for NaN in the rewards "
+                           "and advantages")
