@@ -138,3 +138,10 @@ def test_no_lab_notebook_traces(page):
     runs = sorted(set(RUN_FOLDER.findall(text)))
     assert not (words or issues or hashes or runs), (
         f"{page}: session words {words}, issue numbers {issues}, commit hashes {hashes}, run folders {runs}")
+
+
+def test_the_index_lists_every_page():
+    index = read("docs/README.md")
+    unlisted = [page for page in PAGES if page.startswith("docs/") and page != "docs/README.md"
+                and f"]({os.path.basename(page)})" not in index]
+    assert not unlisted, f"docs/README.md does not list {unlisted}"
