@@ -97,7 +97,7 @@ def test_a_shown_command_loads_its_config(page, launcher, config, overrides, err
 
 @pytest.mark.parametrize("page", PAGES)
 def test_every_named_file_exists(page):
-    named = {path.rstrip(".") for code in [read(page)] for path in NAMED_PATH.findall(code)}
+    named = set(NAMED_PATH.findall(read(page)))
     missing = sorted(p for p in named - MADE_BY_A_COMMAND
                      if "*" not in p and not os.path.exists(os.path.join(ROOT, p)))
     assert not missing, f"{page} names files that do not exist: {missing}"
