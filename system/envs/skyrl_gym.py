@@ -43,7 +43,10 @@ class SkyRLGymEnv:
         self.data, self.num_eval, self.max_turns = data, num_eval, max_turns
         self.prompt_column, self.ground_truth, self.env_config = prompt_column, ground_truth, dict(env_config or {})
         self.system_prompt, self.env = "", None
-        self.reset(0)  # a row the env cannot take fails at start-up, naming it
+        try:  # a row the env cannot take fails at start-up
+            self.reset(0)
+        except Exception as e:  # noqa: BLE001 - the env's own error, whatever it is, named
+            raise ValueError(f"env 'skyrl_gym:{self.name}' cannot play {data}: {type(e).__name__}: {e}") from e
 
     def row(self, seed: int) -> dict:
         """Odd seeds (evaluation) pick among the first num_eval rows, even ones (training) among the rest."""
