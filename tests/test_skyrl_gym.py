@@ -31,8 +31,9 @@ class RecordingEnv(BaseTextEnv):
 def write_rows(path, count: int = 10) -> str:
     """SkyRL's row format: a chat prompt and the answer; one row with its own reward_spec and extra_info."""
     rows = [{"prompt": [{"role": "system", "content": "Answer with #### and a number."},
-                        {"role": "user", "content": f"What is {i} + 1?"}], "answer": i + 1} for i in range(count)]
-    rows[3] = {**rows[3], "reward_spec": {"method": "rule", "ground_truth": "42"}, "extra_info": {"split": "x"}}
+                        {"role": "user", "content": f"What is {i} + 1?"}], "answer": i + 1}
+            for i in range(count)]
+    rows[3].update(reward_spec={"method": "rule", "ground_truth": "42"}, extra_info={"split": "x"})
     with open(path, "w") as f:
         f.writelines(json.dumps(row) + "\n" for row in rows)
     return str(path)
@@ -49,7 +50,8 @@ def test_the_rows_columns_reach_the_env_as_extras(tmp_path):
     assert extras == {"answer": 1, "max_turns": 4, "reward_spec": {"method": "rule", "ground_truth": "1"}}
     env.reset(2)  # even seed 2: training row 1 (after the 2 held out), i.e. row 3
     extras = json.loads(env.step("go on")[0])
-    assert extras["reward_spec"] == {"method": "rule", "ground_truth": "42"} and extras["extra_info"] == {"split": "x"}
+    assert extras["reward_spec"] == {"method": "rule", "ground_truth": "42"}
+    assert extras["extra_info"] == {"split": "x"}
     assert env.step("stop")[1:] == (1.0, True, {"success": True})
 
 
@@ -62,15 +64,17 @@ def test_odd_seeds_play_held_out_rows_even_seeds_the_others(tmp_path):
 
 
 def test_gsm8k_multi_turn_scores_and_asks_again(tmp_path):
-    env = make_env("skyrl_gym:gsm8k_multi_turn", data=write_rows(tmp_path / "rows.jsonl"), num_eval=2, max_turns=3)
+    data = write_rows(tmp_path / "rows.jsonl")
+    env = make_env("skyrl_gym:gsm8k_multi_turn", data=data, num_eval=2, max_turns=3)
     env.reset(1)  # What is 0 + 1?
     observation, reward, done, info = env.step("#### 5")
     assert not done and reward == pytest.approx(0.2 / 3) and "#### ANSWER" in observation
     assert env.step("it is #### 1") == ("", 1.0, True, {"success": True})
-    check_env(lambda: make_env("skyrl_gym:gsm8k_multi_turn", data=write_rows(tmp_path / "check.jsonl"), num_eval=2))
+    check_env(lambda: make_env("skyrl_gym:gsm8k_multi_turn", data=data, num_eval=2))
 
 
 def test_bad_names_and_params_fail_at_start_up(tmp_path):
+    data = write_rows(tmp_path / "rows.jsonl")
     with pytest.raises(ValueError, match="skyrl_gym has no env 'gsm9k'"):
         make_env("skyrl_gym:gsm9k", data="x.jsonl")
     with pytest.raises(ValueError, match="not a skyrl_gym Env subclass"):
@@ -78,11 +82,11 @@ def test_bad_names_and_params_fail_at_start_up(tmp_path):
     with pytest.raises(ValueError, match="set env.params.data"):
         make_env("skyrl_gym:gsm8k")
     with pytest.raises(ValueError, match="num_eval=10 must leave rows"):
-        make_env("skyrl_gym:gsm8k", data=write_rows(tmp_path / "rows.jsonl"), num_eval=10)
+        make_env("skyrl_gym:gsm8k", data=data, num_eval=10)
     with pytest.raises(ValueError, match="no 'question' column"):
-        make_env("skyrl_gym:gsm8k", data=write_rows(tmp_path / "rows.jsonl"), num_eval=2, prompt_column="question")
+        make_env("skyrl_gym:gsm8k", data=data, num_eval=2, prompt_column="question")
     with pytest.raises(ValueError, match="cannot play .*AssertionError: reward_spec field is required"):
-        make_env("skyrl_gym:gsm8k", data=write_rows(tmp_path / "rows.jsonl"), num_eval=2, ground_truth="")
+        make_env("skyrl_gym:gsm8k", data=data, num_eval=2, ground_truth="")
     with pytest.raises(ConfigError, match="env.cls"):
         load_config(os.path.join(ROOT, "configs", "grpo_skyrl_gym_cpu.yaml"), ["env.cls=skyrl_gym:nope"])
 
@@ -98,25 +102,18 @@ def test_the_shipped_config_plays_its_rows():
 
 @pytest.mark.e2e
 def test_two_grpo_steps_on_a_skyrl_gym_env(ray_job, tiny_model, tmp_path):
-    """The shipped config with the tiny model through launcher/grpo.py: env workers read the rows of the
-    data file and play SkyRL's gsm8k_multi_turn on them, held-out rows in evaluation."""
-    from launcher.grpo import train
-    from system.reporting.metrics import read_metrics
-    from tests.test_multiturn_e2e import TINY_RUN
+    """Env workers read the rows of the shipped data file and play SkyRL's gsm8k_multi_turn on them,
+    held-out rows in evaluation."""
+    from tests.test_textarena import train_tiny
 
-    cfg = load_config(os.path.join(ROOT, "configs", "grpo_skyrl_gym_cpu.yaml"),
-                      TINY_RUN + [f"logging.output_dir={tmp_path}", "logging.run_name=run",
-                                  f"env.params.data={ROOT}/configs/skyrl_gym_arithmetic.jsonl"])
-    run_dir = os.path.join(str(tmp_path), "run")
-    os.makedirs(run_dir)
-    trained = train(cfg, run_dir)
-    metrics = read_metrics(run_dir)
+    data = os.path.join(ROOT, "configs", "skyrl_gym_arithmetic.jsonl")
+    trained, run_dir, metrics = train_tiny("grpo_skyrl_gym_cpu.yaml", tmp_path, [f"env.params.data={data}"])
     assert [m["step"] for m in metrics] == [0, 1, 2]
     for m in metrics[:2]:
         assert 1.0 <= m["env/turns"] <= 2.0 and "reward/mean" in m
     with open(os.path.join(run_dir, "eval", "step_000002.jsonl")) as f:
         logged = [json.loads(line) for line in f]
-    with open(os.path.join(ROOT, "configs", "skyrl_gym_arithmetic.jsonl")) as f:
+    with open(data) as f:
         held_out = [json.loads(line)["prompt"][0]["content"] for line in f][:2]
     assert [row["completion"].split("\n")[0] for row in logged] == [f"[env] {text}" for text in held_out]
     assert all("[model] #### " in row["completion"] for row in logged)

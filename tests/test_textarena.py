@@ -20,7 +20,7 @@ CHECK_ENV = {
     "FrozenLake-v0": "pass", "GuessTheNumber-v0": "pass", "LightsOut-v0": "pass", "LogicPuzzle-v0": "pass",
     "Mastermind-v0": "pass", "Minesweeper-v0": "pass", "RushHour-v0": "pass", "Secretary-v0": "pass",
     "Set-v0": "pass", "Sokoban-v0": "pass", "Sudoku-v0": "pass",
-    "Bandit-v0": "different seeds, different tasks",  # its rules show no move in brackets for check_env to play
+    "Bandit-v0": "different seeds, different tasks",  # its rules show no bracketed move for check_env to play
     "PegJump-v0": "different seeds, different tasks",  # one fixed board
     "TowerOfHanoi-v0": "different seeds, different tasks",  # one fixed start
     "Countdown-v0": "no exceptions",  # its reward on a second invalid move is the message (arguments swapped)
@@ -107,7 +107,7 @@ def test_unknown_games_and_games_one_cannot_play_fail_at_start_up():
     with pytest.raises(ValueError, match="did you mean GuessTheNumber-v0"):
         resolve_env("textarena:GuessTheNumbr-v0")
     with pytest.raises(ConfigError, match="env.cls"):
-        load_config(os.path.join(ROOT, "configs", "grpo_textarena_cpu.yaml"), ["env.cls=textarena:NoSuchGame-v0"])
+        load_config(os.path.join(ROOT, "configs", "grpo_textarena_cpu.yaml"), ["env.cls=textarena:NoGame-v0"])
     with pytest.raises(ValueError, match="cannot be played here: AssertionError"):
         make_env("textarena:TicTacToe-v0")  # two players
     with pytest.raises(ValueError, match="unknown param 'max_turn'"):
@@ -132,22 +132,27 @@ def test_check_env_table(game):
             check_env(resolve_env(f"textarena:{game}"))
 
 
-@pytest.mark.e2e
-def test_two_grpo_steps_on_a_textarena_game(ray_job, tiny_model, tmp_path):
-    """The shipped config with the tiny model through launcher/grpo.py: env workers play the game,
-    its invalid moves reach the metrics, the held-out episodes are the game's."""
-    import json
-
+def train_tiny(config: str, tmp_path, overrides=()) -> tuple:
+    """Two GRPO steps of a shipped config with the tiny model (the 24 game's e2e settings) through
+    launcher/grpo.py: (the actors, the run folder, its metrics)."""
     from launcher.grpo import train
     from system.reporting.metrics import read_metrics
     from tests.test_multiturn_e2e import TINY_RUN
 
-    cfg = load_config(os.path.join(ROOT, "configs", "grpo_textarena_cpu.yaml"),
-                      TINY_RUN + [f"logging.output_dir={tmp_path}", "logging.run_name=run"])
+    cfg = load_config(os.path.join(ROOT, "configs", config),
+                      TINY_RUN + [f"logging.output_dir={tmp_path}", "logging.run_name=run", *overrides])
     run_dir = os.path.join(str(tmp_path), "run")
     os.makedirs(run_dir)
     trained = train(cfg, run_dir)
-    metrics = read_metrics(run_dir)
+    return trained, run_dir, read_metrics(run_dir)
+
+
+@pytest.mark.e2e
+def test_two_grpo_steps_on_a_textarena_game(ray_job, tiny_model, tmp_path):
+    """Env workers play the game, its invalid moves reach the metrics, held-out episodes are the game's."""
+    import json
+
+    trained, run_dir, metrics = train_tiny("grpo_textarena_cpu.yaml", tmp_path)
     assert [m["step"] for m in metrics] == [0, 1, 2]
     for m in metrics[:2]:
         assert 1.0 <= m["env/turns"] <= 2.0

@@ -26,7 +26,7 @@ from system.data.sources import read_rows
 
 
 class SkyRLGymEnv:
-    """One SkyRL-gym env per episode, made from the row the seed picks; `maker` is set per id by `env_class`."""
+    """One SkyRL-gym env per episode, made from the row the seed picks; `env_class` sets `maker` per id."""
 
     maker: ClassVar[Callable[..., Any]]  # (env_config=..., extras=...) -> a skyrl_gym Env
     name: ClassVar[str] = ""
@@ -34,19 +34,21 @@ class SkyRLGymEnv:
     def __init__(self, data: str = "", num_eval: int = 16, max_turns: int = 5, prompt_column: str = "prompt",
                  ground_truth: str = "answer", env_config: Optional[dict] = None) -> None:
         if not data:
-            raise ValueError(f"env 'skyrl_gym:{self.name}' plays the rows of a data file: set env.params.data")
+            raise ValueError(f"env 'skyrl_gym:{self.name}' plays a data file's rows: set env.params.data")
         if max_turns < 1:
             raise ValueError(f"max_turns must be >= 1, got {max_turns}")
         self.rows = load_rows(data)
         if not 0 < num_eval < len(self.rows):
-            raise ValueError(f"{data}: {len(self.rows)} rows; num_eval={num_eval} must leave rows on both sides")
+            raise ValueError(f"{data}: {len(self.rows)} rows; num_eval={num_eval} must leave rows both sides")
         self.data, self.num_eval, self.max_turns = data, num_eval, max_turns
-        self.prompt_column, self.ground_truth, self.env_config = prompt_column, ground_truth, dict(env_config or {})
+        self.prompt_column, self.ground_truth = prompt_column, ground_truth
+        self.env_config = dict(env_config or {})
         self.system_prompt, self.env = "", None
         try:  # a row the env cannot take fails at start-up
             self.reset(0)
         except Exception as e:  # noqa: BLE001 - the env's own error, whatever it is, named
-            raise ValueError(f"env 'skyrl_gym:{self.name}' cannot play {data}: {type(e).__name__}: {e}") from e
+            problem = f"{type(e).__name__}: {e}"
+            raise ValueError(f"env 'skyrl_gym:{self.name}' cannot play {data}: {problem}") from e
 
     def row(self, seed: int) -> dict:
         """Odd seeds (evaluation) pick among the first num_eval rows, even ones (training) among the rest."""
@@ -106,8 +108,8 @@ def env_class(name: str) -> type[SkyRLGymEnv]:
     elif name in skyrl_gym.registry:
         maker = lambda **kwargs: skyrl_gym.make(name, **kwargs)  # noqa: E731
     else:
-        raise ValueError(f"env 'skyrl_gym:{name}': skyrl_gym has no env '{name}'; it has {sorted(skyrl_gym.registry)}, "
-                         "or give a 'package.module:Class' path")
+        raise ValueError(f"env 'skyrl_gym:{name}': skyrl_gym has no env '{name}'; it has "
+                         f"{sorted(skyrl_gym.registry)}, or give a 'package.module:Class' path")
     safe = "".join(ch if ch.isalnum() else "_" for ch in name)
     return type(f"SkyRLGym_{safe}", (SkyRLGymEnv,), {"maker": staticmethod(maker), "name": name,
                                                      "__module__": __name__})

@@ -45,12 +45,13 @@ class TextArenaEnv:
             raise ValueError(f"max_turns must be >= 1, got {max_turns}")
         self.max_turns, self.invalid_penalty, self.system_prompt = max_turns, invalid_penalty, system_prompt
         self.game_params = dict(game_params or {})
-        self.random_state = random.Random(0).getstate()  # this env's own; the process-wide one in between calls
+        self.random_state = random.Random(0).getstate()  # this env's own, swapped in around library calls
         self.game, self.examples = None, FALLBACK_MOVES
         try:  # a game that one player cannot play, or that lacks a resource, fails at start-up
             self.reset(0)
         except Exception as e:  # noqa: BLE001 - the library's own error, whatever it is, named
-            raise ValueError(f"textarena:{self.game_id} cannot be played here: {type(e).__name__}: {e}") from e
+            problem = f"{type(e).__name__}: {e}"
+            raise ValueError(f"textarena:{self.game_id} cannot be played here: {problem}") from e
 
     @property
     def reward_range(self) -> tuple[float, float]:
@@ -58,7 +59,7 @@ class TextArenaEnv:
 
     @contextmanager
     def own_random(self) -> Iterator[None]:
-        """The process-wide `random` holds this env's state for the duration; the caller's comes back after."""
+        """The process-wide `random` holds this env's state meanwhile; the caller's comes back after."""
         outside = random.getstate()
         random.setstate(self.random_state)
         try:
@@ -85,15 +86,16 @@ class TextArenaEnv:
             done, _ = self.game.step(parse_move(action))
             _, messages = self.game.get_observation()
             rewards, game_info = self.game.close() if done else (None, {})
-        state = self.game.state
-        invalid = bool(game_info.get(0, {}).get("invalid_move")) if done else getattr(state, "error_count", 0) > 0
+        player = game_info.get(0, {})
+        # A tolerated invalid move leaves the error count up (a valid one resets it); a second ends the game.
+        invalid = bool(player.get("invalid_move")) if done else getattr(self.game.state, "error_count", 0) > 0
         penalty = self.invalid_penalty if invalid else 0.0
         observation = render(messages)
         if not done:
             return observation, penalty, False, {"success": False, "invalid_action": invalid}
         outcome = float((rewards or {}).get(0, 0.0))
-        reason = game_info.get(0, {}).get("reason")
-        observation = f"{observation}\nGame over: {reason}".strip() if reason else observation
+        if player.get("reason"):
+            observation = f"{observation}\nGame over: {player['reason']}".strip()
         return observation, outcome + penalty, True, {"success": outcome >= 1.0, "invalid_action": invalid}
 
     def sample_action(self, rng: random.Random) -> str:
