@@ -22,6 +22,8 @@ import importlib
 from functools import lru_cache
 from typing import Any, Callable, ClassVar, Optional
 
+import skyrl_gym
+
 from system.data.sources import read_rows
 
 
@@ -94,8 +96,6 @@ def load_rows(data: str) -> list[dict]:
 @lru_cache(maxsize=None)
 def env_class(name: str) -> type[SkyRLGymEnv]:
     """The env class for a skyrl_gym id, or for a `package.module:Class` BaseTextEnv subclass."""
-    import skyrl_gym
-
     if ":" in name:
         module, _, attr = name.partition(":")
         try:

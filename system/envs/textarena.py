@@ -28,6 +28,9 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import ClassVar, Iterator, Optional
 
+import textarena
+from textarena.envs.registration import ENV_REGISTRY
+
 MOVE = re.compile(r"\[[^\[\]]*\]")  # a move in brackets, without brackets inside it
 SYSTEM_PROMPT = "You are playing a text game. Write your move inside square brackets, as the rules show."
 # Moves for check_env to play when a game's rules show none: its common shapes (their numbers redrawn).
@@ -69,8 +72,6 @@ class TextArenaEnv:
             random.setstate(outside)
 
     def reset(self, seed: int) -> str:
-        import textarena
-
         with self.own_random():
             random.seed(seed)  # for the games whose reset does not seed it itself
             self.game = unwrapped(textarena.make(self.game_id, **self.game_params))
@@ -119,16 +120,13 @@ def parse_move(reply: str) -> str:
 def render(messages: list) -> str:
     """The game's new messages as one user turn; the echo of the player's own move is left out
     (the reply is already in the conversation)."""
-    from textarena import ObservationType
-
-    return "\n".join(str(text) for _, text, kind in messages if kind != ObservationType.PLAYER_ACTION).strip()
+    own_move = textarena.ObservationType.PLAYER_ACTION
+    return "\n".join(str(text) for _, text, kind in messages if kind != own_move).strip()
 
 
 def unwrapped(game):
     """The game without TextArena's wrappers: they re-send the whole history each turn, which a
     multi-turn rollout already keeps as the conversation."""
-    import textarena
-
     while isinstance(game, textarena.Wrapper):
         game = game.env
     return game
@@ -137,8 +135,6 @@ def unwrapped(game):
 @lru_cache(maxsize=None)
 def env_class(game_id: str) -> type[TextArenaEnv]:
     """The env class of one TextArena id (one class per id, so that `env.cls` names it)."""
-    from textarena.envs.registration import ENV_REGISTRY
-
     if game_id not in ENV_REGISTRY:
         match = difflib.get_close_matches(game_id, list(ENV_REGISTRY), n=3, cutoff=0.6)
         hint = f" (did you mean {', '.join(match)}?)" if match else ""
