@@ -106,14 +106,13 @@ def test_two_grpo_steps_on_a_skyrl_gym_env(ray_job, tiny_model, tmp_path):
     held-out rows in evaluation."""
     from tests.test_textarena import train_tiny
 
-    data = os.path.join(ROOT, "configs", "skyrl_gym_arithmetic.jsonl")
-    trained, run_dir, metrics = train_tiny("grpo_skyrl_gym_cpu.yaml", tmp_path, [f"env.params.data={data}"])
+    trained, run_dir, metrics = train_tiny("grpo_skyrl_gym_cpu.yaml", tmp_path)  # data: from the repo root
     assert [m["step"] for m in metrics] == [0, 1, 2]
     for m in metrics[:2]:
         assert 1.0 <= m["env/turns"] <= 2.0 and "reward/mean" in m
     with open(os.path.join(run_dir, "eval", "step_000002.jsonl")) as f:
         logged = [json.loads(line) for line in f]
-    with open(data) as f:
+    with open(os.path.join(ROOT, "configs", "skyrl_gym_arithmetic.jsonl")) as f:
         held_out = [json.loads(line)["prompt"][0]["content"] for line in f][:2]
     assert [row["completion"].split("\n")[0] for row in logged] == [f"[env] {text}" for text in held_out]
     assert all("[model] #### " in row["completion"] for row in logged)
