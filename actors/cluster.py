@@ -92,7 +92,7 @@ def build_rollout(cfg, model_path: str, tokenizer, placement: Placement) -> Roll
     data = None if cfg.env.cls else drop_overlong(load_splits(cfg.data), tokenizer, cfg)
     engines = EnginePool(cfg, placement, model_path, cfg.schedule.partial_rollout, cfg.schedule.batch_timeout_s)
     timeout = cfg.fault.call_timeout_s
-    rewards = RewardPool(list(cfg.reward.functions), cfg.reward.num_workers, placement.options("reward"), timeout)
+    rewards = RewardPool(cfg.reward, placement.options("reward"), timeout)
     if cfg.env.cls:
         envs = EnvPool(cfg.env, placement.options("env"), timeout)
         rollout = EpisodeRollout(engines, envs, tokenizer, cfg)

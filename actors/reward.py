@@ -1,48 +1,18 @@
-"""Reward workers: a pool of actors scoring completions with the configured reward functions.
+"""Reward workers: the configured reward functions in a pool of actors, or in the driver.
 
-Verifiers can be slow (math-verify, sandboxed code), so scoring is spread over several
-processes; each runs rewards on its main thread, where math-verify's signal timeouts work.
-A reward that raises stops the run with a `RewardError` naming the reward and the sample it
-raised on: a raising reward is a bug to fix, and scoring around it would train on a silent hole.
+Verifiers can be slow (math-verify, sandboxed code), so scoring is spread over `reward.num_workers`
+processes; each runs rewards on its main thread, where math-verify's signal timeouts work. With
+`reward.num_workers: 0` the driver scores (system/rewards/scorer.py), as cheap rewards allow. A reward
+that raises stops the run with its `RewardError` (the reward and the sample it raised on).
 """
 
 from __future__ import annotations
-
-import traceback
 
 import ray
 
 from actors.calls import bounded_get
 from system.rewards import get_reward
-
-
-class RewardError(RuntimeError):
-    """A reward function raised; the message names it, the sample and that sample's columns."""
-
-
-def run_reward(name: str, fn, completions: list[str], columns: dict[str, list], first: int = 0) -> list:
-    """`fn`'s scores of the batch. If it raises, it is run again on each sample alone to find the first
-    one that raises (sample `first + i` of the step's batch), and the error names that sample."""
-    try:
-        return fn(completions, **columns)
-    except Exception as batch_error:  # noqa: BLE001 - any error of user code becomes a RewardError
-        for i, completion in enumerate(completions):
-            try:
-                fn([completion], **{c: [v[i]] for c, v in columns.items()})
-            except Exception as e:  # noqa: BLE001
-                raise RewardError(f"reward '{name}' raised on sample {first + i} of the batch, "
-                                  f"columns {_short_columns(columns, i)}, completion {completion[:80]!r}:\n"
-                                  f"{_last_frames(e)}") from None
-        raise RewardError(f"reward '{name}' raised on samples {first}-{first + len(completions) - 1} together, "
-                          f"though on none of them alone:\n{_last_frames(batch_error)}") from None
-
-
-def _short_columns(columns: dict[str, list], i: int) -> str:
-    return "{" + ", ".join(f"{c}: {repr(v[i])[:60]}" for c, v in columns.items()) + "}"
-
-
-def _last_frames(error: Exception) -> str:
-    return "".join(traceback.format_exception(error)[-4:]).rstrip()
+from system.rewards.scorer import RewardError, RewardScorer, RewardScores, score_each
 
 
 @ray.remote
@@ -51,19 +21,25 @@ class RewardWorker:
         self.functions = {name: get_reward(name) for name in names}
 
     def score(self, completions: list[str], columns: dict[str, list], first: int = 0) -> dict[str, list]:
-        return {name: run_reward(name, fn, completions, columns, first) for name, fn in self.functions.items()}
+        return score_each(self.functions, completions, columns, first)
 
 
 class RewardPool:
-    """`timeout_s`: the longest one batch's scoring may take (a dead or stuck worker: ActorFailure)."""
+    """The reward side of a run, built from its reward config: `score` gives each function's scores and the
+    combined reward (RewardScores). `options`: each worker's placement; `timeout_s`: the longest one
+    batch's scoring may take (a dead or stuck worker: ActorFailure)."""
 
-    def __init__(self, names: list[str], num_workers: int, options: list[dict], timeout_s: float = 1800.0):
+    def __init__(self, reward, options: list[dict], timeout_s: float = 1800.0):
+        self.scorer = RewardScorer(reward)  # combines the workers' scores; scores itself without workers
+        names, num_workers = list(reward.functions), reward.num_workers
         self.workers = [RewardWorker.options(name=f"reward-{i}", **options[i]).remote(names) for i in range(num_workers)]
         self.timeout_s = timeout_s
 
-    def score(self, completions: list[str], columns: dict[str, list], group_size: int = 1) -> dict[str, list]:
+    def score(self, completions: list[str], columns: dict[str, list], group_size: int = 1) -> RewardScores:
         """Split the batch into one contiguous chunk per worker, at group boundaries (group-aware
         rewards such as `length` see whole groups); scores come back in order."""
+        if not self.workers:
+            return self.scorer.score(completions, columns, group_size)
         groups, k = len(completions) // group_size, len(self.workers)
         bounds = [groups * i // k * group_size for i in range(k + 1)]
         calls = [
@@ -80,4 +56,4 @@ class RewardPool:
         for part in parts:
             for name, scores in part.items():
                 merged.setdefault(name, []).extend(scores)
-        return merged
+        return self.scorer.combine(merged)

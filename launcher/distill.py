@@ -69,7 +69,7 @@ def distill(cfg, run_dir: str) -> str:
     if todo:
         start_ray(cfg.ray_address, Placement.logical_cpus(cfg.roles(), cfg.placement))
         placement = Placement(cfg.roles(), cfg.placement, cluster_platform())
-        rewards = RewardPool(list(cfg.reward.functions), cfg.reward.num_workers, placement.options("reward"))
+        rewards = RewardPool(cfg.reward, placement.options("reward"))
         engines = None if cfg.teacher else EnginePool(cfg, placement, model_path)
         if cfg.teacher:  # a program writes the traces (system/teachers/)
             teacher = ProgramTeacher(cfg.teacher, rewards, tokenizer, cfg)

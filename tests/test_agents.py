@@ -11,6 +11,7 @@ from system.agents.episodes import Call, assemble, group_aligned
 from system.agents.runner import AgentError, check_failures, run_agents
 from system.algorithms.advantages import grpo
 from system.config.grpo import ConfigError, load_config
+from system.rewards import RewardScorer
 
 
 def call(index: int, prompt: list[int], tokens: list[int], version: int = 0) -> Call:
@@ -139,9 +140,8 @@ class FakeEndpoints:
         return {eid: calls[k // 2] for k, eid in enumerate(ids)}
 
 
-class FakeRewards:
-    def score(self, texts, columns, n):
-        return {"numeric_accuracy": [0.25] * len(texts)}
+def quarter(completions, **_):
+    return [0.25] * len(completions)
 
 
 def by_row(client, task):
@@ -157,18 +157,19 @@ def test_agent_rollout_lays_out_rewards_scores_and_failures(monkeypatch):
     from system.rollout.agent import AgentRollout
 
     cfg = load_config("configs/grpo_openai_agent_cpu.yaml",
-                      ["agent.fn=tests.test_agents:by_row", "agent.params={}"])
+                      ["agent.fn=tests.test_agents:by_row", "agent.params={}",
+                       "reward.functions={tests.test_agents:quarter: 2.0}", "reward.num_workers=0"])
     rows = [{"q": q, "messages": [{"role": "user", "content": q}]} for q in "abc"]
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_path())
-    rollout = AgentRollout(FakeEndpoints(), FakeRewards(), tokenizer, cfg, None, rows)
+    rollout = AgentRollout(FakeEndpoints(), RewardScorer(cfg.reward), tokenizer, cfg, None, rows)
     out = rollout.collect(rows, 7, 2, 0.5)
     assert [s["temperature"] for s in rollout.endpoints.sampling.values()] == [0.5] * 6
     assert [s["seed"] for s in rollout.endpoints.sampling.values()] == [7, 8, 9, 10, 11, 12]
     assert len(out.tokens) == 8  # row a: 2 copies of its group (both episodes split), b: 1, c: 1 (fillers)
-    assert out.rewards == [0.5] * 4 + [0.25, 0.25] + [None, None]
+    assert out.rewards == [0.5] * 4 + [0.5, 0.5] + [None, None]  # row b's: the reward functions', weighted
     assert out.tokens[:4] == [[1, 2], [1, 2], [5, 6, 7], [5, 6, 7]] and out.loss_mask[2] == [0, 1, 1]
     assert out.loss_mask[6:] == [[0, 0], [0, 0]] and out.texts[6:] == ["", ""]
     assert out.scores["agent/split_episodes"] == [1.0, 1.0, None, None, 0.0, 0.0, 0.0, 0.0]
     assert out.scores["agent/failed"] == [0.0, 0.0, None, None, 0.0, 0.0, 1.0, 1.0]  # on first samples only
-    assert out.scores["numeric_accuracy"] == [None] * 4 + [0.25, 0.25, None, None]  # where the agent left it
+    assert out.scores["tests.test_agents:quarter"] == [None] * 4 + [0.25, 0.25, None, None]  # agent gave None
     assert out.scores["agent/calls"][:2] == [2.0, 2.0] and "timing/generate_s" in out.timings

@@ -9,13 +9,15 @@ import shutil
 import pytest
 import torch
 
-from actors.reward import RewardError, RewardPool, run_reward
+from actors.reward import RewardPool
 from launcher.lifecycle import check_resume, make_run_dir
 from system.checkpoint import CheckpointError, check_checkpoint, save_driver_state
-from system.config.grpo import Config, ConfigError, DataConfig, load_config
+from system.config.grpo import Config, ConfigError, DataConfig, RewardConfig, load_config
 from system.data import DataError, drop_overlong, load_splits
 from system.data.prompts import encode_prompt
 from system.models import resolve_model
+from system.rewards import RewardError, RewardScorer
+from system.rewards.scorer import run_reward
 from system.rollout.single_turn import SingleTurnRollout
 
 
@@ -63,11 +65,6 @@ class FakeEngines:
         return [[sample] * n for _ in prompts]
 
 
-class FakeRewards:
-    def score(self, texts, columns, n):
-        return {"countdown": [0.0] * len(texts)}
-
-
 def test_truncate_left_keeps_the_prompts_end_and_counts_it(tokenizer):
     short, long = chat(3), chat(300)
     budget = prompt_length(tokenizer, short) + 10
@@ -75,7 +72,8 @@ def test_truncate_left_keeps_the_prompts_end_and_counts_it(tokenizer):
     splits = ([short, long], [long])
     assert drop_overlong(splits, tokenizer, cfg) == splits  # kept: encoding cuts them
     engines = FakeEngines()
-    rollout = SingleTurnRollout(engines, FakeRewards(), tokenizer, cfg)
+    rewards = RewardScorer(RewardConfig(functions={"format": 1.0}))
+    rollout = SingleTurnRollout(engines, rewards, tokenizer, cfg)
     rollouts = rollout.collect([short, long], seed=0, n=2, temperature=1.0)
     full = encode_prompt(tokenizer, long["messages"])
     assert engines.prompts == [encode_prompt(tokenizer, short["messages"]), full[-budget:]]
@@ -178,7 +176,7 @@ def test_a_reward_raising_only_on_a_whole_batch_names_its_samples():
 
 @pytest.mark.e2e
 def test_a_raising_reward_in_a_reward_worker_reaches_the_driver_as_that_error(ray_job):
-    pool = RewardPool(["tests.test_bad_inputs:picky"], 2, [{"num_cpus": 0.1}] * 2)
+    pool = RewardPool(RewardConfig(functions={"tests.test_bad_inputs:picky": 1.0}), [{"num_cpus": 0.1}] * 2)
     completions, answers = ["1", "2", "3", "boom"], {"answer": ["1", "2", "3", "4"]}
     with pytest.raises(RewardError, match="reward 'tests.test_bad_inputs:picky' raised on sample 3 of the batch"):
         pool.score(completions, answers, group_size=2)

@@ -35,6 +35,8 @@ def test_base_inheritance_and_override():
     (["algorithm.advantage=no_such_pkg.adv:rloo"], "cannot import module 'no_such_pkg.adv'"),
     (["env.cls=twenty_for"], "'env.cls': unknown env 'twenty_for' (did you mean 'twenty_four'?)"),
     (["reward.mode=product"], "'reward.mode' must be one of ['sum', 'gate']"),
+    (["reward.mode=gate", "reward.gate=accuracy"], "'reward.gate'=accuracy must be one of reward.functions"),
+    (["reward.num_workers=-1"], "'reward.num_workers' must be >= 0"),
     (["rollout.group_size=1"], "must be >= 2"),
     (["train.lr_schedule=cosin"], "'train.lr_schedule' must be one of ['constant', 'cosine', 'linear']"),
     (["train.min_lr_ratio=2"], "'train.min_lr_ratio' must be between 0 and 1"),
@@ -143,3 +145,12 @@ def test_pluggable_names_come_from_the_users_package(tmp_path, monkeypatch):
     assert correctness_reward(cfg.reward.functions) == "my_pkg.plugins:exact_match"
     assert correctness_reward({"format": 1.0, "countdown": 1.0}) == "countdown"
     assert correctness_reward({"format": 1.0, "my_pkg.plugins:shout": 1.0}) is None
+
+
+def test_distillation_checks_its_reward_section_as_grpo_does():
+    from system.config.recipe import DistillConfig, validate_distill
+
+    with pytest.raises(ConfigError, match="'reward.gate'=format must be one of reward.functions"):
+        load_config(None, ["reward.mode=gate"], schema=DistillConfig, check=validate_distill)
+    with pytest.raises(ConfigError, match="'reward.num_workers' must be >= 0"):
+        load_config(None, ["reward.num_workers=-2"], schema=DistillConfig, check=validate_distill)

@@ -1,10 +1,13 @@
-"""The reward registry, `module:function` lookup, and the two ways of combining rewards."""
+"""The reward registry, `module:function` lookup, the two ways of combining rewards, and the scorer that
+gives a batch's scores and combined reward together (in the driver, or in reward workers)."""
 
 from __future__ import annotations
 
 import pytest
 
-from system.rewards import available_rewards, combine_rewards, get_reward, register_reward
+from actors.reward import RewardPool
+from system.config.grpo import RewardConfig
+from system.rewards import RewardScorer, available_rewards, combine_rewards, get_reward, register_reward
 
 SHIPPED = [
     "accuracy", "accuracy_string_fallback", "binary_code", "code", "code_format", "cosine", "countdown",
@@ -94,3 +97,35 @@ def test_combine_errors():
         combine_rewards(SCORES, {"cosine": 1.0})
     with pytest.raises(ValueError, match="different numbers"):
         combine_rewards({"a": [1.0], "b": [1.0, 0.0]}, {"a": 1.0, "b": 1.0})
+
+
+def half_each(completions, **_):
+    return [0.5] * len(completions)
+
+
+GATED_HALF = "tests.test_rewards_registry:half_each"
+GATED = RewardConfig(functions={"format": 1.0, GATED_HALF: 4.0}, mode="gate", num_workers=0)
+REPLIES = ["<think>a</think><answer>1</answer>", "no tags", "<think>b</think><answer>2</answer>", ""]
+
+
+def test_the_scorer_gives_each_function_s_scores_and_their_combination():
+    scored = RewardScorer(GATED).score(REPLIES, {"answer": ["1", "2", "3", "4"]}, group_size=2)
+    assert scored.parts == {"format": [1.0, 0.0, 1.0, 0.0], GATED_HALF: [0.5] * 4}
+    assert scored.total == [2.0, 0.0, 2.0, 0.0]  # half_each * 4, where the format is right
+
+
+def test_a_pool_without_workers_scores_in_this_process():
+    pool = RewardPool(GATED, [])
+    assert pool.workers == [] and pool.score(REPLIES, {}, 2) == RewardScorer(GATED).score(REPLIES, {})
+
+
+@pytest.mark.e2e
+def test_reward_workers_give_what_the_driver_would(ray_job):
+    """Two workers, each a group of the batch: the same scores and combined rewards as in-process."""
+    workers = RewardConfig(functions=GATED.functions, mode="gate", num_workers=2)
+    pool = RewardPool(workers, [{"num_cpus": 0.1}] * 2)
+    try:
+        assert pool.score(REPLIES, {}, group_size=2) == RewardScorer(GATED).score(REPLIES, {})
+    finally:
+        for worker in pool.workers:
+            ray_job.kill(worker)

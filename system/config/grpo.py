@@ -158,7 +158,7 @@ class RewardConfig:
     functions: dict[str, float] = field(default_factory=lambda: {"countdown": 1.0})
     mode: str = "sum"  # sum | gate
     gate: str = "format"
-    num_workers: int = 2
+    num_workers: int = 2  # reward-worker actors; 0: the driver scores (cheap rewards)
 
 
 @dataclass
@@ -326,11 +326,16 @@ def check_registered(key: str, name: str, resolve: Callable[[str], Any]) -> None
         raise ConfigError(f"'{key}': {e}") from None
 
 
-def check_rewards(functions: dict) -> None:
-    if not functions:
+def check_rewards(reward: RewardConfig) -> None:
+    """The reward section of any run that scores (GRPO's, distillation's): its functions, gate and workers."""
+    if not reward.functions:
         raise ConfigError("'reward.functions' must name at least one reward")
-    for name in functions:
+    for name in reward.functions:
         check_registered("reward.functions", name, get_reward)
+    if reward.mode == "gate" and reward.gate not in reward.functions:
+        raise ConfigError(f"'reward.gate'={reward.gate} must be one of reward.functions")
+    if reward.num_workers < 0:
+        raise ConfigError("'reward.num_workers' must be >= 0 (0: the driver scores, without reward workers)")
 
 
 def check_lr_schedule(train: TrainConfig) -> None:
@@ -349,7 +354,7 @@ def validate(cfg: Config) -> None:
     check_registered("algorithm.off_policy", cfg.algorithm.off_policy, OFF_POLICY.get)
     if cfg.algorithm.off_policy_cap < 1:
         raise ConfigError("'algorithm.off_policy_cap' must be >= 1 (C: tis truncates at C, mis keeps [1/C, C])")
-    check_rewards(cfg.reward.functions)
+    check_rewards(cfg.reward)
     if agent_problem(cfg):
         raise ConfigError(agent_problem(cfg))
     if distill_problem(cfg):
@@ -392,8 +397,6 @@ def validate(cfg: Config) -> None:
         raise ConfigError("'env.num_eval_seeds' must be >= 1 when eval.every > 0")
     if any(k > cfg.eval.num_samples or k < 1 for k in cfg.eval.pass_k):
         raise ConfigError(f"'eval.pass_k' values must be between 1 and eval.num_samples={cfg.eval.num_samples}")
-    if cfg.reward.mode == "gate" and cfg.reward.gate not in cfg.reward.functions:
-        raise ConfigError(f"'reward.gate'={cfg.reward.gate} must be one of reward.functions")
     if cfg.data.prompt_format == "base" and cfg.env.cls:
         raise ConfigError("'data.prompt_format' base is for single-turn data: multi-turn envs need a chat template")
 

@@ -121,7 +121,7 @@ def validate_distill(cfg: DistillConfig) -> None:
         raise ConfigError(f"'keep' must be one of ['all', 'shortest'], got '{cfg.keep}'")
     if cfg.rollout.group_size < 1 or cfg.chunk_size < 1:
         raise ConfigError("'rollout.group_size' and 'chunk_size' must be >= 1")
-    check_rewards(cfg.reward.functions)
+    check_rewards(cfg.reward)
     if cfg.teacher:
         check_registered("teacher", cfg.teacher, TEACHERS.get)
         try:
@@ -131,8 +131,6 @@ def validate_distill(cfg: DistillConfig) -> None:
                               f"{e}") from None
     elif cfg.teacher_args:
         raise ConfigError("'teacher_args' are for a program teacher: set 'teacher' too")
-    if cfg.reward.mode == "gate" and cfg.reward.gate not in cfg.reward.functions:
-        raise ConfigError(f"'reward.gate'={cfg.reward.gate} must be one of reward.functions")
 
 
 # kind -> (schema, validation, output): a stage's output is a model (HF folder) or a data set.

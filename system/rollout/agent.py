@@ -77,13 +77,14 @@ class AgentRollout(SingleTurnRollout):
         the agent returned None (their scores, None elsewhere); None for a failed episode, or one without
         a call to score."""
         rewards = [o.reward for o in outcomes]
-        scored = [o.reward is None and call is not None for o, call in zip(outcomes, last)]
-        if not any(scored):
+        to_score = [o.reward is None and call is not None for o, call in zip(outcomes, last)]
+        if not any(to_score):
             return rewards, {}
         texts, lengths = [c.text if c else "" for c in last], [len(c.tokens) if c else 0 for c in last]
-        scores, combined = score_samples(self.rewards, self.cfg.reward, rows, texts, lengths, n)
-        rewards = [c if k else r for r, c, k in zip(rewards, combined, scored)]
-        kept = {name: [v if k else None for v, k in zip(values, scored)] for name, values in scores.items()}
+        scored = score_samples(self.rewards, rows, texts, lengths, n)
+        rewards = [c if k else r for r, c, k in zip(rewards, scored.total, to_score)]
+        kept = {name: [v if k else None for v, k in zip(values, to_score)]
+                for name, values in scored.parts.items()}
         return rewards, kept
 
     def _laid_out(self, episodes, rewards: list[Optional[float]], scores: dict, n: int) -> RolloutBatch:

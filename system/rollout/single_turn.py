@@ -7,23 +7,23 @@ from typing import Optional
 from system.data.prompts import encode_prompt, prompt_budget
 from system.data.sampler import PromptSampler
 from system.reporting.metrics import timed
-from system.rewards import combine_rewards, correctness_reward
+from system.rewards import RewardScores, correctness_reward
 from system.rollout.base import Rollout, RolloutBatch
 
 
-def score_samples(rewards, reward_cfg, rows: list[dict], texts: list[str], completion_tokens: list[int], n: int):
-    """(every reward function's scores, the combined reward) of `n` samples per row, contiguous."""
+def score_samples(rewards, rows: list[dict], texts: list[str], completion_tokens: list[int],
+                  n: int) -> RewardScores:
+    """The rewards of `n` samples per row (contiguous), judged with their row's columns and their length."""
     columns = {key: [row[key] for row in rows for _ in range(n)] for key in rows[0] if key != "messages"}
     columns["completion_tokens"] = completion_tokens  # for length-shaped rewards
-    scores = rewards.score(texts, columns, n)
-    return scores, combine_rewards(scores, reward_cfg.functions, reward_cfg.mode, reward_cfg.gate)
+    return rewards.score(texts, columns, n)
 
 
 class SingleTurnRollout(Rollout):
     """`engines.generate(prompts, n, temperature, seed)` samples; `rewards.score(texts, columns, n)`
-    scores (actors/vllm_engine.py, actors/reward.py). `cfg`: a run config with `data`, `rollout`
-    and `reward` sections. Training takes its prompts from `sampler`; distillation, which picks
-    its own problems, calls `collect` only."""
+    scores them, RewardScores back (actors/vllm_engine.py; actors/reward.py). `cfg`: a run config with
+    `data`, `rollout` and `reward` sections. Training takes its prompts from `sampler`; distillation,
+    which picks its own problems, calls `collect` only."""
 
     def __init__(self, engines, rewards, tokenizer, cfg, sampler: Optional[PromptSampler] = None,
                  eval_rows: list[dict] = ()):
@@ -45,7 +45,7 @@ class SingleTurnRollout(Rollout):
     def collect(self, rows: list[dict], seed: int, n: int, temperature: float) -> RolloutBatch:
         """`n` samples per row (contiguous), scored by every configured reward function."""
         timings: dict[str, float] = {}
-        data, reward = self.cfg.data, self.cfg.reward
+        data = self.cfg.data
         encoded = [encode_prompt(self.tokenizer, row["messages"], data.response_prefix, data.prompt_format)
                    for row in rows]
         budget = prompt_budget(self.cfg)  # longer prompts are dropped at load time, or kept by their end here
@@ -54,15 +54,15 @@ class SingleTurnRollout(Rollout):
         with timed(timings, "generate"):
             groups = self.engines.generate(prompts, n, temperature, seed)
         samples = [(p, s) for p, group in zip(prompts, groups) for s in group]
-        texts = [data.response_prefix + s["text"] for _, s in samples]  # the whole reply, as rewards must judge it
+        texts = [data.response_prefix + s["text"] for _, s in samples]  # the whole reply: what rewards judge
         with timed(timings, "reward"):
-            scores, total = score_samples(self.rewards, reward, rows, texts, [len(s["response"]) for _, s in samples], n)
+            scored = score_samples(self.rewards, rows, texts, [len(s["response"]) for _, s in samples], n)
         return RolloutBatch(
             tokens=[p + s["response"] for p, s in samples],
             loss_mask=[[0] * len(p) + [1] * len(s["response"]) for p, s in samples],
             logprobs=[[0.0] * len(p) + s["logprobs"] for p, s in samples],
-            rewards=total,
-            scores=scores,
+            rewards=scored.total,
+            scores=scored.parts,
             finish_reasons=[s["finish_reason"] for _, s in samples],
             texts=texts,
             versions=[[-1] * len(p) + s["versions"] for p, s in samples],

@@ -45,8 +45,8 @@ class ProgramTeacher:
         timings: dict[str, float] = {}
         data = self.cfg.data
         with timed(timings, "generate"):
-            prompts = [encode_prompt(self.tokenizer, row["messages"], data.response_prefix, data.prompt_format)
-                       for row in rows]
+            prompts = [encode_prompt(self.tokenizer, row["messages"], data.response_prefix,
+                                     data.prompt_format) for row in rows]
             written = [self.write(row, random.Random(derive_seed(seed, "teacher", i * n + j))) or ""
                        for i, row in enumerate(rows) for j in range(n)]
             chats = [w if isinstance(w, list) else [{"role": "assistant", "content": w}] for w in written]
@@ -55,14 +55,14 @@ class ProgramTeacher:
             replies = [self.tokenizer(t.removeprefix(data.response_prefix),
                                       add_special_tokens=False)["input_ids"] for t in texts]
         with timed(timings, "reward"):
-            scores, total = score_samples(self.rewards, self.cfg.reward, rows, texts, [len(r) for r in replies], n)
+            scored = score_samples(self.rewards, rows, texts, [len(r) for r in replies], n)
         starts = [p for p in prompts for _ in range(n)]
         return ProgramRollouts(
             tokens=[p + r for p, r in zip(starts, replies)],
             loss_mask=[[0] * len(p) + [1] * len(r) for p, r in zip(starts, replies)],
             logprobs=[[0.0] * (len(p) + len(r)) for p, r in zip(starts, replies)],
-            rewards=total,
-            scores=scores,
+            rewards=scored.total,
+            scores=scored.parts,
             finish_reasons=["stop"] * len(texts),
             texts=texts,
             versions=[[-1] * (len(p) + len(r)) for p, r in zip(starts, replies)],
