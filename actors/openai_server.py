@@ -12,12 +12,22 @@ the agent asked for; any model name is taken). Each finished call is recorded un
 as the engine saw and sampled it (system/agents/episodes.py: `Call`); the driver opens episodes
 before their agents start and closes them afterwards, getting their calls back (`EndpointPool`).
 A call on an episode that is not open is answered 404.
+
+Each episode has a key of its own, drawn by the driver and given to its agent's client as `api_key`:
+the endpoint listens on the node's address, and anyone who reaches it could otherwise use the engine
+and put tokens into a training episode. A call without the key of the episode its URL names is
+answered 401 and counted (`agent/refused_calls`). A reply the agent sends back as an assistant message
+reaches the engine as the ids that were sampled (system/agents/replies.py), so an episode that only
+appends stays one sample.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import copy
+import hmac
+import secrets
 import socket
 import threading
 import time
@@ -27,7 +37,9 @@ from http import HTTPStatus
 import ray
 
 from actors.calls import bounded_get
-from system.agents.episodes import Call
+from system.agents.episodes import Call, EpisodeCalls
+from system.agents.replies import Rendered, with_replies
+from system.agents.runner import Endpoint
 from system.rollout.agent import AgentRollout
 
 # (episode id, the call's arrival index in it) while vLLM's serving code handles a call
@@ -43,8 +55,11 @@ class Episode:
     top_p: float
     max_tokens: int
     seed: int
+    api_key: str  # what its agent's client sends: `Authorization: Bearer <api_key>`
     requests: int = 0  # calls that arrived
+    refused: int = 0  # calls on its URL without its key
     calls: list[Call] = field(default_factory=list)  # calls that finished, one per choice
+    rendered: dict[int, Rendered] = field(default_factory=dict)  # chat calls as vLLM rendered them, by index
 
     def call_seed(self, index: int) -> int:
         return (self.seed * 1_000_003 + index) % (2**63)
@@ -70,6 +85,40 @@ class EpisodeServing:
         return refused or await self.serving.create_completion(request, raw_request)
 
 
+class EpisodeRenderer:
+    """vLLM's OnlineRenderer as the chat serving class calls it, with the replies an agent sends back
+    put back as the ids that were sampled (EpisodeServer.put_back_replies)."""
+
+    def __init__(self, server: "EpisodeServer", renderer):
+        self.server, self.renderer = server, renderer
+
+    def __getattr__(self, name: str):
+        return getattr(self.renderer, name)
+
+    async def render_chat(self, request, **options):
+        result = await self.renderer.render_chat(request, **options)
+        if isinstance(result, tuple):  # else an ErrorResponse
+            _, inputs = result
+            self.server.put_back_replies(request.messages, inputs[0])
+        return result
+
+
+class EpisodeGuard:
+    """In front of vLLM's app (an ASGI app): a call on an episode's URL gets through only with the key
+    of that episode (EpisodeServer.refusal)."""
+
+    def __init__(self, server: "EpisodeServer", app):
+        self.server, self.app = server, app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            authorization = dict(scope["headers"]).get(b"authorization", b"")
+            refusal = self.server.refusal(scope["path_params"].get("episode"), authorization)
+            if refusal is not None:
+                return await refusal(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
 class EpisodeServer:
     """vLLM's OpenAI app under /episodes/<id>, served by uvicorn on a thread of the engine actor.
     `serving`: {"model_name": listed by /v1/models, "tool_parser": a vLLM tool-call parser or ""}."""
@@ -91,21 +140,60 @@ class EpisodeServer:
         models = OpenAIServingModels(engine_client=bridge, base_model_paths=[
             BaseModelPath(name=self.model_name, model_path=bridge.model_config.model)])
         renderer = OnlineRenderer(bridge.model_config, bridge.renderer, **common)
+        self.tokenizer = bridge.renderer.tokenizer
         chat = OpenAIServingChat(engine_client=bridge, models=models, response_role="assistant",
-                                 online_renderer=renderer, **common)
+                                 online_renderer=EpisodeRenderer(self, renderer), **common)
         completion = OpenAIServingCompletion(bridge, models, online_renderer=renderer, request_logger=None)
-        self.app = _episode_app(models, EpisodeServing(self, chat), EpisodeServing(self, completion))
+        self.app = _episode_app(self, models, EpisodeServing(self, chat), EpisodeServing(self, completion))
         self.url = self._start(ray.util.get_node_ip_address())
 
     def open(self, episodes: dict[str, dict]) -> None:
         with self._lock:
             self.episodes.update({eid: Episode(**spec) for eid, spec in episodes.items()})
 
-    def close(self, ids: list[str]) -> dict[str, list[Call]]:
-        """The episodes' finished calls, in arrival order; their URLs answer 404 from now on."""
+    def close(self, ids: list[str]) -> dict[str, EpisodeCalls]:
+        """The episodes' finished calls, in arrival order, and their refused ones; their URLs answer 404
+        from now on."""
         with self._lock:
             closed = {eid: self.episodes.pop(eid, None) for eid in ids}
-        return {eid: sorted(ep.calls, key=lambda c: c.index) if ep else [] for eid, ep in closed.items()}
+        return {eid: EpisodeCalls(sorted(ep.calls, key=lambda c: c.index), ep.refused) if ep
+                else EpisodeCalls() for eid, ep in closed.items()}
+
+    def refusal(self, eid: str, authorization: bytes):
+        """None for a call that carries the key of open episode `eid`, else the answer to it: 404 (not
+        open) or 401 (no key, or another: counted under the episode)."""
+        from starlette.responses import JSONResponse
+
+        with self._lock:
+            episode = self.episodes.get(eid)
+            if episode is None:
+                status, kind, message = HTTPStatus.NOT_FOUND, "NotFoundError", "is not open on this engine"
+            elif hmac.compare_digest(authorization, b"Bearer " + episode.api_key.encode()):
+                return None
+            else:
+                episode.refused += 1
+                status, kind, message = HTTPStatus.UNAUTHORIZED, "AuthenticationError", "needs its API key"
+        error = {"message": f"episode '{eid}' {message}", "type": kind, "code": status.value}
+        return JSONResponse({"error": error}, status.value)
+
+    def put_back_replies(self, messages: list, engine_input: dict) -> None:
+        """Where the call's messages send back an earlier reply of its episode, give the engine the ids
+        that were sampled for it (system/agents/replies.py) instead of vLLM's rendering of its text."""
+        call = CURRENT_CALL.get()
+        if call is None:
+            return
+        eid, index = call
+        rendered = Rendered(copy.deepcopy(list(messages)), list(engine_input["prompt_token_ids"]))
+        with self._lock:
+            episode = self.episodes.get(eid)
+            if episode is None:
+                return
+            episode.rendered[index] = rendered
+            earlier = [(episode.rendered[c.index], c) for c in episode.calls if c.index in episode.rendered]
+        ids = with_replies(rendered, earlier, self.tokenizer)
+        if ids is not None:
+            engine_input["prompt_token_ids"] = ids
+            engine_input.pop("prompt", None)  # the text of the ids it replaces
 
     def begin_call(self, request, raw_request):
         """Apply the sampling of the call's episode (its URL's) to `request`; a 404 to answer if it is
@@ -165,8 +253,9 @@ class EpisodeServer:
         return f"http://{host}:{sock.getsockname()[1]}"
 
 
-def _episode_app(models, chat, completion):
-    """vLLM's chat, completion and model-list routes and error handlers, mounted under /episodes/<id>."""
+def _episode_app(server: EpisodeServer, models, chat, completion):
+    """vLLM's chat, completion and model-list routes and error handlers, mounted under /episodes/<id>
+    behind the episode's key."""
     from fastapi import FastAPI
     from starlette.applications import Starlette
     from starlette.routing import Mount
@@ -181,7 +270,7 @@ def _episode_app(models, chat, completion):
     init_exception_handler(app)
     app.state.openai_serving_models, app.state.openai_serving_chat = models, chat
     app.state.openai_serving_completion = completion
-    return Starlette(routes=[Mount("/episodes/{episode}", app=app)])
+    return Starlette(routes=[Mount("/episodes/{episode}", app=EpisodeGuard(server, app))])
 
 
 class EndpointPool:
@@ -191,19 +280,24 @@ class EndpointPool:
     def __init__(self, engines, serving: dict, timeout_s: float):
         self.engines, self.serving, self.timeout_s = engines, serving, timeout_s
 
-    def open(self, episodes: dict[str, dict]) -> dict[str, str]:
-        """Episode id -> its base URL (for the OpenAI client), for {id: sampling} of each episode."""
+    def open(self, episodes: dict[str, dict]) -> dict[str, Endpoint]:
+        """Episode id -> its endpoint (base URL and key, for the OpenAI client), for {id: sampling}."""
+        keys = {eid: secrets.token_urlsafe(32) for eid in episodes}
+        specs = {eid: {**spec, "api_key": keys[eid]} for eid, spec in episodes.items()}
         shares = self._shares(list(episodes))
-        calls = [(name, engine.open_episodes.remote({eid: episodes[eid] for eid in share}, self.serving))
+        calls = [(name, engine.open_episodes.remote({eid: specs[eid] for eid in share}, self.serving))
                  for name, engine, share in shares]
         roots = bounded_get(calls, "opening agent episodes", self.timeout_s)
-        return {eid: f"{root}/episodes/{eid}/v1" for root, (*_, share) in zip(roots, shares) for eid in share}
+        return {eid: Endpoint(f"{root}/episodes/{eid}/v1", keys[eid])
+                for root, (*_, share) in zip(roots, shares) for eid in share}
 
-    def close(self, ids: list[str]) -> dict[str, list[Call]]:
+    def close(self, ids: list[str]) -> dict[str, EpisodeCalls]:
         shares = self._shares(ids)
         parts = bounded_get([(name, engine.close_episodes.remote(share)) for name, engine, share in shares],
                             "closing agent episodes", self.timeout_s)
-        return {eid: calls for part in parts for eid, calls in part.items()}
+        # an engine restarted since the episodes opened has none: plain empty lists
+        return {eid: calls if isinstance(calls, EpisodeCalls) else EpisodeCalls(calls)
+                for part in parts for eid, calls in part.items()}
 
     def _shares(self, ids: list[str]) -> list[tuple]:
         k = len(self.engines.engines)

@@ -66,3 +66,36 @@ def patient_agent(client, task: dict, pause_s: float = 3.0):
         if turn == 0:
             time.sleep(pause_s)
     return len(text) / 40
+
+
+def chatting_agent(client, task: dict, turns: int = 4, rewrite: bool = False):
+    """Written from docs/training-an-agent.md alone: `turns` chat calls, each appending the model's reply
+    and a user message. With `rewrite`, the first reply is rewritten before the last call (a history
+    that is not only appended to). Records each call's sampled ids and text in SEEN[episode]["replies"]."""
+    seen = SEEN[episode_of(client)] = {"replies": []}
+    messages = list(task["messages"])
+    for turn in range(turns):
+        if rewrite and turn == turns - 1:
+            messages[len(task["messages"])] = {"role": "assistant", "content": "Something else."}
+        choice = client.chat.completions.create(model="m", messages=messages,
+                                                extra_body={"return_token_ids": True}).choices[0]
+        seen["replies"].append((choice.token_ids, choice.message.content, choice.finish_reason))
+        messages += [{"role": "assistant", "content": choice.message.content},
+                     {"role": "user", "content": "Go on."}]
+    return 1.0
+
+
+def knocking_agent(client, task: dict):
+    """Calls its endpoint without its key (none, then a wrong one): both refused; then with it."""
+    import httpx
+    import openai
+    import pytest
+
+    bare = httpx.post(f"{client.base_url}chat/completions", json={"model": "m", "messages": task["messages"]})
+    if bare.status_code != 401:
+        raise AssertionError(f"a call without a key was answered {bare.status_code}")
+    with pytest.raises(openai.AuthenticationError):
+        client.with_options(api_key="not-the-key").chat.completions.create(model="m",
+                                                                          messages=task["messages"])
+    client.chat.completions.create(model="m", messages=task["messages"])
+    return 1.0

@@ -7,8 +7,8 @@ import openai  # noqa: F401  (imported once here: an agent's time limit should n
 import pytest
 import torch
 
-from system.agents.episodes import Call, assemble, group_aligned
-from system.agents.runner import AgentError, check_failures, run_agents
+from system.agents.episodes import Call, EpisodeCalls, assemble, group_aligned
+from system.agents.runner import AgentError, Endpoint, check_failures, run_agents
 from system.algorithms.advantages import grpo
 from system.config.grpo import ConfigError, load_config
 from system.rewards import RewardScorer
@@ -79,35 +79,37 @@ def test_agent_outcomes_rewards_errors_and_the_time_limit():
 
     row = {"messages": ["q"]}
     cases = [returns(1), returns(None), returns("1"), returns(True), returns(float("nan")), broken, slow]
-    start = time.monotonic()
-    outcomes = [run_agents(fn, ["http://127.0.0.1:9/v1"], [row], {}, 1, 0.5, 1.0)[0] for fn in cases]
+    start, nowhere = time.monotonic(), [Endpoint("http://127.0.0.1:9/v1", "k")]
+    outcomes = [run_agents(fn, nowhere, [row], {}, 1, 0.5, 1.0)[0] for fn in cases]
     assert time.monotonic() - start < 3
     assert [(o.reward, bool(o.error)) for o in outcomes[:2]] == [(1.0, False), (None, False)]
     assert "returned '1'" in outcomes[2].error and "returned True" in outcomes[3].error
     assert "returned nan" in outcomes[4].error
     assert outcomes[5].error == "raised KeyError: 'answer'" and outcomes[6].error.startswith("timed out")
-    [out] = run_agents(mutating, ["http://127.0.0.1:9/v1"], [row], {"bonus": 0.25}, 1, 1.0, 1.0)
+    [out] = run_agents(mutating, nowhere, [row], {"bonus": 0.25}, 1, 1.0, 1.0)
     assert out.reward == 0.75 and row == {"messages": ["q"]}
 
 
 def test_agents_run_concurrently_within_the_bound_and_async_agents_get_an_async_client():
     def waits(client, task):
         time.sleep(0.3)
-        return type(client).__name__ == "OpenAI" and str(client.base_url).endswith("/e1/v1/") and 1.0
+        return (type(client).__name__ == "OpenAI" and str(client.base_url).endswith("/e1/v1/")
+                and client.api_key == "key-e1" and 1.0)
 
     async def coroutine(client, task):
         return float(type(client).__name__ == "AsyncOpenAI")
 
     start = time.monotonic()
-    outcomes = run_agents(waits, ["http://h:1/episodes/e1/v1"] * 6, [{}] * 6, {}, 3, 5.0, 1.0)
+    endpoints = [Endpoint("http://h:1/episodes/e1/v1", "key-e1")] * 6
+    outcomes = run_agents(waits, endpoints, [{}] * 6, {}, 3, 5.0, 1.0)
     assert [o.reward for o in outcomes] == [1.0] * 6
     assert 0.55 < time.monotonic() - start < 1.5  # 2 rounds of 3
-    assert run_agents(coroutine, ["http://h:1/v1"], [{}], {}, 1, 5.0, 1.0)[0].reward == 1.0
+    assert run_agents(coroutine, [Endpoint("http://h:1/v1", "k")], [{}], {}, 1, 5.0, 1.0)[0].reward == 1.0
 
 
 def test_too_many_failed_episodes_stop_the_run():
     rows = [{"r": 1}, {"r": "x"}, {"r": "y"}, {"r": 0}]
-    outcomes = run_agents(returns(lambda task: task["r"]), ["u"] * 4, rows, {}, 2, 5.0, 1.0)
+    outcomes = run_agents(returns(lambda task: task["r"]), [Endpoint("u", "k")] * 4, rows, {}, 2, 5.0, 1.0)
     check_failures(outcomes, 0.5)
     with pytest.raises(AgentError, match="2 of 4 agent episodes failed .* the first: returned 'x'"):
         check_failures(outcomes, 0.25)
@@ -133,11 +135,11 @@ class FakeEndpoints:
 
     def open(self, sampling: dict) -> dict:
         self.sampling = sampling
-        return {eid: f"http://127.0.0.1:9/episodes/{eid}/v1" for eid in sampling}
+        return {eid: Endpoint(f"http://127.0.0.1:9/episodes/{eid}/v1", "k") for eid in sampling}
 
     def close(self, ids: list[str]) -> dict:
         calls = [[call(0, [1], [2]), call(1, [5], [6, 7])], [call(0, [1], [2])], [call(0, [1], [3])]]
-        return {eid: calls[k // 2] for k, eid in enumerate(ids)}
+        return {eid: EpisodeCalls(calls[k // 2], refused=k % 2) for k, eid in enumerate(ids)}
 
 
 def quarter(completions, **_):
@@ -171,5 +173,6 @@ def test_agent_rollout_lays_out_rewards_scores_and_failures(monkeypatch):
     assert out.loss_mask[6:] == [[0, 0], [0, 0]] and out.texts[6:] == ["", ""]
     assert out.scores["agent/split_episodes"] == [1.0, 1.0, None, None, 0.0, 0.0, 0.0, 0.0]
     assert out.scores["agent/failed"] == [0.0, 0.0, None, None, 0.0, 0.0, 1.0, 1.0]  # on first samples only
+    assert out.scores["agent/refused_calls"] == [0.0, 1.0, None, None, 0.0, 1.0, 0.0, 1.0]
     assert out.scores["tests.test_agents:quarter"] == [None] * 4 + [0.25, 0.25, None, None]  # agent gave None
     assert out.scores["agent/calls"][:2] == [2.0, 2.0] and "timing/generate_s" in out.timings

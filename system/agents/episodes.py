@@ -43,6 +43,15 @@ class Call:
     text: str
 
 
+class EpisodeCalls(list):
+    """An episode's finished calls (Call), in arrival order, and how many calls on its URL the endpoint
+    refused for want of the episode's key (`agent/refused_calls`)."""
+
+    def __init__(self, calls=(), refused: int = 0):
+        super().__init__(calls)
+        self.refused = refused
+
+
 @dataclass
 class Sample(TokenSequence):
     """One token sequence of an episode: what the trainer takes (system/rollout/base.py, RolloutBatch)."""

@@ -1,10 +1,11 @@
 """Running a user's agent function on many episodes at once, each bounded in time.
 
 An agent is a function `fn(client, task, **params) -> reward | None`: `client` an `openai.OpenAI`
-client whose base URL is its episode's (an `openai.AsyncOpenAI` one for an `async def` agent;
-`client.base_url` for an agent that makes its own), `task` the data row (a copy: the agent may
-change it). It makes as many calls as it likes and returns a number, its reward, or None to leave
-the scoring to the configured reward functions.
+client whose base URL and API key are its episode's (an `openai.AsyncOpenAI` one for an `async def`
+agent; `client.base_url` and `client.api_key` for an agent that makes its own: the endpoint refuses
+a call without the key), `task` the data row (a copy: the agent may change it). It makes as many
+calls as it likes and returns a number, its reward, or None to leave the scoring to the configured
+reward functions.
 
 An episode fails, and is counted, when its agent raises, runs past `timeout_s`, or returns
 anything but a finite number or None. An agent past its time is not stopped (Python cannot stop
@@ -28,7 +29,14 @@ from system.registry import Registry
 AGENTS = Registry("agent")
 register_agent = AGENTS.register
 resolve_agent = AGENTS.get
-API_KEY = "r1ray"  # the endpoint checks none; the client insists on one
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where an episode's agent calls: its base URL, and its key (unguessable, one per episode)."""
+
+    url: str
+    api_key: str
 
 
 @dataclass
@@ -37,29 +45,31 @@ class Outcome:
     error: str = ""  # why the episode failed; "" when it did not
 
 
-def run_agents(fn: Callable, urls: list[str], tasks: list[dict], params: dict, concurrency: int,
+def run_agents(fn: Callable, endpoints: list[Endpoint], tasks: list[dict], params: dict, concurrency: int,
                timeout_s: float, request_timeout_s: float) -> list[Outcome]:
-    """One episode per (base URL, task), at most `concurrency` at a time; outcomes in order."""
+    """One episode per (endpoint, task), at most `concurrency` at a time; outcomes in order."""
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="agent") as pool:
-        return list(pool.map(lambda url, task: _bounded(fn, url, task, params, timeout_s, request_timeout_s),
-                             urls, tasks))
+        return list(pool.map(lambda at, task: _bounded(fn, at, task, params, timeout_s, request_timeout_s),
+                             endpoints, tasks))
 
 
-def _bounded(fn, url: str, task: dict, params: dict, timeout_s: float, request_timeout_s: float) -> Outcome:
+def _bounded(fn, endpoint: Endpoint, task: dict, params: dict, timeout_s: float,
+             request_timeout_s: float) -> Outcome:
     """The episode on a thread of its own, waited for at most `timeout_s`."""
     box: list[Outcome] = []
-    thread = threading.Thread(target=lambda: box.append(play(fn, url, task, params, request_timeout_s)),
+    thread = threading.Thread(target=lambda: box.append(play(fn, endpoint, task, params, request_timeout_s)),
                               name="agent-episode", daemon=True)
     thread.start()
     thread.join(timeout_s)
     return box[0] if box else Outcome(error=f"timed out: still running after {timeout_s:g} s")
 
 
-def play(fn, url: str, task: dict, params: dict, request_timeout_s: float) -> Outcome:
-    """One episode: the agent with a client on `url`; whatever it does becomes an Outcome."""
+def play(fn, endpoint: Endpoint, task: dict, params: dict, request_timeout_s: float) -> Outcome:
+    """One episode: the agent with a client on `endpoint`; whatever it does becomes an Outcome."""
     import openai
 
-    options = {"base_url": url, "api_key": API_KEY, "timeout": request_timeout_s, "max_retries": 0}
+    options = {"base_url": endpoint.url, "api_key": endpoint.api_key, "timeout": request_timeout_s,
+               "max_retries": 0}
     task = copy.deepcopy(task)
     try:
         if inspect.iscoroutinefunction(fn):

@@ -26,8 +26,8 @@ FILLER_TOKENS = 2  # a filler sample: this many pad tokens, none in the loss
 
 class AgentRollout(SingleTurnRollout):
     """The data side (rows, sampler, checkpoint state) is the single-turn rollout's; the samples come
-    from agents. `endpoints.open({id: sampling}) -> {id: base URL}`, `endpoints.close(ids) -> {id:
-    [Call]}` (actors/openai_server.py); `rewards.score` as in single_turn.py. `cfg`: the GRPO config."""
+    from agents. `endpoints.open({id: sampling}) -> {id: Endpoint}`, `endpoints.close(ids) -> {id:
+    EpisodeCalls}` (actors/openai_server.py); `rewards.score` as in single_turn.py. `cfg`: the GRPO config."""
 
     def __init__(self, endpoints, rewards, tokenizer, cfg, sampler: PromptSampler, eval_rows: list[dict]):
         super().__init__(None, rewards, tokenizer, cfg, sampler, eval_rows)
@@ -53,6 +53,7 @@ class AgentRollout(SingleTurnRollout):
             "agent/calls": [float(len({c.index for c in calls[eid]})) for eid in ids],
             "agent/split_episodes": [float(len(samples) > 1) for samples in episodes],
             "agent/failed": [float(bool(o.error)) for o in outcomes],
+            "agent/refused_calls": [float(calls[eid].refused) for eid in ids],  # without the episode's key
         })
         rollouts = self._laid_out(episodes, rewards, scores, n)
         rollouts.timings = timings
