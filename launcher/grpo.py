@@ -31,7 +31,7 @@ from system.algorithms.advantages import get_advantage, zero_variance_groups
 from system.algorithms.kl import kl_penalty
 from system.config.grpo import Config, validate
 from system.checkpoint import latest_checkpoint
-from system.reporting.evaluation import solved
+from system.reporting.evaluation import solved, task_reward_metrics
 from system.faults import StopRequest
 from system.reporting.metrics import drop_metrics_from, timed
 from system.models import resolve_model
@@ -89,6 +89,7 @@ def grpo_step(step: int, cfg: Config, actors: Actors, batch: Batch, skipped_befo
     lengths = torch.tensor(rollouts.response_lengths, dtype=torch.float32)
     return {
         **step_metrics(cfg, rollouts.scores, rewards, valid, flat_groups, kl_seq, per_rank, rollout.correctness),
+        **task_reward_metrics(rollouts, rollout.correctness),  # per task of a mixture (rows with a `task`)
         "response/length_mean": lengths.mean().item(),
         "response/length_max": lengths.max().item(),
         "response/clipped_frac": sum(r != "stop" for r in rollouts.finish_reasons) / len(samples),

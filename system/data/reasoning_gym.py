@@ -9,18 +9,20 @@
         chain_sum: {weight: 2, config: {max_terms: 3}}
         products: {weight: 1}
 
-A row is `question` (the prompt), `answer` (the oracle), `task` (the task's name), `metadata` and
-`task_config`: with the question and answer, `metadata` is the entry the task's own `score_answer`
-reads, and `task_config` rebuilds the data set that scores it (system/rewards/reasoning_gym.py). The
-entries are JSON data (reasoning-gym's metadata is), so rows travel to Ray's reward workers as they are.
+A row is `question` (the prompt), `answer` (the oracle), `task` (the task's name), `task_config` and
+`entry` ({seed, size, index}: the item's place in reasoning-gym), all plain JSON: the reward rebuilds the
+library's entry from them and scores it with the task's own `score_answer`
+(system/rewards/reasoning_gym.py), exactly as generated (some entries' metadata holds tuples and
+fractions that a JSON copy would change), so rows travel to Ray's reward workers and to JSON files alike.
 
 Seeds. reasoning-gym's item i of a data set seeded s is drawn from Random(s + i), so the item i + 1 of
-seed s is the item i of seed s + 1: two seeds close together share items. Here the items of a split
-come from one data set per task with the split's own seed, far from the other split's:
-training row i is item i of seed `data.seed * 10**7` (the entry seed `data.seed * 10**7 + i`), held-out
-row j is item j of seed `data.seed * 10**7 + 5 * 10**6`. The ranges never meet while training draws
-fewer than 5 million items, and in addition a held-out question is never a training question (compared
-as text), for tasks whose items repeat.
+seed s is the item i of seed s + 1: two seeds close together share items. Here each split draws from
+one data set per task with a seed far from the other split's: a task's training items are items
+0, 1, 2, ... of seed `data.seed * 10**7` (entry seeds data.seed * 10**7 + i), its held-out items those
+of seed `data.seed * 10**7 + 5 * 10**6`. The ranges never meet while a split draws fewer than 5 million
+items, and in addition a held-out question is never a training question (compared as text), for tasks
+whose items repeat. In a mixture each row picks its task by weight (Random(the split's seed)), then
+takes that task's next item.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, fields
 
 from system.data.rows import DataError, prepare_rows
+from system.rewards.reasoning_gym import task_dataset
 
 PREFIX = "reasoning_gym"
 SEED_STRIDE = 10**7  # entry seeds of one data.seed: [seed * SEED_STRIDE, (seed + 1) * SEED_STRIDE)
@@ -60,8 +63,9 @@ def task_specs(source: str, params: dict) -> list[TaskSpec]:
     if name:
         specs = [TaskSpec(name, 1.0, dict(params))]
     elif set(params) != {"tasks"} or not isinstance(params["tasks"], dict) or not params["tasks"]:
-        raise DataError(f"data.source '{PREFIX}' is a mixture: data.params takes one key, tasks, that maps task "
-                        f"names to {{weight, config}}; got data.params={params} (one task: '{PREFIX}:<name>')")
+        raise DataError(f"data.source '{PREFIX}' is a mixture: data.params takes one key, tasks, that maps "
+                        f"task names to {{weight, config}}; got data.params={params} "
+                        f"(one task: '{PREFIX}:<name>')")
     else:
         specs = [_mixture_spec(task, spec) for task, spec in params["tasks"].items()]
     for spec in specs:
@@ -89,62 +93,66 @@ def _mixture_spec(name: str, spec) -> TaskSpec:
 
 def create_task(name: str, config: dict, seed: int, size: int):
     """reasoning-gym's data set `name` with `config`; a config it rejects is a DataError naming its keys."""
-    import reasoning_gym
     from reasoning_gym.factory import DATASETS
 
     try:
-        return reasoning_gym.create_dataset(name, seed=seed, size=size, **config)
+        return task_dataset(name, json.dumps(config, sort_keys=True), seed, size)
     except (TypeError, ValueError, AssertionError) as e:
         keys = [f.name for f in fields(DATASETS[name][1]) if f.name not in ("seed", "size")]
         raise DataError(f"{PREFIX} task '{name}': config {config} rejected ({type(e).__name__}: {e}); "
                         f"its keys are {keys}") from None
 
 
-def task_rows(specs: list[TaskSpec], seed: int, limit: int) -> Iterator[dict]:
-    """Rows drawn from `specs` by weight: the i-th is item i of its task's data set seeded `seed`."""
-    tasks = [create_task(s.name, s.config, seed, limit) for s in specs]
-    chooser = random.Random(seed)
-    for i in range(limit):
+def task_rows(specs: list[TaskSpec], seed: int, count: int, excluded: set) -> Iterator[dict]:
+    """Rows drawn from `specs` by weight: each picks its task, then takes that task's next item (item i
+    of its data set seeded `seed`) whose question is not in `excluded` (read at each draw). A task that
+    finds none in DRAWS_PER_ROW * count items is an error: its space is too small."""
+    size = count * DRAWS_PER_ROW
+    tasks = [create_task(s.name, s.config, seed, size) for s in specs]
+    chooser, position = random.Random(seed), [0] * len(specs)
+    while True:
         k = chooser.choices(range(len(specs)), weights=[s.weight for s in specs])[0] if len(specs) > 1 else 0
-        entry = tasks[k][i]
-        try:
-            json.dumps(entry["metadata"])
-        except (TypeError, ValueError) as e:
-            raise DataError(f"{PREFIX} task '{specs[k].name}': its metadata is not JSON data ({e})") from None
-        yield {"question": entry["question"], "answer": entry["answer"], "task": specs[k].name,
-               "metadata": entry["metadata"], "task_config": specs[k].config}
+        row = None
+        while row is None or _question(row) in excluded:
+            if position[k] == size:
+                raise DataError(f"{PREFIX} task '{specs[k].name}': no new question in {position[k]} draws: "
+                                f"its task space is too small for {count} rows besides the held-out ones "
+                                "(and data.skip): widen its config (data.params), or lower data.num_eval / "
+                                "num_train")
+            entry = tasks[k][position[k]]
+            row = {"question": entry["question"], "answer": entry["answer"], "task": specs[k].name,
+                   "task_config": specs[k].config,
+                   "entry": {"seed": seed, "size": size, "index": position[k]}}
+            position[k] += 1
+        yield row
 
 
 def load_reasoning_gym(cfg) -> tuple[list[dict], list[dict]]:
     """(train, held-out) rows for a DataConfig whose source is reasoning_gym[:<task>]: num_eval distinct
     held-out questions, then num_train training rows after the first `skip`, none of them a held-out
     question (nor one of the skipped)."""
-    if (cfg.skip + cfg.num_train) * DRAWS_PER_ROW > HELD_OUT_OFFSET:
-        raise DataError(f"{cfg.source}: data.skip + data.num_train = {cfg.skip + cfg.num_train} rows: at most "
-                        f"{HELD_OUT_OFFSET // DRAWS_PER_ROW} keep training's entry seeds below the held-out ones")
+    wanted = cfg.skip + cfg.num_train
+    if wanted * DRAWS_PER_ROW > HELD_OUT_OFFSET:
+        raise DataError(f"{cfg.source}: data.skip + data.num_train = {wanted} rows: at most "
+                        f"{HELD_OUT_OFFSET // DRAWS_PER_ROW} keep training's entry seeds below the held-out "
+                        "ones")
     specs = task_specs(cfg.source, cfg.params)
-    base = cfg.seed * SEED_STRIDE
-    held_out, seen = [], set()
-    for row in task_rows(specs, base + HELD_OUT_OFFSET, max(cfg.num_eval, 1) * DRAWS_PER_ROW):
-        if len(held_out) == cfg.num_eval:
-            break
-        if _question(row) not in seen:
-            seen.add(_question(row))
-            held_out.append(row)
-    wanted, train = cfg.skip + cfg.num_train, []
-    for row in task_rows(specs, base, wanted * DRAWS_PER_ROW):
-        if len(train) == wanted:
-            break
-        if _question(row) not in seen:
-            train.append(row)
-            if len(train) <= cfg.skip:  # a skipped question drawn again later is skipped too
-                seen.add(_question(row))
-    if len(held_out) < cfg.num_eval or len(train) < wanted:
-        raise DataError(f"{cfg.source}: the task space is too small: {len(held_out)} distinct held-out questions "
-                        f"(num_eval={cfg.num_eval}) and {len(train)} training rows besides them (skip + num_train "
-                        f"= {wanted}) in {DRAWS_PER_ROW}x as many draws: widen the task's config (data.params)")
-    return (prepare_rows(train[cfg.skip:], cfg, cfg.source),
+    base, excluded = cfg.seed * SEED_STRIDE, set()
+    held_out = _take(task_rows(specs, base + HELD_OUT_OFFSET, cfg.num_eval, excluded), cfg.num_eval, excluded)
+    training = task_rows(specs, base, wanted, excluded)
+    _take(training, cfg.skip, excluded)  # a skipped question drawn again later is skipped too
+    return (prepare_rows(_take(training, cfg.num_train), cfg, cfg.source),
             prepare_rows(held_out, cfg, cfg.source + " (eval)"))
+
+
+def _take(rows: Iterator[dict], count: int, remember: set | None = None) -> list[dict]:
+    """The next `count` rows; each one's question added to `remember`, if given, as it is drawn."""
+    taken = []
+    for _ in range(count):
+        taken.append(next(rows))
+        if remember is not None:  # at once: the next draw already skips it
+            remember.add(_question(taken[-1]))
+    return taken
 
 
 def _question(row: dict) -> tuple[str, str]:

@@ -3,6 +3,10 @@
 pass@k is the unbiased estimator of Chen et al. (2021): with n samples of which c are
 correct, pass@k = 1 - C(n-c, k) / C(n, k), the chance that k samples drawn without
 replacement contain a correct one; averaged over problems.
+
+Rows that name their `task` (a mixture of tasks, system/data/reasoning_gym.py) get each figure per
+task too: eval/<task>/accuracy and eval/<task>/pass@k here, reward/<task>/mean and
+reward/<task>/accuracy for training batches (`task_reward_metrics`).
 """
 
 from __future__ import annotations
@@ -47,9 +51,32 @@ def eval_metrics(greedy: RolloutBatch, sampled: RolloutBatch, n: int, ks: list[i
     per_problem = [sum(sampled_ok[i:i + n]) for i in range(0, len(sampled_ok), n)]
     for k in ks:
         metrics[f"eval/pass@{k}"] = float(np.mean([pass_at_k(n, c, k) for c in per_problem]))
+    for task, problems in by_task(greedy.tasks).items():
+        metrics[f"eval/{task}/accuracy"] = float(np.mean([greedy_ok[p] for p in problems]))
+        for k in ks:
+            metrics[f"eval/{task}/pass@{k}"] = float(np.mean([pass_at_k(n, per_problem[p], k) for p in problems]))
     for name, values in greedy.scores.items():  # env statistics of the greedy episodes: eval/turns, ...
         if name.startswith("env/") and name != correctness:
             metrics["eval/" + name[len("env/"):]] = float(np.mean(values))
+    return metrics
+
+
+def by_task(tasks: list[str]) -> dict[str, list[int]]:
+    """The positions of each task's entries in `tasks` (empty: the rows name no task)."""
+    positions: dict[str, list[int]] = {}
+    for i, task in enumerate(tasks):
+        positions.setdefault(task, []).append(i)
+    return positions
+
+
+def task_reward_metrics(batch: RolloutBatch, correctness: str | None) -> dict:
+    """reward/<task>/mean (of the scored samples) and reward/<task>/accuracy of a training batch."""
+    ok = solved(batch.scores, correctness, batch.rewards)
+    metrics = {}
+    for task, samples in by_task(batch.tasks).items():
+        scored = [batch.rewards[i] for i in samples if batch.rewards[i] is not None]
+        metrics[f"reward/{task}/mean"] = sum(scored) / len(scored) if scored else 0.0
+        metrics[f"reward/{task}/accuracy"] = sum(ok[i] for i in samples) / len(samples)
     return metrics
 
 

@@ -1,7 +1,8 @@
 """reasoning-gym's own verifiers as a reward: the task's `score_answer` on the reply's last `<answer>`.
 
-Rows come from system/data/reasoning_gym.py: `task`, `task_config`, `question`, `answer` and
-`metadata` rebuild the entry and the data set that scores it. Where r1ray departs from the library:
+Rows come from system/data/reasoning_gym.py: `task`, `task_config` and `entry` ({seed, size, index}) name
+the library's item, which is rebuilt here, exactly as generated, and scored by its task's data set.
+Where r1ray departs from the library:
 
 - Binarised (`reasoning_gym`): 1.0 only where `score_answer` gives 1.0, else 0.0. The library pays
   partial credit that a policy can farm: an answer that contains the oracle gets len(oracle) /
@@ -31,27 +32,37 @@ UNCAPPED_CHARS = 1000  # the cap of tasks without a single oracle (answer None),
 
 
 @functools.lru_cache(maxsize=64)
-def scoring_dataset(task: str, config_json: str):
-    """The data set whose `score_answer` scores `task`'s entries (built once per worker and config:
-    some tasks load files when built)."""
+def task_dataset(task: str, config_json: str, seed: int, size: int):
+    """reasoning-gym's data set `task` (its config as JSON), built once per process: some tasks load files
+    when built, some draw all their items' kinds then (so the size is part of an item's address)."""
     import reasoning_gym
 
-    return reasoning_gym.create_dataset(task, seed=0, size=1, **json.loads(config_json))
+    return reasoning_gym.create_dataset(task, seed=seed, size=size, **json.loads(config_json))
+
+
+@functools.lru_cache(maxsize=4096)
+def library_entry(task: str, config_json: str, seed: int, size: int, index: int) -> dict:
+    """The item a row names, made once per process (a group's samples score the same row)."""
+    return task_dataset(task, config_json, seed, size)[index]
 
 
 def answer_cap(oracle) -> int:
     return 2 * len(oracle) + ANSWER_SLACK_CHARS if isinstance(oracle, str) else UNCAPPED_CHARS
 
 
-def score_reply(completion: str, task: str, config: dict, question: str, oracle, metadata: dict,
+def score_reply(completion: str, task: str, config: dict, question: str, entry: dict,
                 partial: bool = False) -> float | None:
-    """One reply's score for one entry (see the module's docstring)."""
+    """One reply's score for the item `entry` ({seed, size, index}) of `task` (see the module's docstring)."""
+    address = (task, json.dumps(config or {}, sort_keys=True), entry["seed"], entry["size"])
+    item = library_entry(*address, entry["index"])
+    if item["question"] != question:
+        raise ValueError(f"reasoning-gym's item {entry} of task '{task}' is not the row's question (rows "
+                         f"made by another reasoning-gym version?): {item['question'][:80]!r}")
     answer = tag_content(completion)
-    if answer is None or len(answer) > answer_cap(oracle):
+    if answer is None or len(answer) > answer_cap(item["answer"]):
         return 0.0
-    dataset = scoring_dataset(task, json.dumps(config or {}, sort_keys=True))
     try:
-        score = float(dataset.score_answer(answer, {"question": question, "answer": oracle, "metadata": metadata}))
+        score = float(task_dataset(*address).score_answer(answer, item))
     except Exception:  # noqa: BLE001 - a scorer choking on model text: this sample cannot be scored
         return None
     return score if partial else float(score >= 1.0)
@@ -60,15 +71,14 @@ def score_reply(completion: str, task: str, config: dict, question: str, oracle,
 def make_reasoning_gym(partial: bool = False):
     """The reward over rows of system/data/reasoning_gym.py; `partial`: the library's partial credit."""
 
-    def reasoning_gym(completions: list[str], task=None, task_config=None, question=None, answer=None,
-                      metadata=None, **kwargs) -> list[float | None]:
-        if task is None or question is None or metadata is None:
-            raise ValueError("the reasoning_gym reward needs the columns 'task', 'question', 'answer' and "
-                             "'metadata' of a reasoning_gym data source (data.source: reasoning_gym:<task>)")
+    def reasoning_gym(completions: list[str], task=None, task_config=None, question=None, entry=None,
+                      **kwargs) -> list[float | None]:
+        if task is None or question is None or entry is None:
+            raise ValueError("the reasoning_gym reward needs the columns 'task', 'question' and 'entry' of a "
+                             "reasoning_gym data source (data.source: reasoning_gym:<task>)")
         configs = task_config or [{}] * len(completions)
-        answers = answer or [None] * len(completions)
-        return [score_reply(*args, partial=partial)
-                for args in zip(completions, task, configs, question, answers, metadata)]
+        rows = zip(completions, task, configs, question, entry)
+        return [score_reply(*row, partial=partial) for row in rows]
 
     return reasoning_gym
 

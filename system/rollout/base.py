@@ -20,6 +20,7 @@ class RolloutBatch:
     texts: list[str]  # the model's text, for rewards, logs and reports
     versions: list[list[int]]  # per token: the policy version that sampled it (-1 where mask is 0)
     timings: dict[str, float] = field(default_factory=dict)  # timing/<phase>_s of the phases that made them
+    tasks: list[str] = field(default_factory=list)  # per sample: its row's `task` column, if rows have one
 
     @property
     def response_lengths(self) -> list[int]:

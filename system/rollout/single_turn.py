@@ -67,6 +67,7 @@ class SingleTurnRollout(Rollout):
             texts=texts,
             versions=[[-1] * len(p) + s["versions"] for p, s in samples],
             timings=timings,
+            tasks=[str(row["task"]) for row in rows for _ in range(n)] if all("task" in row for row in rows) else [],
         )
 
     def state(self) -> dict:
