@@ -15,7 +15,7 @@ from actors.policy import PolicyTrainer
 from actors.reference import ReferenceModel, TeacherModel
 from actors.reward import RewardPool
 from actors.vllm_engine import EnginePool
-from actors.weight_sync import WeightSync
+from actors.weight_broadcast import WeightBroadcast
 from system.data import drop_overlong, load_splits
 from system.algorithms.on_policy_distill import check_same_tokenizer
 from system.data.sampler import PromptSampler
@@ -24,6 +24,7 @@ from system.platform import Platform, platform_for
 from system.rollout import Rollout
 from system.rollout.multiturn import EpisodeRollout
 from system.rollout.single_turn import SingleTurnRollout
+from system.teachers.program import ProgramTeacher
 
 # Every actor process: no hub access, quiet tokenizers, no per-checkpoint progress bars, and vLLM at
 # warnings (its INFO lines repeat at every weight sync); VLLM_LOGGING_LEVEL=INFO brings them back.
@@ -31,12 +32,18 @@ WORKER_ENV = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_
               "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING")}
 
 
+def joins_cluster(address: str) -> bool:
+    """Whether the job joins a running cluster (`ray_address`, or the RAY_ADDRESS that `ray job submit`
+    sets) rather than start a Ray runtime of its own."""
+    return bool(address or os.environ.get("RAY_ADDRESS"))
+
+
 def start_ray(address: str, logical_cpus: float) -> None:
     """Join the cluster of `ray job submit` / `ray start`, or start a local one sized for the job."""
     if ray.is_initialized():
         return
     env = {"env_vars": WORKER_ENV}
-    if address or os.environ.get("RAY_ADDRESS"):
+    if joins_cluster(address):
         ray.init(address=address or None, runtime_env=env)
     else:
         ray.init(num_cpus=max(int(-(-logical_cpus // 1)), os.cpu_count() or 1), runtime_env=env)
@@ -45,25 +52,6 @@ def start_ray(address: str, logical_cpus: float) -> None:
 def cluster_platform() -> Platform:
     """The platform of the cluster's devices, which the driver's own node may not have."""
     return platform_for(ray.cluster_resources().get("GPU", 0) > 0)
-
-
-@dataclass
-class Actors:
-    engines: EnginePool
-    policy: ActorGroup
-    reference: ActorGroup | None
-    rewards: RewardPool
-    envs: EnvPool | None  # when training on environments (cfg.env.cls)
-    rollout: Rollout  # single-turn over the data set, or episodes in the envs
-    sync: WeightSync
-    placement: Placement
-    teacher: ActorGroup | None = None  # on-policy distillation's teacher (on_policy_distill.teacher_path)
-
-    def shutdown(self) -> None:
-        workers = self.engines.engines + self.policy.actors + self.rewards.workers
-        workers += (self.reference.actors if self.reference else []) + (self.envs.workers if self.envs else [])
-        workers += self.teacher.actors if self.teacher else []
-        release(workers, self.placement)
 
 
 def release(actors: list, placement: Placement) -> None:
@@ -77,14 +65,36 @@ def release(actors: list, placement: Placement) -> None:
 class RolloutActors:
     """What sampling and scoring need: the engines, reward workers, env workers and the rollout over them."""
 
-    engines: EnginePool
+    engines: EnginePool | None  # None for distillation's program teacher
     rewards: RewardPool
     envs: EnvPool | None  # when training on environments (cfg.env.cls)
-    rollout: Rollout  # single-turn over the data set, or episodes in the envs
+    # single-turn over the data set, episodes in the envs, or distillation's teacher (ProgramTeacher alike)
+    rollout: Rollout
     placement: Placement
 
+    def named(self) -> list[tuple[str, object]]:
+        """Every actor, with its name: what recovery watches, and what `shutdown` kills."""
+        named = list(zip(self.engines.names, self.engines.engines)) if self.engines else []
+        named += list(zip(self.rewards.names, self.rewards.workers))
+        return named + (list(zip(self.envs.names, self.envs.workers)) if self.envs else [])
+
     def shutdown(self) -> None:
-        release(self.engines.engines + self.rewards.workers + (self.envs.workers if self.envs else []), self.placement)
+        release([actor for _, actor in self.named()], self.placement)
+
+
+@dataclass
+class Actors(RolloutActors):
+    """A GRPO run's actors: the rollout side, the trainer ranks, the frozen scorers and the weight
+    broadcast from the policy to the engines."""
+
+    policy: ActorGroup
+    reference: ActorGroup | None
+    weights: WeightBroadcast
+    teacher: ActorGroup | None = None  # on-policy distillation's teacher (on_policy_distill.teacher_path)
+
+    def named(self) -> list[tuple[str, object]]:
+        groups = [g for g in (self.policy, self.reference, self.teacher) if g is not None]
+        return super().named() + [pair for group in groups for pair in group.named()]
 
 
 def build_rollout(cfg, model_path: str, tokenizer, placement: Placement) -> RolloutActors:
@@ -110,6 +120,19 @@ def build_evaluation(cfg, model_path: str, tokenizer) -> RolloutActors:
     return build_rollout(cfg, model_path, tokenizer, Placement(roles, cfg.placement, cluster_platform()))
 
 
+def build_teacher(cfg, model_path: str, tokenizer) -> RolloutActors:
+    """Distillation's side (a DistillConfig): its teacher, the model at `model_path` sampled by engines
+    or a program (no engine), and the reward workers that verify the traces."""
+    placement = Placement(cfg.roles(), cfg.placement, cluster_platform())
+    rewards = RewardPool(cfg.reward, placement.options("reward"))
+    if cfg.teacher:  # a program writes the traces (system/teachers/)
+        teacher = ProgramTeacher(cfg.teacher, rewards, tokenizer, cfg)
+        return RolloutActors(None, rewards, None, teacher, placement)
+    engines = EnginePool(cfg, placement, model_path)
+    teacher = SingleTurnRollout(engines, rewards, tokenizer, cfg)
+    return RolloutActors(engines, rewards, None, teacher, placement)
+
+
 def build_actors(cfg, model_path: str, tokenizer) -> Actors:
     platform = cluster_platform()
     roles, fault = cfg.roles(), cfg.fault
@@ -132,10 +155,10 @@ def build_actors(cfg, model_path: str, tokenizer) -> Actors:
         reference.init()
     if teacher is not None:
         teacher.init()
-    sync = WeightSync(policy, sampling.engines, roles.engine_devices, platform, fault.call_timeout_s,
-                      fault.collective_timeout_s)
-    return Actors(sampling.engines, policy, reference, sampling.rewards, sampling.envs, sampling.rollout, sync, placement,
-                  teacher)
+    weights = WeightBroadcast(policy, sampling.engines, roles.engine_devices, platform, fault.call_timeout_s,
+                              fault.collective_timeout_s)
+    return Actors(sampling.engines, sampling.rewards, sampling.envs, sampling.rollout, placement, policy,
+                  reference, weights, teacher)
 
 
 def teacher_model(cfg, tokenizer) -> str:

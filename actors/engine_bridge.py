@@ -6,14 +6,12 @@ synchronous LLMEngine and steps it itself, so that weight loads land between dec
 every token is stamped with the policy version that sampled it. `EngineBridge` is the part of
 `EngineClient` those classes use, over that engine: `generate` (on the server's event loop)
 queues a request to a stepping thread, which adds it to the engine, steps the engine while it has
-requests, under the same locks as the actor's own `generate`, and hands every output back to the
-loop with its version.
+requests, taking turns with the actor's own `generate` calls and weight loads (actors/engine_turns.py),
+and hands every output back to the loop with its version.
 
 What it changes of a request, and why: it is always sampled with the log-prob of each sampled
 token and streamed in deltas, so that the recorder (`track`) gets every token's log-prob and
-version; a caller that asked for the final output only gets the deltas merged into one. The
-actor's `generate` calls and served requests take turns in the engine (one holds it while it has
-requests in flight).
+version; a caller that asked for the final output only gets the deltas merged into one.
 """
 
 from __future__ import annotations
@@ -22,29 +20,21 @@ import asyncio
 import itertools
 import queue
 import threading
-import time
-from contextlib import nullcontext
 from typing import Callable, Optional
 
 from vllm.sampling_params import RequestOutputKind
 
-from actors.vllm_engine import StampedSample
+from actors.engine_turns import EngineTurns, StampedSample
 
 # Called when a request starts; returns what to call with (prompt ids, the choices' results) when it ends.
 Track = Callable[[], Optional[Callable[[list[int], list[dict]], None]]]
 
 
 class EngineBridge:
-    def __init__(self, engine, version: Callable[[], int], step_lock: threading.Lock,
-                 turn_lock: threading.Lock, load_waiting: threading.Event, partial_rollout: bool,
-                 on_thread: Callable[[], None]):
-        """`engine`: the actor's LLMEngine; the locks, the event and the version are the actor's
-        (actors/vllm_engine.py): `step_lock` held for an engine step or a weight load, `turn_lock` by
-        whoever has requests in the engine, `load_waiting` set while a weight load waits.
-        `on_thread` sets up a thread to step the engine."""
-        self.engine, self.version, self.partial_rollout = engine, version, partial_rollout
-        self.step_lock, self.turn_lock, self.load_waiting = step_lock, turn_lock, load_waiting
-        self.on_thread = on_thread
+    def __init__(self, engine, turns: EngineTurns, on_thread: Callable[[], None]):
+        """`engine`: the actor's LLMEngine; `turns`: the actor's, through which its `generate` calls,
+        these requests and weight loads share the engine. `on_thread` sets up a thread to step the engine."""
+        self.engine, self.turns, self.on_thread = engine, turns, on_thread
         # What vLLM's serving classes read off an EngineClient.
         self.vllm_config, self.model_config = engine.vllm_config, engine.model_config
         self.renderer, self.input_processor = engine.renderer, engine.input_processor
@@ -117,32 +107,19 @@ class EngineBridge:
         while True:
             self._wake.wait()
             self._wake.clear()
-            while self.load_waiting.is_set():  # a weight load waits for the engine: let it in first
-                time.sleep(0.001)
             try:
-                with self.turn_lock:
-                    self._busy_period()
+                self._busy_period()
             except Exception as e:  # noqa: BLE001 - the engine is broken: every request, now and later, fails
                 self._fail(e)
                 return
 
     def _busy_period(self) -> None:
-        """Step the engine until it has no request left. With partial rollouts a weight load lands
-        between two steps; without, it waits for the end of the busy period, and requests that
-        arrive while it waits are held back until it has landed."""
-        locks = (nullcontext(), self.step_lock), (self.step_lock, nullcontext())
-        whole, each_step = locks[0] if self.partial_rollout else locks[1]
-        with whole:
-            while True:
-                while self.partial_rollout and self.load_waiting.is_set():
-                    time.sleep(0.001)
-                with each_step:
-                    self._admit(self.partial_rollout or not self.load_waiting.is_set())
-                    if not self.engine.has_unfinished_requests():
-                        break
-                    outputs, version = self.engine.step(), self.version()
-                for out in outputs:
-                    self._deliver(out.request_id, (out, version), out.finished)
+        """One turn: step the engine until it has no request left. Requests held back while a weight
+        load waited for the end of the turn start another one."""
+        admit = lambda: self._admit(self.turns.admits_new_requests())  # noqa: E731
+        for outputs, version in self.turns.steps(self.engine, admit):
+            for out in outputs:
+                self._deliver(out.request_id, (out, version), out.finished)
         if self._held:
             self._wake.set()
 

@@ -12,7 +12,7 @@ import traceback
 
 import ray
 
-from actors.calls import bounded_get
+from actors.calls import actor_names, bounded_get
 from system.envs import EnvProtocolError, PlayedEnv, make_env
 
 
@@ -60,8 +60,9 @@ class EnvPool:
         params = dict(env_cfg.params)
         # A bad name or param fails here with its message, not in an actor.
         self.max_turns = PlayedEnv(make_env(env_cfg.cls, **params)).max_turns
-        self.workers = [EnvWorker.options(name=f"env-{i}", **opts).remote(env_cfg.cls, params)
-                        for i, opts in enumerate(options)]
+        self.names = actor_names("env", len(options))
+        self.workers = [EnvWorker.options(name=name, **opts).remote(env_cfg.cls, params)
+                        for name, opts in zip(self.names, options)]
         self.timeout_s = timeout_s  # the longest one batched reset / step may take
 
     def reset(self, keys: list[int], seeds: list[int]) -> list[tuple[str, str, list[dict], str]]:
@@ -75,8 +76,9 @@ class EnvPool:
         k = len(self.workers)
         shares = [[j for j, key in enumerate(keys) if key % k == w] for w in range(k)]
         calls = [
-            (share, (f"env-{w}", getattr(worker, method).remote([keys[j] for j in share], [values[j] for j in share])))
-            for w, (worker, share) in enumerate(zip(self.workers, shares)) if share
+            (share, (name, getattr(worker, method).remote([keys[j] for j in share],
+                                                          [values[j] for j in share])))
+            for name, worker, share in zip(self.names, self.workers, shares) if share
         ]
         answers = bounded_get([call for _, call in calls], f"env {method}", self.timeout_s)
         out: list = [None] * len(keys)

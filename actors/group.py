@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import ray
 
-from actors.calls import bounded_get
+from actors.calls import actor_names, bounded_get
 from system.platform import current_platform
 
 
@@ -51,7 +51,7 @@ class ActorGroup:
     `timeout_s` bounds every wait on the group (actors/calls.py)."""
 
     def __init__(self, actor_cls, name: str, options: list[dict], *args, timeout_s: float = 1800.0):
-        self.names = [f"{name}-{rank}" for rank in range(len(options))]
+        self.names = actor_names(name, len(options))
         self.actors = [
             actor_cls.options(name=self.names[rank], **opts).remote(rank, len(options), *args)
             for rank, opts in enumerate(options)

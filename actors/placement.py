@@ -9,26 +9,17 @@ placement group of its own, which vLLM's Ray executor then fills with its TP wor
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import ray
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from system.config.grpo import PlacementConfig, Roles
+from system.config.grpo import DEVICE_ROLES, ROLES, PlacementConfig, Roles
 from system.platform import Platform
-
-# Share of one device each role takes when colocated (GPU).
-COLOCATE_FRACTION = {"engine": 0.4, "policy": 0.4, "reference": 0.1, "teacher": 0.1}
 
 
 def _role_cpus(p: PlacementConfig) -> dict[str, float]:
-    return {"engine": p.engine_cpus, "policy": p.policy_cpus, "reference": p.reference_cpus,
-            "teacher": p.teacher_cpus, "reward": p.reward_cpus, "env": p.env_cpus}
-
-
-def _role_counts(roles: Roles) -> dict[str, int]:
-    return {role: count for role, count in asdict(roles).items() if role != "engine_devices"}
+    """Logical CPUs per actor of each role: `placement.<role>_cpus`."""
+    return {role: getattr(p, f"{role}_cpus") for role in ROLES}
 
 
 class Placement:
@@ -38,27 +29,26 @@ class Placement:
     def __init__(self, roles: Roles, p: PlacementConfig, platform: Platform, max_restarts: int = 0):
         self.use_gpu = platform.is_gpu
         self.max_restarts = max_restarts
-        self.counts, self.cpus = _role_counts(roles), _role_cpus(p)
+        self.counts, self.cpus = roles.counts(), _role_cpus(p)
         self.tp = roles.engine_devices
         self.colocate = p.colocate
         self.node_resources = p.node_resources  # role -> custom resources its bundles ask for
         self.groups: dict[str, list] = {}  # role -> [(pg, bundle index)] per actor
         self.pgs: list = []
-        devices = max(self.counts["engine"] * self.tp, self.counts["policy"], self.counts["reference"],
-                      self.counts["teacher"])
+        devices = max(self.counts[role] * (self.tp if role == "engine" else 1) for role in DEVICE_ROLES)
         if self.colocate:
-            cpus = sum(self.cpus[k] for k in COLOCATE_FRACTION if self.counts[k])  # of the roles this run has
-            shared = self._make([self._device_bundle(cpus, *COLOCATE_FRACTION)] * devices)
-            for role in COLOCATE_FRACTION:
+            cpus = sum(self.cpus[k] for k in DEVICE_ROLES if self.counts[k])  # of the roles this run has
+            shared = self._make([self._device_bundle(cpus, *DEVICE_ROLES)] * devices)
+            for role in DEVICE_ROLES:
                 self.groups[role] = [(shared, i * (self.tp if role == "engine" else 1)) for i in range(self.counts[role])]
         else:
-            for role in ("policy", "reference", "teacher"):
+            for role in [r for r in DEVICE_ROLES if r != "engine"]:
                 bundles = [self._device_bundle(self.cpus[role], role)] * self.counts[role]
                 pg = self._make(bundles) if bundles else None
                 self.groups[role] = [(pg, i) for i in range(self.counts[role])]
             self.groups["engine"] = [(self._make([self._device_bundle(self.cpus["engine"], "engine")] * self.tp), 0)
                                      for _ in range(self.counts["engine"])]
-        for role in ("reward", "env"):  # CPU-only workers
+        for role in [r for r in ROLES if r not in DEVICE_ROLES]:  # CPU-only workers
             bundle = {"CPU": self.cpus[role], **self.node_resources.get(role, {})}
             pg = self._make([bundle] * self.counts[role]) if self.counts[role] else None
             self.groups[role] = [(pg, i) for i in range(self.counts[role])]
@@ -83,8 +73,8 @@ class Placement:
         out = []
         for pg, index in self.groups[role]:
             gpus = 0.0
-            if self.use_gpu and role not in ("reward", "env"):
-                gpus = COLOCATE_FRACTION[role] if self.colocate else 1.0
+            if self.use_gpu and role in DEVICE_ROLES:
+                gpus = DEVICE_ROLES[role] if self.colocate else 1.0
                 if role == "engine" and self.tp > 1:
                     gpus = 0.0  # vLLM's Ray executor places its TP workers in this placement group
             out.append({
@@ -100,6 +90,6 @@ class Placement:
     @staticmethod
     def logical_cpus(roles: Roles, p: PlacementConfig) -> float:
         """Logical CPUs the job reserves: a local Ray runtime is started with at least this many."""
-        counts, cpus = _role_counts(roles), _role_cpus(p)
+        counts, cpus = roles.counts(), _role_cpus(p)
         counts["engine"] *= roles.engine_devices
         return sum(cpus[role] * count for role, count in counts.items())

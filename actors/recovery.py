@@ -7,9 +7,10 @@ dead one again in its own bundle, running its constructor. What the constructor 
 - reference and teacher ranks: every rank restarts and rejoins, and `init` loads the frozen weights again;
 - engines: the current policy weights, which the driver sends (checksummed) after recovering;
 - reward and env workers: nothing; the step's samples are collected again.
-The weight-sync group is made anew after every failure: a broadcast that lost a peer leaves the
+The weight-broadcast group is made anew after every failure: a broadcast that lost a peer leaves the
 survivors' group unusable. An actor that did not answer in time (ActorFailure.hung) is killed, so
-that Ray restarts it too.
+that Ray restarts it too. The training loop makes one call when a step fails (`Recovery.resume`): it
+gets back the step to go on at, with every actor restored.
 """
 
 from __future__ import annotations
@@ -17,30 +18,38 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Callable, Optional
 
 from actors.calls import ActorFailure, process_ids, restart_actors, restart_counts
 from system.faults import FaultConfig, FaultError
 
 
-class Recovery:
-    """Knows the process of every actor of `actors` (actors/cluster.py: Actors)."""
+@dataclass
+class StepAttempt:
+    """One try at a training step, as far as it got: where the run goes on if it fails."""
 
-    def __init__(self, actors, cfg: FaultConfig):
-        self.actors, self.cfg = actors, cfg
-        self.pids = process_ids(self.named(), cfg.restart_timeout_s)
-        self.restart_counts = restart_counts(self.named())
+    step: int
+    data_before: dict  # where the task source stood before this step's tasks (Rollout.state)
+    began: float = field(default_factory=time.monotonic)
+    phase: str = "eval"  # the phase under way, named in errors and in faults.jsonl
+    metrics: dict = field(default_factory=dict)
+    updated: bool = False  # the policy took this step's update
+    logged: bool = False  # and its metrics are in metrics.jsonl
+
+
+class Recovery:
+    """Knows the process of every actor of `actors` (actors/cluster.py: Actors). `roll_back` takes the
+    run back to its last checkpoint and returns the step it starts again at."""
+
+    def __init__(self, actors, cfg: FaultConfig, run_dir: str, roll_back: Callable[[], int]):
+        self.actors, self.cfg, self.run_dir, self.roll_back = actors, cfg, run_dir, roll_back
+        self.pids = process_ids(self.actors.named(), cfg.restart_timeout_s)
+        self.restart_counts = restart_counts(list(self.pids))
         self.failures = 0  # over the run
         self.failures_in_a_row = 0  # since the last step that finished
         self.restarts = 0  # actors restarted, over the run
         self.lost_s = 0.0  # from the start of each failed step to the end of its recovery, summed
-
-    def named(self) -> list[tuple[str, object]]:
-        a = self.actors
-        groups = [g for g in (a.policy, a.reference, a.teacher) if g is not None]
-        return (list(zip(a.engines.names, a.engines.engines)) + [pair for g in groups for pair in g.named()]
-                + [(f"reward-{i}", w) for i, w in enumerate(a.rewards.workers)]
-                + ([(f"env-{i}", w) for i, w in enumerate(a.envs.workers)] if a.envs else []))
 
     def step_done(self) -> None:
         self.failures_in_a_row = 0
@@ -48,10 +57,31 @@ class Recovery:
     def check(self) -> None:
         """At the start of a step: an actor that died between two calls and that Ray restarted has
         failed no call, but lost its state (an engine its weights): it is recovered like any other."""
-        counts = restart_counts(self.named())
+        counts = restart_counts(list(self.pids))
         changed = sorted(name for name, n in counts.items() if n != self.restart_counts[name])
         if changed:
-            raise ActorFailure(changed, "step start", "restarted by Ray since the last step")
+            raise ActorFailure(changed, "step start", "restarted by Ray (or dead) since the last step")
+
+    def resume(self, error: BaseException, attempt: StepAttempt, producer,
+               log: Callable[[dict, int], None]) -> int:
+        """After `error` in `attempt`: restart and restore what it broke (`recover`), and return the step
+        to go on at, where no task is lost or trained twice: a restarted policy goes back to its last
+        checkpoint; otherwise a step whose update was done is kept (its metrics logged with `log`), one
+        that was not is tried again. `producer` (system/rollout/producer.py) is closed: make a new one."""
+        detected = time.time()
+        producer.close(wait=True)  # nothing touches the task source while the run goes back
+        restarted = self.recover(error, attempt.phase)  # raises what no actor's failure explains
+        if restarted & set(self.actors.policy.names):
+            step = self.roll_back()
+        else:
+            if attempt.updated and not attempt.logged:
+                log({**attempt.metrics, **self.metrics()}, attempt.step)
+            step = attempt.step + 1 if attempt.updated else attempt.step
+            data = producer.data_state(step) if attempt.updated else attempt.data_before
+            self.actors.rollout.load_state(data)
+        self.actors.weights.send(step, verify=True)  # every engine serves the policy's weights, checked
+        self.record(error, attempt.phase, restarted, attempt.step, step, attempt.began, detected)
+        return step
 
     def recover(self, error: BaseException, phase: str) -> set[str]:
         """Restart and restore what `error` broke; returns the names of the actors restarted. An error
@@ -62,8 +92,9 @@ class Recovery:
         failure = actor_failure(error)
         hung = set(failure.actors) if failure is not None and failure.hung else set()
         if hung:
-            restart_actors([(n, a) for n, a in self.named() if n in hung], self.pids, self.cfg.restart_timeout_s)
-        pids = process_ids(self.named(), self.cfg.restart_timeout_s)
+            stuck = [(n, a) for n, a in self.actors.named() if n in hung]
+            restart_actors(stuck, self.pids, self.cfg.restart_timeout_s)
+        pids = process_ids(self.actors.named(), self.cfg.restart_timeout_s)
         restarted = {name for name, pid in pids.items() if pid != self.pids[name]} | hung
         if not restarted:
             raise error
@@ -80,17 +111,14 @@ class Recovery:
                 restart_actors(survivors, pids, self.cfg.restart_timeout_s)
                 group.init()
                 restarted |= set(group.names)
-        self.actors.sync = self.actors.sync.renewed()
-        self.pids = process_ids(self.named(), self.cfg.restart_timeout_s)
-        self.restart_counts = restart_counts(self.named())
+        self.actors.weights = self.actors.weights.renewed()
+        self.pids = process_ids(self.actors.named(), self.cfg.restart_timeout_s)
+        self.restart_counts = restart_counts(list(self.pids))
         self.restarts += len(restarted)
         return restarted
 
-    def policy_restarted(self, restarted: set[str]) -> bool:
-        return bool(restarted & set(self.actors.policy.names))
-
     def record(self, error: BaseException, phase: str, restarted: set[str], failed_step: int, resumed_at: int,
-               step_began: float, detected: float, run_dir: str) -> None:
+               step_began: float, detected: float) -> None:
         """Once the run is back: the time lost (from the start of the failed step, time.monotonic()), a
         line on the console and one in RUN_DIR/faults.jsonl (`detected`: time.time() of the error)."""
         lost = time.monotonic() - step_began
@@ -99,7 +127,7 @@ class Recovery:
         event = {"detected": detected, "recovered_s": round(time.time() - detected, 2), "phase": phase,
                  "restarted": sorted(restarted), "step": failed_step, "resumed_at": resumed_at,
                  "lost_s": round(lost, 2), "error": f"{type(error).__name__}: {error}"[:500]}
-        with open(os.path.join(run_dir, "faults.jsonl"), "a") as f:
+        with open(os.path.join(self.run_dir, "faults.jsonl"), "a") as f:
             f.write(json.dumps(event) + "\n")
         print(f"fault: {', '.join(sorted(restarted))} restarted after a failure in phase '{phase}'; going on at "
               f"step {resumed_at} ({lost:.1f} s lost)", flush=True)

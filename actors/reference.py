@@ -38,7 +38,8 @@ class TeacherModel(FrozenModel):
     section = "on_policy_distill"
 
 
-def score(group: ActorGroup, samples: list[TrainingSample], phase: str, method: str = "logprobs") -> list[torch.Tensor]:
+def logprobs_under(group: ActorGroup, samples: list[TrainingSample], phase: str,
+                   method: str = "logprobs") -> list[torch.Tensor]:
     """Each sample's per-token log-probs under the group's model, the samples split over its ranks
     (`method`: with LoRA the policy's `reference_logprobs`, its base model with the adapters off)."""
     k = len(group.actors)

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import itertools
 import os
-import threading
-import time
-from contextlib import nullcontext
 
 import ray
 
+from actors.calls import actor_names
+from actors.engine_turns import EngineTurns, StampedSample
 from system.platform import current_platform
 
 
@@ -41,11 +40,7 @@ class VLLMEngine:
             worker_extension_cls="actors.vllm_worker.WeightSyncWorker",
             **platform.vllm_kwargs(cfg.gpu_memory_utilization),
         )
-        self.version = 0  # the policy version of the weights served: updates done when they were sent
-        self.partial_rollout = partial_rollout
-        self._engine = threading.Lock()  # held for an engine step, or a weight load
-        self._calls = threading.Lock()  # one generate call's requests in the engine at a time
-        self._load_waiting = threading.Event()
+        self.turns = EngineTurns(partial_rollout)  # generate calls, served requests and weight loads share it
         self._request_ids = itertools.count()
         self.platform, self.threads = platform, threads
         self.endpoint = None  # the OpenAI-compatible endpoint for agent episodes, once one is opened
@@ -55,9 +50,8 @@ class VLLMEngine:
         """For each prompt, `n` samples: {"response": ids, "logprobs": floats, "versions": the policy
         version that sampled each token, "finish_reason", "text"}.
 
-        The engine steps one decode step at a time; with partial rollouts a weight load may land
-        between two steps (`receive_weights` on the actor's other thread), so a sample's tokens can
-        come from two versions. Without, the load waits for the whole call."""
+        With partial rollouts a weight load (`receive_weights`, on the actor's other thread) may land
+        between two decode steps, so a sample's tokens can come from two versions (actors/engine_turns.py)."""
         from vllm import SamplingParams, TokensPrompt
         from vllm.sampling_params import RequestOutputKind
 
@@ -68,24 +62,21 @@ class VLLMEngine:
             for seed in seeds
         ]
         engine = self.llm.llm_engine
-        whole_call, each_step = (nullcontext(), self._engine) if self.partial_rollout else (self._engine, nullcontext())
-        with self._calls, whole_call:  # one call's requests in the engine at a time
-            ids = [str(next(self._request_ids)) for _ in prompts]
-            samples = {rid: [StampedSample() for _ in range(n)] for rid in ids}
-            with each_step:
-                for rid, prompt, sp in zip(ids, prompts, params):  # rendered as LLM.generate renders a prompt
-                    engine.add_request(rid, self.llm._preprocess_cmpl_one(TokensPrompt(prompt_token_ids=prompt), None),
-                                       sp)
-            while True:
-                while self.partial_rollout and self._load_waiting.is_set():  # a load waits: let it in
-                    time.sleep(0.001)
-                with each_step:
-                    if not engine.has_unfinished_requests():
-                        break
-                    outputs, version = engine.step(), self.version
-                for out in outputs:
-                    for c in out.outputs:
-                        samples[out.request_id][c.index].add(c, version)
+        ids = [str(next(self._request_ids)) for _ in prompts]
+        samples = {rid: [StampedSample() for _ in range(n)] for rid in ids}
+        pending = list(zip(ids, prompts, params))
+
+        def admit() -> None:  # this call's requests, all before its first step, rendered as LLM.generate does
+            for rid, prompt, sp in pending:
+                # No public vLLM 0.32 call renders alone: LLM.enqueue also adds, and forces FINAL_ONLY output.
+                rendered = self.llm._preprocess_cmpl_one(TokensPrompt(prompt_token_ids=prompt))
+                engine.add_request(rid, rendered, sp)
+            pending.clear()
+
+        for outputs, version in self.turns.steps(engine, admit):
+            for out in outputs:
+                for c in out.outputs:
+                    samples[out.request_id][c.index].add(c, version)
         return [[sample.result() for sample in samples[rid]] for rid in ids]
 
     def init_weight_sync(self, host: str, port: int, rank_offset: int, world_size: int, backend: str,
@@ -93,18 +84,16 @@ class VLLMEngine:
         return self.llm.collective_rpc("init_weight_sync", args=(host, port, rank_offset, world_size, backend, timeout_s))
 
     def receive_weights(self, buckets: list[list[dict]], verify: bool, version: int) -> list[int]:
-        """Load the weights of update `version`, between two decode steps of a generate call in flight."""
+        """Load the weights of update `version`: between two decode steps of a generate call in flight
+        with partial rollouts, else once it is done (actors/engine_turns.py)."""
         self._own_threads()
-        self._load_waiting.set()
-        with self._engine:
-            self._load_waiting.clear()
+        with self.turns.weight_load(version):
             per_worker = self.llm.collective_rpc("receive_weights", args=(buckets, verify))
             if any(sums != per_worker[0] for sums in per_worker):
                 raise RuntimeError("tensor-parallel workers received different bytes")
             # KV computed with the old weights must not be reused: not from the prefix cache, nor by
             # requests in flight, which vLLM preempts and recomputes (their tokens so far are kept).
             self.llm.reset_prefix_cache(reset_running_requests=True)
-            self.version = version
         return per_worker[0]
 
     def open_episodes(self, episodes: dict[str, dict], serving: dict) -> str:
@@ -114,8 +103,7 @@ class VLLMEngine:
             from actors.engine_bridge import EngineBridge
             from actors.openai_server import EpisodeServer
 
-            bridge = EngineBridge(self.llm.llm_engine, lambda: self.version, self._engine, self._calls,
-                                  self._load_waiting, self.partial_rollout, self._own_threads)
+            bridge = EngineBridge(self.llm.llm_engine, self.turns, self._own_threads)
             self.endpoint = EpisodeServer(bridge, serving)
         self.endpoint.open(episodes)
         return self.endpoint.url
@@ -132,24 +120,6 @@ class VLLMEngine:
         self.platform.set_threads(self.threads)
 
 
-class StampedSample:
-    """One completion as its decode steps arrive (vLLM's DELTA outputs), each token with its version."""
-
-    def __init__(self):
-        self.tokens, self.logprobs, self.versions, self.text, self.finish_reason = [], [], [], "", None
-
-    def add(self, delta, version: int) -> None:
-        self.tokens += delta.token_ids
-        self.logprobs += [step[token].logprob for step, token in zip(delta.logprobs, delta.token_ids)]
-        self.versions += [version] * len(delta.token_ids)
-        self.text += delta.text
-        self.finish_reason = delta.finish_reason or self.finish_reason
-
-    def result(self) -> dict:
-        return {"response": self.tokens, "logprobs": self.logprobs, "versions": self.versions,
-                "finish_reason": self.finish_reason, "text": self.text}
-
-
 CHUNKS_PER_ENGINE = 2  # with several engines: a batch is cut into this many chunks per engine
 
 
@@ -159,10 +129,10 @@ class EnginePool:
     generate call may take before the pool gives up on it."""
 
     def __init__(self, cfg, placement, model_path: str, partial_rollout: bool = False, timeout_s: float = 1800.0):
-        self.cfg, self.timeout_s = cfg.rollout, timeout_s
+        self.rollout_cfg, self.timeout_s = cfg.rollout, timeout_s
         options = placement.options("engine")
         threads = current_platform().num_threads(cfg.placement.threads_per_actor, concurrent=len(options))
-        self.names = [f"engine-{i}" for i in range(len(options))]
+        self.names = actor_names("engine", len(options))
         self.engines = [
             VLLMEngine.options(name=self.names[i], **opts).remote(model_path, cfg.rollout, cfg.seed + i,
                                                                   cfg.model.dtype, threads, partial_rollout)
@@ -180,9 +150,10 @@ class EnginePool:
         while todo or running:
             while free and todo:
                 engine, (a, b) = free.pop(0), todo.pop(0)
-                future = self.engines[engine].generate.remote(prompts[a:b], n, temperature, self.cfg.top_p,
-                                                              self.cfg.max_new_tokens, [seed + i for i in range(a, b)],
-                                                              self.cfg.stop)
+                r = self.rollout_cfg
+                seeds = [seed + i for i in range(a, b)]
+                future = self.engines[engine].generate.remote(prompts[a:b], n, temperature, r.top_p,
+                                                              r.max_new_tokens, seeds, r.stop)
                 running[future] = (engine, a)
             finished, _ = ray.wait(list(running), num_returns=1, timeout=self.timeout_s)
             if not finished:

@@ -20,19 +20,15 @@ import json
 from tqdm import tqdm
 from transformers import AutoTokenizer
 
-from actors.cluster import cluster_platform, release, start_ray
+from actors.cluster import build_teacher, start_ray
 from actors.placement import Placement
-from actors.reward import RewardPool
-from actors.vllm_engine import EnginePool
 from launcher.lifecycle import launch, make_logger
 from system.data import drop_overlong, load_splits
 from system.teachers.rejection_sampling import TraceStore, problem_id, rejection_sample
 from system.reporting.evaluation import solved
 from system.models import resolve_model
 from system.config.recipe import DistillConfig, validate_distill
-from system.rollout.single_turn import SingleTurnRollout
 from system.seeds import derive_seed
-from system.teachers.program import ProgramTeacher
 
 
 def distill_chunk(rows: list[dict], cfg, teacher, store: TraceStore) -> dict:
@@ -42,7 +38,7 @@ def distill_chunk(rows: list[dict], cfg, teacher, store: TraceStore) -> dict:
     correct = solved(rollouts.scores, teacher.correctness, rollouts.rewards)
     finished = [reason == "stop" for reason in rollouts.finish_reasons]
     traces, progress = rejection_sample(rows, rollouts.texts, rollouts.response_lengths, correct, finished, n,
-                                        cfg.keep, cfg.data.source, getattr(rollouts, "earlier", None))
+                                        cfg.keep, cfg.data.source, rollouts.earlier)
     store.append(traces, progress)
     lengths = rollouts.response_lengths
     return {
@@ -68,20 +64,14 @@ def distill(cfg, run_dir: str) -> str:
 
     if todo:
         start_ray(cfg.ray_address, Placement.logical_cpus(cfg.roles(), cfg.placement))
-        placement = Placement(cfg.roles(), cfg.placement, cluster_platform())
-        rewards = RewardPool(cfg.reward, placement.options("reward"))
-        engines = None if cfg.teacher else EnginePool(cfg, placement, model_path)
-        if cfg.teacher:  # a program writes the traces (system/teachers/)
-            teacher = ProgramTeacher(cfg.teacher, rewards, tokenizer, cfg)
-        else:
-            teacher = SingleTurnRollout(engines, rewards, tokenizer, cfg)
+        teacher = build_teacher(cfg, model_path, tokenizer)  # engines sampling the model, or a program
         logger = make_logger(cfg, run_dir)
         chunks = range(0, len(todo), cfg.chunk_size)
         for start in tqdm(chunks, desc="distill", disable=not cfg.logging.progress_bar, dynamic_ncols=True):
-            metrics = distill_chunk(todo[start:start + cfg.chunk_size], cfg, teacher, store)
+            metrics = distill_chunk(todo[start:start + cfg.chunk_size], cfg, teacher.rollout, store)
             logger.log(metrics, len(store.done))  # step: problems done
         logger.close()
-        release((engines.engines if engines else []) + rewards.workers, placement)
+        teacher.shutdown()
 
     stats = store.finish()
     print(f"distill stats: {json.dumps({k: v for k, v in stats.items() if k != 'per_source'})}", flush=True)

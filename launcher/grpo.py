@@ -22,8 +22,8 @@ from transformers import AutoTokenizer
 
 from actors.cluster import Actors, build_actors, start_ray
 from actors.placement import Placement
-from actors.recovery import Recovery
-from actors.reference import score
+from actors.recovery import Recovery, StepAttempt
+from actors.reference import logprobs_under
 from launcher.evaluate import evaluate
 from launcher.lifecycle import (check_resume, checkpoint_due, launch, make_logger, restore_checkpoint,
                                 resume_path, save_checkpoint)
@@ -59,7 +59,7 @@ def grpo_step(step: int, cfg: Config, actors: Actors, batch: Batch, skipped_befo
     if actors.reference is not None or lora_reference:
         scorer, method = (actors.policy, "reference_logprobs") if lora_reference else (actors.reference, "logprobs")
         with timed(timings, "reference"):
-            ref_logps = score(scorer, samples, "reference", method)
+            ref_logps = logprobs_under(scorer, samples, "reference", method)
         for s, ref in zip(samples, ref_logps):
             s.ref_logp = ref
         kl_seq = torch.stack([(kl_penalty(s.rollout_logp, s.ref_logp, cfg.algorithm.kl_estimator) * s.loss_mask).sum()
@@ -68,7 +68,7 @@ def grpo_step(step: int, cfg: Config, actors: Actors, batch: Batch, skipped_befo
             rewards = rewards - cfg.algorithm.kl_coef * kl_seq
     if actors.teacher is not None:  # on-policy distillation: the trainer turns these into per-token advantages
         with timed(timings, "teacher"):
-            for s, teacher in zip(samples, score(actors.teacher, samples, "teacher")):
+            for s, teacher in zip(samples, logprobs_under(actors.teacher, samples, "teacher")):
                 s.teacher_logp = teacher
 
     # 4. Advantages: normalise each reward within its group; unscorable samples carry no loss (but the
@@ -102,14 +102,14 @@ def grpo_step(step: int, cfg: Config, actors: Actors, batch: Batch, skipped_befo
     }
 
 
-def sync_step(step: int, cfg: Config, actors: Actors, metrics: dict) -> None:
+def sync_weights(step: int, cfg: Config, actors: Actors, metrics: dict) -> None:
     """6. Sync the new weights (of update step + 1) into every engine; skipped only to show what a
     stale engine looks like. Raises on a checksum mismatch."""
     if not cfg.sync.enabled:
         return
     verify = cfg.sync.verify_every > 0 and step % cfg.sync.verify_every == 0
     began = time.perf_counter()
-    actors.sync(step + 1, verify)
+    actors.weights.send(step + 1, verify)
     metrics["timing/sync_s"] = time.perf_counter() - began
     metrics["timing/step_s"] += metrics["timing/sync_s"]
     if verify:
@@ -162,6 +162,19 @@ def staleness_metrics(step: int, rollouts, ready: int, k: int) -> dict:
             "async/buffer_fill": ready}
 
 
+def wall_timings(producer: RolloutProducer, batch: Batch, began: float, train_start: float, t0: float,
+                 metrics: dict) -> dict:
+    """Where the step's wall time went (it began at `began`, its update at `train_start`): the trainer
+    waiting for rollouts, the engines idle, and the step's timeline since the run's start `t0`."""
+    eval_s = metrics.get("timing/eval_s", 0.0)
+    wall = time.monotonic() - began
+    engine_busy = producer.engine_seconds(began, began + wall) + eval_s
+    return {"timing/wall_s": wall, "timing/trainer_idle_frac": (train_start - began - eval_s) / wall,
+            "timing/engine_idle_frac": max(0.0, 1 - engine_busy / wall),
+            "timeline/rollout_start": batch.began - t0, "timeline/rollout_end": batch.ended - t0,
+            "timeline/train_start": train_start - t0, "timeline/train_end": time.monotonic() - t0}
+
+
 def train(cfg: Config, run_dir: str) -> Actors:
     """The whole run; returns the actors (still alive) so that callers can inspect them."""
     model_path = resolve_model(cfg.model.path)
@@ -173,72 +186,54 @@ def train(cfg: Config, run_dir: str) -> Actors:
     step = 0
     if cfg.resume:
         step = restore_checkpoint(resume_path(cfg, run_dir), actors.policy, actors.rollout, run_dir)
-        actors.sync(step, verify=True)  # the engines serve the resumed weights
+        actors.weights.send(step, verify=True)  # the engines serve the resumed weights
 
     logger = make_logger(cfg, run_dir)
-    recovery = Recovery(actors, cfg.fault)
+    initial_data = actors.rollout.state()
+    recovery = Recovery(actors, cfg.fault, run_dir, lambda: roll_back(actors, run_dir, initial_data))
     new_producer = lambda first: RolloutProducer(  # noqa: E731
         actors.rollout, lambda s: derive_seed(cfg.seed, "step", s), cfg.rollout.group_size, cfg.rollout.temperature,
         first, cfg.steps, cfg.schedule.max_staleness, cfg.schedule.batch_timeout_s)
-    initial_data = actors.rollout.state()
     producer = new_producer(step)
     eval_due = lambda step: cfg.eval.every > 0 and step % cfg.eval.every == 0  # noqa: E731
     bar = tqdm(desc="GRPO", initial=step, total=cfg.steps, disable=not cfg.logging.progress_bar, dynamic_ncols=True)
     t0, skipped = time.monotonic(), 0
     with StopRequest() as stop:
         while step < cfg.steps and not stop.requested:
-            began, phase, updated, logged, metrics = time.monotonic(), "eval", False, False, {}
-            data_before = producer.data_state(step)  # where the task source stands before this step's tasks
+            attempt = StepAttempt(step, producer.data_state(step))  # how far the step got, if it fails
             try:
                 recovery.check()  # an actor restarted between two calls (an idle engine) lost its state
                 metrics = evaluate(step, cfg, actors.rollout, run_dir) if eval_due(step) else {}
-                phase = "rollout"
+                attempt.metrics = metrics
+                attempt.phase = "rollout"
                 producer.allow(step)  # the batches up to step + k may be collected now
-                batch = producer.take(step)
-                waited, train_start = time.monotonic() - began - metrics.get("timing/eval_s", 0.0), time.monotonic()
-                phase = "update"
+                batch = producer.take(step)  # 1-2. generated and rewarded
+                train_start = time.monotonic()
+                attempt.phase = "update"
+                # 3-5. reference log-probs, advantages, policy update
                 metrics.update(grpo_step(step, cfg, actors, batch, skipped))
                 metrics.update(batch.progress)
-                updated, phase = True, "sync"
-                sync_step(step, cfg, actors, metrics)
-                wall = time.monotonic() - began
-                engine_busy = producer.engine_seconds(began, began + wall) + metrics.get("timing/eval_s", 0.0)
-                metrics.update({"timing/wall_s": wall, "timing/trainer_idle_frac": waited / wall,
-                                "timing/engine_idle_frac": max(0.0, 1 - engine_busy / wall),
-                                "timeline/rollout_start": batch.began - t0, "timeline/rollout_end": batch.ended - t0,
-                                "timeline/train_start": train_start - t0, "timeline/train_end": time.monotonic() - t0},
-                               **recovery.metrics())
-                logger.log(metrics, step)
-                logged = True
+                attempt.updated, attempt.phase = True, "sync"
+                sync_weights(step, cfg, actors, metrics)  # 6.
+                metrics.update(wall_timings(producer, batch, attempt.began, train_start, t0, metrics))
+                metrics.update(recovery.metrics())
+                logger.log(metrics, step)  # 7.
+                attempt.logged = True
                 bar.update(1)
-                bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", step_s=f"{wall:.1f}")
+                bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}",
+                                step_s=f"{metrics['timing/wall_s']:.1f}")
                 skipped = int(metrics["train/skipped_in_a_row"])
                 stop_if_skipping(skipped, cfg.train.max_skipped_updates_in_a_row)
-                phase = "checkpoint"
-                saved = checkpoint_due(cfg, step + 1, cfg.steps) or stop.requested
-                if saved:
+                attempt.phase = "checkpoint"
+                if checkpoint_due(cfg, step + 1, cfg.steps) or stop.requested:
                     save_checkpoint(step + 1, cfg, actors.policy, producer.data_state(step + 1), run_dir)
                 recovery.step_done()
                 step += 1
-            except Exception as error:  # an actor died or hung: restart it and retry, or stop
-                detected = time.time()
-                producer.close(wait=True)  # nothing touches the task source while the run goes back
-                restarted = recovery.recover(error, phase)  # raises what no actor's failure explains
-                # Go on where no task is lost or trained twice: a restarted policy goes back to its last
-                # checkpoint; otherwise a step whose update was done is kept, one that was not is retried.
-                failed_step = step
-                if recovery.policy_restarted(restarted):
-                    step = roll_back(actors, run_dir, initial_data)
-                else:
-                    if updated and not logged:
-                        logger.log({**metrics, **recovery.metrics()}, step)
-                    step, data = (step + 1, producer.data_state(step + 1)) if updated else (step, data_before)
-                    actors.rollout.load_state(data)
-                actors.sync(step, verify=True)  # every engine serves the policy's weights, checked
-                recovery.record(error, phase, restarted, failed_step, step, began, detected, run_dir)
+            except Exception as error:  # an actor died or hung: restart it and go on, or stop
+                step = recovery.resume(error, attempt, producer, logger.log)
+                producer = new_producer(step)
                 bar.n = step
                 bar.refresh()
-                producer = new_producer(step)
     producer.close()
     if stop.requested:
         print(f"stopped by {stop.signal} after {step} of {cfg.steps} steps, with a checkpoint: resume=true goes on",

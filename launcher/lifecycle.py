@@ -11,6 +11,7 @@ import time
 
 import ray
 
+from actors.cluster import joins_cluster
 from actors.dashboard import dashboard_sink
 from system.checkpoint import (CheckpointError, check_checkpoint, complete_checkpoint, latest_checkpoint,
                                load_driver_state, save_driver_state, temp_checkpoint_dir)
@@ -34,7 +35,7 @@ def launch(argv: list[str] | None, doc: str, schema: type, check, run) -> str:
     run_dir = make_run_dir(cfg, args.config)
     save_config(cfg, os.path.join(run_dir, "config.yaml"))
     print(f"run directory: {run_dir}", flush=True)
-    started_here = not ray.is_initialized() and not (cfg.ray_address or os.environ.get("RAY_ADDRESS"))
+    started_here = not ray.is_initialized() and not joins_cluster(cfg.ray_address)
     run(cfg, run_dir, args.config)
     if started_here:
         ray.shutdown()

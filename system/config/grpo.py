@@ -8,7 +8,7 @@ the key and the closest valid one).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Optional
 
 from system.algorithms.advantages import ADVANTAGES
@@ -245,18 +245,34 @@ class LoggingConfig:
             raise ConfigError(f"'logging.trackers' can list {list(TRACKERS)}, got {unknown}")
 
 
+def _role(colocated_share: float = 0.0):
+    """A role's actor count. `colocated_share` > 0: the role runs on devices (GPUs), and with
+    placement.colocate takes this share of one; 0: its workers run on CPUs only."""
+    return field(default=0, metadata={"colocated_share": colocated_share})
+
+
 @dataclass(frozen=True)
 class Roles:
     """How many actors of each role a run has: what its placement reserves (actors/placement.py).
-    Every run schema (GRPO's, SFT's, distillation's) says it with a `roles()` method."""
+    Every run schema (GRPO's, SFT's, distillation's) says it with a `roles()` method. The one list of
+    the roles: ROLES and DEVICE_ROLES below are read off it, `placement.<role>_cpus` follow it."""
 
-    engine: int = 0
-    policy: int = 0  # trainer ranks (the SFT trainer's too)
-    reference: int = 0
-    teacher: int = 0  # on_policy_distill's teacher ranks
-    reward: int = 0
-    env: int = 0
+    engine: int = _role(colocated_share=0.4)
+    policy: int = _role(colocated_share=0.4)  # trainer ranks (the SFT trainer's too)
+    reference: int = _role(colocated_share=0.1)
+    teacher: int = _role(colocated_share=0.1)  # on_policy_distill's teacher ranks
+    reward: int = _role()
+    env: int = _role()
     engine_devices: int = 1  # devices per engine: its tensor-parallel size
+
+    def counts(self) -> dict[str, int]:
+        return {role: getattr(self, role) for role in ROLES}
+
+
+ROLES = tuple(f.name for f in fields(Roles) if "colocated_share" in f.metadata)
+# role -> the share of one device it takes when colocated, for the roles that run on devices
+DEVICE_ROLES = {f.name: f.metadata["colocated_share"] for f in fields(Roles)
+                if f.metadata.get("colocated_share")}
 
 
 @dataclass
@@ -383,9 +399,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError("'algorithm.clip_ratio_c' must be > 1 (the dual-clip bound), or 0 for none")
     if cfg.algorithm.entropy_coef < 0:
         raise ConfigError("'algorithm.entropy_coef' must be >= 0 (a bonus; 0 = none)")
-    if set(cfg.placement.node_resources) - {"engine", "policy", "reference", "teacher", "reward", "env"}:
-        raise ConfigError(f"'placement.node_resources' keys are roles: engine, policy, reference, teacher, reward, "
-                          f"env; got {sorted(cfg.placement.node_resources)}")
+    if set(cfg.placement.node_resources) - set(ROLES):
+        raise ConfigError(f"'placement.node_resources' keys are roles: {', '.join(ROLES)}; "
+                          f"got {sorted(cfg.placement.node_resources)}")
     if cfg.fault.max_failures_in_a_row < 1 or min(cfg.fault.call_timeout_s, cfg.fault.collective_timeout_s,
                                                    cfg.fault.restart_timeout_s) <= 0:
         raise ConfigError("'fault.max_failures_in_a_row' must be >= 1 and the fault.*_timeout_s > 0")
