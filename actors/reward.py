@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ray
 
-from actors.calls import bounded_get
+from actors.calls import actor_names, bounded_get
 from system.rewards import get_reward
 from system.rewards.scorer import RewardError, RewardScorer, RewardScores, score_each
 
@@ -32,7 +32,9 @@ class RewardPool:
     def __init__(self, reward, options: list[dict], timeout_s: float = 1800.0):
         self.scorer = RewardScorer(reward)  # combines the workers' scores; scores itself without workers
         names, num_workers = list(reward.functions), reward.num_workers
-        self.workers = [RewardWorker.options(name=f"reward-{i}", **options[i]).remote(names) for i in range(num_workers)]
+        self.names = actor_names("reward", num_workers)
+        self.workers = [RewardWorker.options(name=name, **opts).remote(names)
+                        for name, opts in zip(self.names, options)]
         self.timeout_s = timeout_s
 
     def score(self, completions: list[str], columns: dict[str, list], group_size: int = 1) -> RewardScores:
@@ -43,8 +45,8 @@ class RewardPool:
         groups, k = len(completions) // group_size, len(self.workers)
         bounds = [groups * i // k * group_size for i in range(k + 1)]
         calls = [
-            (f"reward-{i}", w.score.remote(completions[a:b], {c: v[a:b] for c, v in columns.items()}, a))
-            for i, (w, a, b) in enumerate(zip(self.workers, bounds, bounds[1:])) if b > a
+            (name, w.score.remote(completions[a:b], {c: v[a:b] for c, v in columns.items()}, a))
+            for name, w, a, b in zip(self.names, self.workers, bounds, bounds[1:]) if b > a
         ]
         try:
             parts = bounded_get(calls, "reward", self.timeout_s)

@@ -3,7 +3,7 @@
     flock /tmp/r1ray-heavy.lock .venv/bin/python bench/sync.py [--repeats 6] [--buckets 1 16 64 256]
 
 The real stack (actors/cluster.py: a vLLM engine actor, a DeepSpeed policy actor, their gloo sync
-group) with SmolLM2-135M. Ours = `actors.sync()` as the training loop calls it, timed at the driver,
+group) with SmolLM2-135M. Ours = `actors.weights.send()` as the training loop calls it, timed at the driver,
 for each bucket size (0 MB = one bucket per tensor: per-tensor broadcast), and at the default size
 with the checksums of a verified sync (`sync.verify_every`). Floor = one broadcast of
 all the bytes as one flat, pre-allocated buffer over the same group + one `reload_weights` of the
@@ -102,21 +102,21 @@ def main() -> None:
     actors = build_actors(cfg, model_path, AutoTokenizer.from_pretrained(model_path))
     policy, engine = actors.policy.actors[0], actors.engines.engines[0]
     plans = {mb: ray.get(policy.__ray_call__.remote(replan, mb)) for mb in {*args.buckets, cfg.sync.bucket_mb}}
-    num_bytes = sum(torch.Size(m["shape"]).numel() * 2 for bucket in actors.sync.buckets for m in bucket)  # bf16
+    num_bytes = sum(torch.Size(m["shape"]).numel() * 2 for bucket in actors.weights.buckets for m in bucket)  # bf16
     numel = num_bytes // 2
     ours, verified = {mb: [] for mb in args.buckets}, []
     floor_broadcast, floor_reload, parts, receiver = [], [], [], []
     for repeat in range(args.repeats):
         for mb in args.buckets:
             ray.get(policy.__ray_call__.remote(replan, mb))
-            actors.sync.buckets = plans[mb]
+            actors.weights.buckets = plans[mb]
             start = time.perf_counter()
-            actors.sync(0)
+            actors.weights.send(0)
             ours[mb].append(time.perf_counter() - start)
         ray.get(policy.__ray_call__.remote(replan, cfg.sync.bucket_mb))
-        actors.sync.buckets = plans[cfg.sync.bucket_mb]
+        actors.weights.buckets = plans[cfg.sync.bucket_mb]
         start = time.perf_counter()
-        actors.sync(0, verify=True)
+        actors.weights.send(0, verify=True)
         verified.append(time.perf_counter() - start)
         _, received = ray.get([policy.__ray_call__.remote(send_flat, numel), engine.__ray_call__.remote(receive_flat, numel)])
         floor_broadcast.append(received)

@@ -21,6 +21,9 @@ class RolloutBatch:
     versions: list[list[int]]  # per token: the policy version that sampled it (-1 where mask is 0)
     timings: dict[str, float] = field(default_factory=dict)  # timing/<phase>_s of the phases that made them
     tasks: list[str] = field(default_factory=list)  # per sample: its row's `task` column, if rows have one
+    # per sample: the messages between its prompt and its text (a program teacher's failed tries and the
+    # env's feedback, system/teachers/program.py); empty: none
+    earlier: list[list[dict]] = field(default_factory=list)
 
     @property
     def response_lengths(self) -> list[int]:

@@ -1,6 +1,6 @@
 """A program teacher with the sampling interface of a model teacher, for distillation.
 
-`collect(rows, seed, n, temperature)` returns `RolloutBatch` as `SingleTurnRollout.collect` does,
+`collect(rows, seed, n, temperature)` returns a `RolloutBatch` as `SingleTurnRollout.collect` does,
 so the distill loop keeps, counts and writes the traces of a program exactly as a model's:
 the traces are tokenised after the prompt (their lengths are what SFT will see) and scored by
 the same reward workers. A row the program cannot solve gives an empty reply, which the
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import random
-from dataclasses import dataclass, field
 
 from system.data.prompts import encode_prompt
 from system.reporting.metrics import timed
@@ -23,15 +22,6 @@ from system.seeds import derive_seed
 from system.teachers import TEACHERS
 
 
-@dataclass
-class ProgramRollouts(RolloutBatch):
-    """RolloutBatch whose texts are each sample's verified last reply, with what came before it:
-    per sample, the messages between the prompt and that reply (failed tries and the env's
-    feedback, from a teacher that writes episodes; empty for a single reply)."""
-
-    earlier: list[list[dict]] = field(default_factory=list)
-
-
 class ProgramTeacher:
     """`name`: a registered teacher or a `package.module:fn` path; `rewards.score` verifies."""
 
@@ -40,8 +30,9 @@ class ProgramTeacher:
         self.rewards, self.tokenizer, self.cfg = rewards, tokenizer, cfg
         self.correctness = correctness_reward(cfg.reward.functions)
 
-    def collect(self, rows: list[dict], seed: int, n: int, temperature: float = 1.0) -> ProgramRollouts:
-        """`n` traces per row (contiguous), each from its own rng; `temperature` is a model's knob, unused."""
+    def collect(self, rows: list[dict], seed: int, n: int, temperature: float = 1.0) -> RolloutBatch:
+        """`n` traces per row (contiguous), each from its own rng; `temperature` is a model's knob, unused.
+        The texts are each sample's verified last reply, `earlier` what came before it."""
         timings: dict[str, float] = {}
         data = self.cfg.data
         with timed(timings, "generate"):
@@ -57,7 +48,7 @@ class ProgramTeacher:
         with timed(timings, "reward"):
             scored = score_samples(self.rewards, rows, texts, [len(r) for r in replies], n)
         starts = [p for p in prompts for _ in range(n)]
-        return ProgramRollouts(
+        return RolloutBatch(
             tokens=[p + r for p, r in zip(starts, replies)],
             loss_mask=[[0] * len(p) + [1] * len(r) for p, r in zip(starts, replies)],
             logprobs=[[0.0] * (len(p) + len(r)) for p, r in zip(starts, replies)],

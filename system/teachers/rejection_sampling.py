@@ -68,7 +68,7 @@ def rejection_sample(rows: list[dict], texts: list[str], lengths: list[int], cor
                      finished: list[bool], n: int, keep: str, source: str,
                      earlier: Optional[list[list[dict]]] = None) -> tuple[list[dict], list[dict]]:
     """(kept trace rows, one progress record per problem) for n samples per row, contiguous;
-    `earlier`: per sample, the messages before its trace (ProgramRollouts.earlier)."""
+    `earlier`: per sample, the messages before its trace (RolloutBatch.earlier)."""
     earlier = earlier or [[] for _ in texts]
     keys = [json.dumps(e) + t for e, t in zip(earlier, texts)]  # the same episode counts once
     kept = select_traces(keys, lengths, [c and f for c, f in zip(correct, finished)], n, keep)
