@@ -197,7 +197,7 @@ class EpisodeServer:
 
     def begin_call(self, request, raw_request):
         """Apply the sampling of the call's episode (its URL's) to `request`; a 404 to answer if it is
-        not open."""
+        not open (closed since EpisodeGuard let the call in)."""
         from vllm.entrypoints.serve import create_error_response
 
         eid = raw_request.path_params.get("episode") if raw_request is not None else None
