@@ -39,7 +39,8 @@ class RewardPool:
 
     def score(self, completions: list[str], columns: dict[str, list], group_size: int = 1) -> RewardScores:
         """Split the batch into one contiguous chunk per worker, at group boundaries (group-aware
-        rewards such as `length` see whole groups); scores come back in order."""
+        rewards such as `length` see whole groups); scores come back in order. Without workers, the
+        whole batch is scored here."""
         if not self.workers:
             return self.scorer.score(completions, columns, group_size)
         groups, k = len(completions) // group_size, len(self.workers)
