@@ -90,13 +90,9 @@ def restart_actors(named: list[tuple[str, object]], old_pids: dict[str, int], ti
     return pids
 
 
-def restart_counts(names: list[str]) -> dict[str, int | None]:
-    """How often Ray has restarted each of this job's actors named `names`, from the cluster's actor
-    table (Ray's state API, one query for all): no call to the actors, so it never waits on a busy
-    one. None: the actor is dead for good."""
-    from ray.util.state import list_actors
-
-    job = ray.get_runtime_context().get_job_id()
-    alive = list_actors(filters=[("job_id", "=", job), ("state", "!=", "DEAD")], detail=True, limit=100_000)
-    restarts = {actor.name: actor.num_restarts for actor in alive}
-    return {name: restarts.get(name) for name in names}
+def restart_counts(named: list[tuple[str, object]]) -> dict[str, int]:
+    """How often Ray has restarted each (name, actor handle), from its actor table: no call to the
+    actors, so it costs well under a millisecond each and never waits on a busy actor."""
+    # Private: the public ray.util.state.list_actors (ActorState.num_restarts) asks the dashboard's API
+    # server, which a Ray started without a dashboard (include_dashboard=False, as the tests') lacks.
+    return {name: ray._private.state.actors(actor._actor_id.hex())["NumRestarts"] for name, actor in named}

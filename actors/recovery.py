@@ -45,7 +45,7 @@ class Recovery:
     def __init__(self, actors, cfg: FaultConfig, run_dir: str, roll_back: Callable[[], int]):
         self.actors, self.cfg, self.run_dir, self.roll_back = actors, cfg, run_dir, roll_back
         self.pids = process_ids(self.actors.named(), cfg.restart_timeout_s)
-        self.restart_counts = restart_counts(list(self.pids))
+        self.restart_counts = restart_counts(self.actors.named())
         self.failures = 0  # over the run
         self.failures_in_a_row = 0  # since the last step that finished
         self.restarts = 0  # actors restarted, over the run
@@ -57,10 +57,10 @@ class Recovery:
     def check(self) -> None:
         """At the start of a step: an actor that died between two calls and that Ray restarted has
         failed no call, but lost its state (an engine its weights): it is recovered like any other."""
-        counts = restart_counts(list(self.pids))
+        counts = restart_counts(self.actors.named())
         changed = sorted(name for name, n in counts.items() if n != self.restart_counts[name])
         if changed:
-            raise ActorFailure(changed, "step start", "restarted by Ray (or dead) since the last step")
+            raise ActorFailure(changed, "step start", "restarted by Ray since the last step")
 
     def resume(self, error: BaseException, attempt: StepAttempt, producer,
                log: Callable[[dict, int], None]) -> int:
@@ -113,7 +113,7 @@ class Recovery:
                 restarted |= set(group.names)
         self.actors.weights = self.actors.weights.renewed()
         self.pids = process_ids(self.actors.named(), self.cfg.restart_timeout_s)
-        self.restart_counts = restart_counts(list(self.pids))
+        self.restart_counts = restart_counts(self.actors.named())
         self.restarts += len(restarted)
         return restarted
 
