@@ -39,7 +39,8 @@ def _closest(key: str, schema: type) -> str:
 # Mappings that a later layer replaces instead of merging into (a recipe's reward functions
 # must not silently keep the base file's). A dotted override of one key inside them
 # (`env.params.max_turns=3`) sets that key only.
-REPLACED_MAPPINGS = ("reward.functions", "env.params", "data.columns", "data.env_params", "agent.params")
+REPLACED_MAPPINGS = ("reward.functions", "env.params", "data.columns", "data.env_params", "data.params",
+                     "agent.params")
 
 
 def _merge(base: DictConfig, update: Any, origin: str, schema: type,
