@@ -1,12 +1,13 @@
 # Two commands do everything on a fresh machine:
 #   make demo   - set up .venv if needed, then train SmolLM2-135M with GRPO on Countdown (CPU)
-#   make test   - set up .venv if needed, then run the test suite
+#   make test   - set up .venv if needed, then lint (ruff) and run the whole test suite
+#   make quick  - the same without the e2e tests (no Ray, no vLLM): the edit-test loop, minutes
 VENV := .venv
 STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test setup
+.PHONY: demo test quick lint setup
 
 setup: $(STAMP)
 
@@ -17,5 +18,11 @@ $(STAMP): pyproject.toml scripts/setup_env.sh
 demo: $(STAMP)
 	$(VENV)/bin/python launcher/grpo.py --config configs/grpo_countdown_cpu.yaml $(ARGS)
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: lint
 	$(VENV)/bin/python -m pytest tests -q --durations=15 $(ARGS)
+
+quick: lint
+	$(VENV)/bin/python -m pytest tests -q -m "not e2e" --durations=10 $(ARGS)

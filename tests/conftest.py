@@ -1,4 +1,5 @@
 import os
+import sys
 
 import pytest
 
@@ -7,6 +8,28 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_MODE", "offline")
+
+# A test that asks for Ray is an e2e test (Ray, then vLLM engines and DeepSpeed actors): marked here by the
+# fixture it uses, so that `pytest -m "not e2e"` stays a quick loop without anyone remembering the mark.
+RAY_FIXTURES = {"ray_cluster", "ray_job"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if RAY_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(autouse=True)
+def ray_only_in_e2e(request):
+    """A test outside e2e that starts Ray by itself (not through the fixtures) fails: it lacks the mark."""
+    def ray_running():
+        return "ray" in sys.modules and sys.modules["ray"].is_initialized()
+
+    before = ray_running()
+    yield
+    if not before and ray_running() and request.node.get_closest_marker("e2e") is None:
+        pytest.fail(f"{request.node.nodeid} started Ray: mark it @pytest.mark.e2e", pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -17,7 +40,8 @@ def ray_cluster():
     from actors.cluster import WORKER_ENV
 
     # PYTHONPATH: actors can import test helpers such as tests.user_plugins
-    ray.init(num_cpus=4, include_dashboard=False, runtime_env={"env_vars": {**WORKER_ENV, "PYTHONPATH": ROOT}})
+    ray.init(num_cpus=4, include_dashboard=False,
+             runtime_env={"env_vars": {**WORKER_ENV, "PYTHONPATH": ROOT}})
     yield ray
     ray.shutdown()
 
@@ -62,7 +86,8 @@ def distributed():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", WORLD_SIZE="1",
+                      LOCAL_RANK="0")
     deepspeed.init_distributed(dist_backend="gloo")
     yield
     torch.distributed.destroy_process_group()

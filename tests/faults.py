@@ -29,7 +29,8 @@ class Killer(threading.Thread):
     """For each (step, actor name) of `plan`, in order: once `step` is logged, SIGKILL that actor.
     `kills` holds (name, time.time() of the kill)."""
 
-    def __init__(self, run_dir: str, plan: list[tuple[int, str]], delay_s: float = 0.0, timeout_s: float = 900):
+    def __init__(self, run_dir: str, plan: list[tuple[int, str]], delay_s: float = 0.0,
+                 timeout_s: float = 900):
         super().__init__(daemon=True)
         self.run_dir, self.plan, self.delay_s, self.timeout_s = run_dir, plan, delay_s, timeout_s
         self.kills: list[tuple[str, float]] = []

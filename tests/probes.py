@@ -15,7 +15,8 @@ def engine_logprobs(engine, sequences: list[list[int]]) -> list[list[float]]:
 
         self._own_threads()  # this thread may not have stepped the engine yet (vLLM checks its threads)
         params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=1.0)
-        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=s) for s in sequences], params, use_tqdm=False)
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=s) for s in sequences], params,
+                                    use_tqdm=False)
         return [[step[token].logprob for step, token in zip(out.prompt_logprobs[1:], seq[1:])]
                 for out, seq in zip(outputs, sequences)]
 
@@ -31,7 +32,8 @@ def trainer_logprobs(policy, tokens: list[int]) -> torch.Tensor:
 
     def score(self, samples):
         self.engine.eval()
-        return compute_logprobs(self.engine, samples, 1.0, max_tokens=self.cfg.train.max_tokens_per_microbatch,
+        return compute_logprobs(self.engine, samples, 1.0,
+                                max_tokens=self.cfg.train.max_tokens_per_microbatch,
                                 micro_batch=self.cfg.train.micro_batch_size)
 
     return ray.get([a.__ray_call__.remote(score, [sample]) for a in policy.actors])[0][0][1:]

@@ -34,7 +34,8 @@ def test_batch_std_is_not_reinforce_pp_baseline():
     # groups [1, 0] and [3, 3]: centred 0.5, -0.5, 0, 0
     rewards, valid = torch.tensor([1.0, 0.0, 3.0, 3.0]), torch.ones(4, dtype=torch.bool)
     # batch_std: the raw rewards' std: mean 1.75, squares 0.5625 + 3.0625 + 2 * 1.5625 = 6.75, / 3 -> std 1.5
-    assert get_advantage("batch_std")(rewards, valid, 2).tolist() == pytest.approx([1 / 3, -1 / 3, 0, 0], abs=1e-5)
+    adv = get_advantage("batch_std")(rewards, valid, 2)
+    assert adv.tolist() == pytest.approx([1 / 3, -1 / 3, 0, 0], abs=1e-5)
     # REINFORCE++-baseline: the centred rewards' std: (0.25 + 0.25) / 3 -> std sqrt(1/6) = 0.40825
     adv = get_advantage("reinforce_pp_baseline")(rewards, valid, 2)
     assert adv.tolist() == pytest.approx([0.5 / math.sqrt(1 / 6), -0.5 / math.sqrt(1 / 6), 0, 0], abs=1e-5)
@@ -52,7 +53,8 @@ def test_reinforce_pp_baseline_leaves_unscorable_samples_out():
 
 def test_rloo_baseline_is_the_mean_of_the_others():
     # group 1: r=1 -> 1 - (0 + 0 + 1) / 3 = 2/3; r=0 -> 0 - (1 + 0 + 1) / 3 = -2/3; group 2: all equal -> 0
-    assert get_advantage("rloo")(R, ALL, 4).tolist() == pytest.approx([2 / 3, -2 / 3, -2 / 3, 2 / 3, 0, 0, 0, 0])
+    adv = get_advantage("rloo")(R, ALL, 4)
+    assert adv.tolist() == pytest.approx([2 / 3, -2 / 3, -2 / 3, 2 / 3, 0, 0, 0, 0])
     rewards = torch.tensor([1.0, 0.0, 0.0, 123.0, 1.0, 7.0, 7.0, 7.0])  # 123 and the 7s unscorable
     valid = torch.tensor([True, True, True, False, True, False, False, False])
     # 1 - (0 + 0) / 2 = 1; 0 - (1 + 0) / 2 = -0.5; a sample alone in its group has no baseline: 0
@@ -93,7 +95,8 @@ def test_seq_mean_token_sum_norm_weights():
 
 def test_fully_masked_sequences_do_not_dilute_seq_mean():
     mask = torch.cat([MASK, torch.zeros(1, 4)])
-    assert close(token_weights(mask, "seq-mean-token-mean", 4)[:2], token_weights(MASK, "seq-mean-token-mean", 4).tolist())
+    assert close(token_weights(mask, "seq-mean-token-mean", 4)[:2],
+                 token_weights(MASK, "seq-mean-token-mean", 4).tolist())
 
 
 def test_weights_make_slices_add_up_to_the_whole():
@@ -104,7 +107,8 @@ def test_weights_make_slices_add_up_to_the_whole():
     for mode in ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"):
         w = token_weights(mask, mode, 5)
         whole, _ = policy_loss(logp, old, adv, w, 0.2, 0.28)
-        parts = sum(policy_loss(logp[i:i + 1], old[i:i + 1], adv[i:i + 1], w[i:i + 1], 0.2, 0.28)[0] for i in range(4))
+        parts = sum(policy_loss(logp[i:i + 1], old[i:i + 1], adv[i:i + 1], w[i:i + 1], 0.2, 0.28)[0]
+                    for i in range(4))
         assert whole.item() == pytest.approx(parts.item(), abs=1e-6)
 
 
@@ -193,10 +197,12 @@ def test_dual_clip_caps_the_loss_of_negative_advantages():
     loss, stats = policy_loss(logp, torch.zeros(1, 1), torch.tensor([-1.0]), torch.ones(1, 1), 0.2, 0.2,
                               clip_ratio_c=0.0)
     loss.backward()  # off: d(-r A)/dlogp = r
-    assert loss.item() == pytest.approx(math.exp(1.5), rel=1e-5) and logp.grad.item() == pytest.approx(math.exp(1.5))
+    assert loss.item() == pytest.approx(math.exp(1.5), rel=1e-5)
+    assert logp.grad.item() == pytest.approx(math.exp(1.5))
     assert stats["clip_count"].item() == 0
     # a positive advantage is never dual-clipped (PPO's upper clip already bounds it)
-    loss, _ = policy_loss(logp, torch.zeros(1, 1), torch.tensor([1.0]), torch.ones(1, 1), 0.2, 0.2, clip_ratio_c=3.0)
+    loss, _ = policy_loss(logp, torch.zeros(1, 1), torch.tensor([1.0]), torch.ones(1, 1), 0.2, 0.2,
+                          clip_ratio_c=3.0)
     assert loss.item() == pytest.approx(-1.2)
 
 
@@ -214,7 +220,8 @@ def test_gspo_hand_computed(objective):
     logp = log_ratio.clone().requires_grad_()
     loss, stats = policy_loss(logp, torch.zeros(2, 3), adv, weights, 0.2, 0.2, objective=objective)
     loss.backward()
-    # sample 0: s = exp((0.2 + 0.4) / 2) = e^0.3 = 1.3499 > 1.2 with A = +1: clipped, loss -1.2 per token, no gradient
+    # sample 0: s = exp((0.2 + 0.4) / 2) = e^0.3 = 1.3499 > 1.2 with A = +1: clipped, loss -1.2 per token,
+    #   no gradient
     # sample 1: s = exp((-0.1 + 0.1) / 2) = 1 (the masked 5.0 does not count), A = -1: loss s per token;
     #   d/dlogp_t of sum_t w_t s = (1/4 + 1/4) * s / 2 = 0.25
     assert loss.item() == pytest.approx(2 * 0.25 * -1.2 + 2 * 0.25 * 1.0)
@@ -242,7 +249,8 @@ def test_cispo_keeps_the_gradient_of_clipped_tokens():
     # token 1: ratio e^-0.5 = 0.6065, A = -1, eps_low = 1 (no lower bound, as MiniMax-M1): weight 0.6065
     logp = torch.tensor([[0.5], [-0.5]], requires_grad=True)
     w = torch.full((2, 1), 0.5)
-    loss, stats = policy_loss(logp, torch.zeros(2, 1), torch.tensor([1.0, -1.0]), w, 1.0, 0.28, objective="cispo")
+    loss, stats = policy_loss(logp, torch.zeros(2, 1), torch.tensor([1.0, -1.0]), w, 1.0, 0.28,
+                              objective="cispo")
     loss.backward()
     r1 = math.exp(-0.5)
     # loss = sum_t w_t * -sg(weight_t) A_t logp_t; its gradient -w_t weight_t A_t
@@ -276,7 +284,8 @@ def test_is_weights_scale_every_objective(objective):
         loss, _ = policy_loss(logp, old, adv, weights, 0.2, 0.28, objective=objective, is_weights=is_weights)
         loss.backward()
         results.append((loss.item(), logp.grad))
-    assert results[1][0] == pytest.approx(0.5 * results[0][0]) and torch.allclose(results[1][1], 0.5 * results[0][1])
+    assert results[1][0] == pytest.approx(0.5 * results[0][0])
+    assert torch.allclose(results[1][1], 0.5 * results[0][1])
 
 
 def test_entropy_bonus_is_subtracted_with_the_token_weights():
@@ -284,7 +293,8 @@ def test_entropy_bonus_is_subtracted_with_the_token_weights():
     entropy = torch.tensor([[1.0, 3.0]], requires_grad=True)
     weights = torch.tensor([[0.25, 0.75]])
     base, _ = policy_loss(logp, logp, torch.tensor([0.0]), weights, 0.2, 0.2)
-    bonus, _ = policy_loss(logp, logp, torch.tensor([0.0]), weights, 0.2, 0.2, entropy=entropy, entropy_coef=0.01)
+    bonus, _ = policy_loss(logp, logp, torch.tensor([0.0]), weights, 0.2, 0.2, entropy=entropy,
+                           entropy_coef=0.01)
     bonus.backward()
     assert (bonus - base).item() == pytest.approx(-0.01 * (0.25 * 1 + 0.75 * 3))
     assert close(entropy.grad, [[-0.0025, -0.0075]])

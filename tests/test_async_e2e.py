@@ -17,7 +17,8 @@ from tests.test_grpo_e2e import ROOT, TINY_RUN, run
 def test_rollouts_run_ahead_of_the_trainer_within_the_staleness_bound(ray_job, tmp_path, k):
     # Two engines: each takes the next chunk of a batch when it is free.
     actors, metrics = run(tmp_path, "steps=4", f"schedule.max_staleness={k}", "algorithm.off_policy=tis",
-                          "algorithm.off_policy_cap=2.0", "rollout.num_engines=2", "placement.engine_cpus=0.25",
+                          "algorithm.off_policy_cap=2.0", "rollout.num_engines=2",
+                          "placement.engine_cpus=0.25",
                           "eval.every=3", "eval.num_samples=2", "eval.pass_k=[1,2]", "data.num_eval=4")
     actors.shutdown()
     assert [m["step"] for m in metrics] == [0, 1, 2, 3, 4]  # 4: the eval after the last update
@@ -62,5 +63,7 @@ def test_an_asynchronous_run_resumes_without_losing_or_repeating_prompts(ray_job
     train(cfg, str(tmp_path / "run")).shutdown()
     resumed = read_metrics(str(tmp_path / "run"))
     assert [m["step"] for m in resumed] == [0, 1, 2]
-    assert [m["data/position"] for m in resumed] == [m["data/position"] for m in first]  # the same prompts, once
-    assert resumed[2]["async/staleness_max"] == 0  # the resumed step's batch: collected again, by the resumed policy
+    # the same prompts, once
+    assert [m["data/position"] for m in resumed] == [m["data/position"] for m in first]
+    # the resumed step's batch: collected again, by the resumed policy
+    assert resumed[2]["async/staleness_max"] == 0

@@ -51,7 +51,9 @@ def test_overlong_rows_are_dropped_at_load_time_and_a_split_left_empty_is_an_err
     train, held_out = drop_overlong(([short, long, short], [long, short]), tokenizer, cfg)
     assert train == [short, short] and held_out == [short]
     assert "dropped 1 of 3 train rows" in capsys.readouterr().out
-    with pytest.raises(DataError, match="no train row has a prompt of at most 34 tokens .*data.overlong_prompts=truncate_left"):
+    with pytest.raises(DataError,
+                       match="no train row has a prompt of at most 34 tokens "
+                             ".*data.overlong_prompts=truncate_left"):
         drop_overlong(([long], []), tokenizer, cfg)
     cfg.rollout.max_new_tokens = cfg.rollout.max_model_len
     with pytest.raises(DataError, match="leaves no room for a prompt"):
@@ -114,7 +116,8 @@ def test_all_rows_malformed_or_skipped_is_an_error(tmp_path):
     unboxed = tmp_path / "unboxed.jsonl"
     unboxed.write_text(json.dumps({"problem": "p", "solution": "no box"}) + "\n")
     with pytest.raises(DataError, match="0 rows, not enough for num_eval=0 plus training"):
-        load_splits(DataConfig(source=str(unboxed), num_eval=0, answer_from_boxed="solution", skip_unboxed=True))
+        load_splits(DataConfig(source=str(unboxed), num_eval=0, answer_from_boxed="solution",
+                               skip_unboxed=True))
 
 
 # A missing model
@@ -142,7 +145,8 @@ def no_ray(monkeypatch):
 
 def test_the_launcher_stops_on_a_missing_model_before_ray_starts(no_ray, tmp_path):
     with pytest.raises(FileNotFoundError, match="no such folder"):
-        no_ray(["model.path=/does/not/exist", f"logging.output_dir={tmp_path}", "logging.wandb_mode=disabled"])
+        no_ray(["model.path=/does/not/exist", f"logging.output_dir={tmp_path}",
+                "logging.wandb_mode=disabled"])
 
 
 # A reward that raises
@@ -178,7 +182,8 @@ def test_a_reward_raising_only_on_a_whole_batch_names_its_samples():
 def test_a_raising_reward_in_a_reward_worker_reaches_the_driver_as_that_error(ray_job):
     pool = RewardPool(RewardConfig(functions={"tests.test_bad_inputs:picky": 1.0}), [{"num_cpus": 0.1}] * 2)
     completions, answers = ["1", "2", "3", "boom"], {"answer": ["1", "2", "3", "4"]}
-    with pytest.raises(RewardError, match="reward 'tests.test_bad_inputs:picky' raised on sample 3 of the batch"):
+    with pytest.raises(RewardError,
+                       match="reward 'tests.test_bad_inputs:picky' raised on sample 3 of the batch"):
         pool.score(completions, answers, group_size=2)
     for worker in pool.workers:
         ray_job.kill(worker)
@@ -214,12 +219,14 @@ def test_an_incomplete_or_damaged_checkpoint_is_an_error(checkpoint, tiny_model)
 
 
 def test_a_checkpoint_of_another_model_is_an_error(checkpoint, smollm2):
-    with pytest.raises(CheckpointError, match="of another model .* hidden_size 128 \\(the run's model: 576\\)"):
+    with pytest.raises(CheckpointError,
+                       match="of another model .* hidden_size 128 \\(the run's model: 576\\)"):
         check_checkpoint(str(checkpoint), smollm2)
 
 
 def test_resume_names_a_checkpoint_that_exists(checkpoint, tmp_path, tiny_model):
-    cfg = load_config(None, [f"resume={tmp_path}/run/checkpoints/step_000009", f"logging.output_dir={tmp_path}"])
+    cfg = load_config(None,
+                      [f"resume={tmp_path}/run/checkpoints/step_000009", f"logging.output_dir={tmp_path}"])
     with pytest.raises(CheckpointError, match="step_000009: no such checkpoint folder"):
         make_run_dir(cfg, None)
     empty_run = tmp_path / "other"
@@ -246,11 +253,13 @@ def test_an_env_whose_step_raises_ends_the_episode_as_failed_and_too_many_in_a_r
     from tests.test_multiturn_e2e import TINY_RUN
 
     cfg = load_config(os.path.join(ROOT, "configs", "grpo_24point_cpu.yaml"), TINY_RUN + [
-        "env.cls=tests.user_plugins:FragileGym", f"env.params={{max_turns: 2, fragile_every: {fragile_every}}}",
+        "env.cls=tests.user_plugins:FragileGym",
+        f"env.params={{max_turns: 2, fragile_every: {fragile_every}}}",
         "prompts_per_step=4", "eval.every=0", "env.max_errors_in_a_row=8", f"logging.output_dir={tmp_path}"])
     run_dir = str(tmp_path / "run")
     os.makedirs(run_dir)
-    if fragile_every == 1:  # every episode raises: the eighth in a row stops the run, with the env's traceback
+    # every episode raises: the eighth in a row stops the run, with the env's traceback
+    if fragile_every == 1:
         with pytest.raises(RuntimeError) as stopped:
             train(cfg, run_dir)
         assert isinstance(stopped.value.__cause__, EnvError)

@@ -71,7 +71,9 @@ def test_a_dotted_override_sets_one_key_of_a_replaced_mapping():
 def test_unknown_key_in_yaml_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(f"base: {DEMO}\nrollout:\n  temprature: 0.7\n")
-    with pytest.raises(ConfigError, match=r"unknown config key 'rollout.temprature' \(did you mean 'rollout.temperature'\?\)"):
+    with pytest.raises(ConfigError,
+                       match=r"unknown config key 'rollout.temprature' "
+                             r"\(did you mean 'rollout.temperature'\?\)"):
         load_config(str(bad))
 
 
@@ -81,6 +83,7 @@ def test_resolved_config_round_trips(tmp_path):
     assert load_config(str(tmp_path / "config.yaml")) == cfg
 
 
+@pytest.mark.e2e  # a launcher process (~5 s of imports): out of the quick loop
 def test_launcher_exits_nonzero_with_the_message():
     out = subprocess.run([sys.executable, os.path.join(ROOT, "launcher", "grpo.py"), "--config", DEMO,
                           "rollout.grop_size=3"], capture_output=True, text=True, timeout=120)
@@ -88,8 +91,8 @@ def test_launcher_exits_nonzero_with_the_message():
     assert "did you mean 'rollout.group_size'" in out.stderr
 
 
-GRPO_CONFIGS = sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "configs", "**", "grpo_*.yaml"),
-                                                                  recursive=True))
+GRPO_CONFIGS = sorted(os.path.relpath(p, ROOT)
+                      for p in glob.glob(os.path.join(ROOT, "configs", "**", "grpo_*.yaml"), recursive=True))
 
 
 @pytest.mark.parametrize("name", GRPO_CONFIGS)
@@ -102,8 +105,8 @@ def test_gpu_recipes_are_there():
     assert {"configs/gpu/grpo_countdown_qwen2.5-3b.yaml", "configs/gpu/grpo_math_qwen2.5-math-7b.yaml",
             "configs/gpu/grpo_math_qwen2.5-math-7b_multinode.yaml"} <= set(GRPO_CONFIGS)
     tinyzero = load_config(os.path.join(ROOT, "configs/gpu/grpo_countdown_qwen2.5-3b.yaml"))
-    assert (tinyzero.prompts_per_step, tinyzero.rollout.max_new_tokens, tinyzero.train.lr, tinyzero.algorithm.kl_coef) == (
-        256, 1024, 1e-6, 0.001)
+    assert (tinyzero.prompts_per_step, tinyzero.rollout.max_new_tokens, tinyzero.train.lr,
+            tinyzero.algorithm.kl_coef) == (256, 1024, 1e-6, 0.001)
 
 
 USER_PACKAGE = """

@@ -18,12 +18,14 @@ from system.rewards.expression import evaluate_expression, numbers_used
 # NuminaMath-TIR's layout: the solution (chain of thought) ends in a boxed answer; `messages` holds
 # the problem AND the solution, so it must never be the prompt.
 NUMINA = [
-    {"problem": f"What is {i} divided by {2 * i}?", "solution": f"Halving: {i}/{2 * i} = \\boxed{{\\frac{{1}}{{2}}}}",
+    {"problem": f"What is {i} divided by {2 * i}?",
+     "solution": f"Halving: {i}/{2 * i} = \\boxed{{\\frac{{1}}{{2}}}}",
      "messages": [{"role": "user", "content": f"What is {i} divided by {2 * i}?"},
                   {"role": "assistant", "content": "Halving... \\boxed{\\frac{1}{2}}"}]}
     for i in range(1, 5)
 ]
-NUMINA_CFG = dict(num_eval=1, columns={"problem": "question"}, answer_from_boxed="solution", prompt_template="math")
+NUMINA_CFG = dict(num_eval=1, columns={"problem": "question"}, answer_from_boxed="solution",
+                  prompt_template="math")
 
 
 def write_dataset(kind: str, rows: list[dict], tmp_path) -> str:
@@ -55,7 +57,9 @@ def write_dataset(kind: str, rows: list[dict], tmp_path) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("kind", ["jsonl", "json", "parquet", "arrow", "arrow_ipc_file", "saved_dir", "saved_dict_dir"])
+@pytest.mark.parametrize("kind",
+                         ["jsonl", "json", "parquet", "arrow", "arrow_ipc_file", "saved_dir",
+                          "saved_dict_dir"])
 def test_every_source_format_gives_the_same_rows(tmp_path, kind):
     train, held_out = load_splits(DataConfig(source=write_dataset(kind, NUMINA, tmp_path), **NUMINA_CFG))
     assert [r["question"] for r in held_out + train] == [r["problem"] for r in NUMINA]
@@ -92,19 +96,25 @@ def test_sources_that_are_not_data_sets_are_named(tmp_path):
 def test_column_renames_and_their_errors_name_file_row_and_column(tmp_path):
     rows = [{"q": f"{i} + {i}", "a": str(2 * i)} for i in range(4)]
     source = write_dataset("parquet", rows, tmp_path)
-    train, held_out = load_splits(DataConfig(source=source, num_eval=1, columns={"q": "question", "a": "answer"}))
-    assert held_out[0] == {"question": "0 + 0", "answer": "0", "messages": [{"role": "user", "content": "0 + 0"}]}
+    train, held_out = load_splits(DataConfig(source=source, num_eval=1,
+                                             columns={"q": "question", "a": "answer"}))
+    assert held_out[0] == {"question": "0 + 0", "answer": "0",
+                           "messages": [{"role": "user", "content": "0 + 0"}]}
     assert [r["answer"] for r in train] == ["2", "4", "6"]
 
     rows[2] = {"a": "4"}
     source = write_dataset("parquet", rows, tmp_path)  # parquet fills the missing value with None
-    with pytest.raises(DataError, match=r"d.parquet, row 3, column 'q' \(read as 'prompt'\): expected text or a chat.*got 'None'"):
+    with pytest.raises(DataError,
+                       match=r"d.parquet, row 3, column 'q' \(read as 'prompt'\): "
+                             r"expected text or a chat.*got 'None'"):
         load_splits(DataConfig(source=source, num_eval=1, columns={"q": "prompt"}))
     source = tmp_path / "own.jsonl"  # by hand: datasets would write the missing value as null
     source.write_text("\n".join(json.dumps(r) for r in rows))
-    with pytest.raises(DataError, match=r"own.jsonl, row 3: no column 'q' to rename to 'question' \(data.columns\)"):
+    with pytest.raises(DataError,
+                       match=r"own.jsonl, row 3: no column 'q' to rename to 'question' \(data.columns\)"):
         load_splits(DataConfig(source=str(source), num_eval=1, columns={"q": "question"}))
-    with pytest.raises(DataError, match=r"row 1: renaming column 'q' to 'a' would overwrite the row's own 'a'"):
+    with pytest.raises(DataError,
+                       match=r"row 1: renaming column 'q' to 'a' would overwrite the row's own 'a'"):
         load_splits(DataConfig(source=str(source), num_eval=1, columns={"q": "a"}))
 
 
@@ -118,7 +128,8 @@ def test_columns_come_from_yaml_and_a_recipe_replaces_the_base_map(tmp_path):
 
 @pytest.mark.parametrize("solution, gold", [
     ("so x = \\boxed{\\frac{1}{2}}.", "\\frac{1}{2}"),  # nested braces
-    ("first \\boxed{3}, no wait: \\boxed{\\sqrt{\\frac{4}{9}}}", "\\sqrt{\\frac{4}{9}}"),  # the last one counts
+    # the last one counts
+    ("first \\boxed{3}, no wait: \\boxed{\\sqrt{\\frac{4}{9}}}", "\\sqrt{\\frac{4}{9}}"),
     ("\\fbox{42} is the answer", "42"),
     ("\\boxed{1} then \\fbox{ {2}+{3} }", "{2}+{3}"),
 ])
@@ -133,26 +144,35 @@ def test_a_solution_without_a_boxed_answer_is_an_error_or_skipped_and_counted(tm
     source = write_dataset("parquet", rows, tmp_path)
     with pytest.raises(DataError, match=r"d.parquet, row 4, column 'solution': no \\boxed\{...\} answer"):
         load_splits(DataConfig(source=source, num_eval=1, answer_from_boxed="solution"))
-    train, _ = load_splits(DataConfig(source=source, num_eval=1, answer_from_boxed="solution", skip_unboxed=True))
+    train, _ = load_splits(DataConfig(source=source, num_eval=1, answer_from_boxed="solution",
+                                      skip_unboxed=True))
     assert len(train) == 2 and "skipped 1 of 4 rows of" in capsys.readouterr().out
     with pytest.raises(DataError, match="row 1: the row has an 'answer' column already"):
-        load_splits(DataConfig(source=write_dataset("jsonl", [{"problem": "p", "answer": "1", "solution": "\\boxed{1}"}]
+        load_splits(DataConfig(source=write_dataset("jsonl",
+                                                    [{"problem": "p", "answer": "1",
+                                                      "solution": "\\boxed{1}"}]
                                                     * 2, tmp_path), num_eval=1, answer_from_boxed="solution"))
 
 
 def test_a_messages_chat_is_the_prompt_with_the_system_prompt_added_if_absent(tmp_path):
-    chats = [[{"role": "user", "content": "Hi"}], [{"role": "system", "content": "Own."}, {"role": "user", "content": "Yo"}]]
+    chats = [[{"role": "user", "content": "Hi"}],
+             [{"role": "system", "content": "Own."}, {"role": "user", "content": "Yo"}]]
     source = write_dataset("jsonl", [{"messages": c, "answer": "1"} for c in chats], tmp_path)
     train, held_out = load_splits(DataConfig(source=source, num_eval=1, system_prompt="Be brief."))
     assert held_out[0]["messages"] == [{"role": "system", "content": "Be brief."}, chats[0][0]]
     assert train[0]["messages"] == chats[1]
 
-    with pytest.raises(DataError, match=r"d.jsonl, row 1, column 'messages': the chat ends with a 'assistant' turn"):
+    with pytest.raises(DataError,
+                       match=r"d.jsonl, row 1, column 'messages': the chat ends with a 'assistant' turn"):
         load_splits(DataConfig(source=write_dataset("jsonl", NUMINA, tmp_path), num_eval=1))
-    bad = [{"messages": [{"role": "user", "content": "ok"}]}, {"messages": [{"role": "user", "text": "no content"}]}]
-    with pytest.raises(DataError, match=r"row 2, column 'messages': expected text or a chat \(a list of \{role, content\}"):
+    bad = [{"messages": [{"role": "user", "content": "ok"}]},
+           {"messages": [{"role": "user", "text": "no content"}]}]
+    with pytest.raises(DataError,
+                       match=r"row 2, column 'messages': "
+                             r"expected text or a chat \(a list of \{role, content\}"):
         load_splits(DataConfig(source=write_dataset("jsonl", bad, tmp_path), num_eval=1))
-    with pytest.raises(DataError, match=r"row 1: no prompt: the row needs one of the columns \['messages', 'prompt'"):
+    with pytest.raises(DataError,
+                       match=r"row 1: no prompt: the row needs one of the columns \['messages', 'prompt'"):
         load_splits(DataConfig(source=write_dataset("jsonl", [{"text": "x"}] * 2, tmp_path), num_eval=1))
 
 
@@ -168,12 +188,14 @@ def test_chat_and_base_prompt_ids(tokenizer):
     ids = encode_prompt(tokenizer, chat, "<think>", "chat")
     text = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
     assert ids == tokenizer(text + "<think>", add_special_tokens=False)["input_ids"]
-    assert tokenizer.decode(ids).endswith("<|im_start|>user\nMake 7 from [3, 4]<|im_end|>\n<|im_start|>assistant\n<think>")
+    assert tokenizer.decode(ids).endswith("<|im_start|>user\nMake 7 from [3, 4]<|im_end|>\n"
+                                          "<|im_start|>assistant\n<think>")
 
     base = encode_prompt(tokenizer, chat, " I", "base")
     expected = BASE_TEMPLATE.format(prompt="Make 7 from [3, 4]") + " I"
     assert tokenizer.decode(base) == expected and "<|im_start|>" not in tokenizer.decode(base)
-    assert expected.endswith("User: Make 7 from [3, 4]\nAssistant: Let me solve this step by step.\n<think> I")
+    assert expected.endswith("User: Make 7 from [3, 4]\n"
+                             "Assistant: Let me solve this step by step.\n<think> I")
 
     no_template = tokenizer.__class__.from_pretrained(tokenizer.name_or_path)
     no_template.chat_template = None  # a base model's tokenizer
@@ -184,10 +206,14 @@ def test_chat_and_base_prompt_ids(tokenizer):
 
 def test_base_format_takes_one_user_turn(tmp_path):
     with pytest.raises(DataError, match="data.system_prompt is for prompt_format chat"):
-        load_splits(DataConfig(source="countdown", num_train=4, num_eval=2, prompt_format="base", system_prompt="S"))
-    source = write_dataset("jsonl", [{"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]}]
+        load_splits(DataConfig(source="countdown", num_train=4, num_eval=2, prompt_format="base",
+                               system_prompt="S"))
+    source = write_dataset("jsonl",
+                           [{"messages": [{"role": "system", "content": "S"},
+                                          {"role": "user", "content": "U"}]}]
                            * 2, tmp_path)
-    with pytest.raises(DataError, match=r"row 1, column 'messages': the base prompt format takes one user turn"):
+    with pytest.raises(DataError,
+                       match=r"row 1, column 'messages': the base prompt format takes one user turn"):
         load_splits(DataConfig(source=source, num_eval=1, prompt_format="base"))
 
 
@@ -207,15 +233,17 @@ def test_skip_gives_a_later_stage_problems_no_earlier_stage_had(tmp_path):
     (a generated task that comes again later is skipped too), the same held-out rows, and nothing for a
     file with too few rows."""
     first, held_out = load_splits(DataConfig(source="countdown", num_train=300, num_eval=20, max_number=12))
-    later, held_out_later = load_splits(DataConfig(source="countdown", num_train=100, num_eval=20, max_number=12,
-                                                   skip=300))
+    later, held_out_later = load_splits(DataConfig(source="countdown", num_train=100, num_eval=20,
+                                                   max_number=12, skip=300))
     assert len(later) == 100 and held_out_later == held_out
-    public = held_out_tasks(DataConfig(source="countdown", num_eval=20, max_number=12, skip=300))  # bench/heldout.py's
+    # bench/heldout.py's
+    public = held_out_tasks(DataConfig(source="countdown", num_eval=20, max_number=12, skip=300))
     assert [(r["nums"], r["target"]) for r in public] == [(r["nums"], r["target"]) for r in held_out]
     assert not {task_key(r) for r in first} & {task_key(r) for r in later + held_out}
     assert load_splits(DataConfig(source="countdown", num_train=300, num_eval=20, max_number=12))[0] == first
     path = tmp_path / "d.jsonl"
-    path.write_text("".join(json.dumps({"problem": f"{i} + 1", "answer": str(i + 1)}) + "\n" for i in range(10)))
+    path.write_text("".join(json.dumps({"problem": f"{i} + 1", "answer": str(i + 1)}) + "\n"
+                            for i in range(10)))
     train, _ = load_splits(DataConfig(source=str(path), num_eval=2, skip=5))
     assert [r["problem"] for r in train] == ["7 + 1", "8 + 1", "9 + 1"]
     with pytest.raises(DataError, match="none left for training after num_eval=2 and skip=8"):
@@ -230,7 +258,8 @@ def test_twenty_four_tasks_are_solvable_and_deterministic_per_seed():
     for row in train + held_out:
         assert len(row["nums"]) == 4 and all(1 <= n <= 13 for n in row["nums"]) and row["target"] == 24
         witness = solve(row["nums"], 24)
-        assert witness and evaluate_expression(witness) == 24 and sorted(numbers_used(witness)) == sorted(row["nums"])
+        assert witness and evaluate_expression(witness) == 24
+        assert sorted(numbers_used(witness)) == sorted(row["nums"])
     assert load_splits(cfg) == (train, held_out)
     assert load_splits(DataConfig(source="twenty_four", num_train=200, num_eval=20, seed=1))[0] != train
 
@@ -243,7 +272,8 @@ def test_countdown_with_six_numbers_is_reachable_by_construction():
     for row, (nums, target, witness) in zip(train, tasks):
         assert (row["nums"], row["target"]) == (nums, target) and len(nums) == 6 and 1 <= target <= 1000
         assert evaluate_expression(witness) == target and sorted(numbers_used(witness)) == sorted(nums)
-    assert {len(r["nums"]) for r in load_splits(DataConfig(min_numbers=3, max_numbers=6, num_eval=50))[0]} == {3, 4, 5, 6}
+    mixed, _ = load_splits(DataConfig(min_numbers=3, max_numbers=6, num_eval=50))
+    assert {len(r["nums"]) for r in mixed} == {3, 4, 5, 6}
     with pytest.raises(DataError, match="data.min_numbers=5, data.max_numbers=4"):
         load_splits(DataConfig(min_numbers=5, max_numbers=4))
 

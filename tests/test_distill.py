@@ -10,45 +10,54 @@ import time
 
 import pytest
 
-from system.teachers.rejection_sampling import TraceStore, problem_id, rejection_sample, select_traces, summarize
+from system.teachers.rejection_sampling import (TraceStore, problem_id, rejection_sample, select_traces,
+                                                summarize)
 from tests.test_grpo_e2e import ROOT
 
 ROWS = [{"nums": [3, 4], "target": 7, "messages": [{"role": "user", "content": "Make 7"}]},
-        {"question": "2 + 2", "answer": "4", "source": "arith", "messages": [{"role": "user", "content": "2 + 2?"}]}]
+        {"question": "2 + 2", "answer": "4", "source": "arith",
+         "messages": [{"role": "user", "content": "2 + 2?"}]}]
 
 
 def test_select_keeps_distinct_accepted_traces_per_problem():
     texts = ["a", "bb", "a", "ccc", "x", "y", "z", "w"]
     lengths = [1, 2, 1, 3, 1, 1, 1, 1]
     accepted = [True, True, True, False, False, False, False, False]
-    assert select_traces(texts, lengths, accepted, 4, "all") == [0, 1]  # the duplicate "a" once; problem 2: none
+    # the duplicate "a" once; problem 2: none
+    assert select_traces(texts, lengths, accepted, 4, "all") == [0, 1]
     assert select_traces(texts, lengths, accepted, 4, "shortest") == [0]
     assert select_traces(texts, [5, 2, 5, 3, 1, 1, 1, 1], accepted, 4, "shortest") == [1]
 
 
 def test_rejection_sample_rows_and_progress():
-    texts = ["<answer> 3 + 4 </answer>", "<answer> 3 * 4 </answer>", "<answer> 4 </answer>", "<answer> 4 </answer>"]
+    texts = ["<answer> 3 + 4 </answer>", "<answer> 3 * 4 </answer>", "<answer> 4 </answer>",
+             "<answer> 4 </answer>"]
     traces, progress = rejection_sample(ROWS, texts, [5, 5, 3, 3], correct=[True, False, True, True],
-                                        finished=[True, True, False, True], n=2, keep="all", source="countdown")
-    assert [t["messages"][-1]["content"] for t in traces] == [texts[0], texts[3]]  # the cut-off trace is not kept
+                                        finished=[True, True, False, True], n=2, keep="all",
+                                        source="countdown")
+    # the cut-off trace is not kept
+    assert [t["messages"][-1]["content"] for t in traces] == [texts[0], texts[3]]
     first, second = traces
     assert first["messages"][:-1] == ROWS[0]["messages"] and first["messages"][-1]["role"] == "assistant"
-    assert (first["problem"], first["answer"], first["source"], first["nums"]) == ("Make 7", "3 + 4", "countdown", [3, 4])
+    assert (first["problem"], first["answer"], first["source"], first["nums"]) == (
+        "Make 7", "3 + 4", "countdown", [3, 4])
     assert (second["answer"], second["source"]) == ("4", "arith")  # the gold answer and the row's own source
     assert [p["id"] for p in progress] == [problem_id(r) for r in ROWS] == [t["problem_id"] for t in traces]
     assert [(p["samples"], p["correct"], p["kept"]) for p in progress] == [(2, 1, 1), (2, 2, 1)]
     stats = summarize(progress)
     assert (stats["problems"], stats["samples"], stats["kept"], stats["kept_rate"]) == (2, 4, 2, 0.5)
-    assert stats["per_source"]["arith"]["kept_rate"] == 0.5 and stats["per_source"]["countdown"]["solved"] == 1
+    assert stats["per_source"]["arith"]["kept_rate"] == 0.5
+    assert stats["per_source"]["countdown"]["solved"] == 1
 
 
 def test_an_episode_keeps_its_earlier_turns_before_the_verified_reply():
     earlier = [{"role": "assistant", "content": "<answer> 3 * 4 </answer>", "weight": 0},
                {"role": "user", "content": "3 * 4 evaluates to 12, not 7."}]
-    traces, _ = rejection_sample(ROWS[:1], ["<answer> 3 + 4 </answer>"] * 2, [5, 5], [True] * 2, [True] * 2, 2,
-                                 "all", "countdown", earlier=[earlier, []])
+    traces, _ = rejection_sample(ROWS[:1], ["<answer> 3 + 4 </answer>"] * 2, [5, 5], [True] * 2, [True] * 2,
+                                 2, "all", "countdown", earlier=[earlier, []])
     reply = [{"role": "assistant", "content": "<answer> 3 + 4 </answer>"}]
-    assert [t["messages"] for t in traces] == [ROWS[0]["messages"] + earlier + reply, ROWS[0]["messages"] + reply]
+    assert [t["messages"] for t in traces] == [ROWS[0]["messages"] + earlier + reply,
+                                               ROWS[0]["messages"] + reply]
     assert traces[0]["answer"] == "3 + 4"  # the same reply after other turns is another episode: both kept
 
 
@@ -58,7 +67,8 @@ def test_problem_ids_ignore_the_prompt_and_the_row_position():
 
 def test_reopening_drops_what_a_killed_run_left_half_done(tmp_path):
     store = TraceStore(str(tmp_path))
-    traces, progress = rejection_sample(ROWS, ["a", "b", "c", "d"], [1] * 4, [True] * 4, [True] * 4, 2, "all", "s")
+    traces, progress = rejection_sample(ROWS, ["a", "b", "c", "d"], [1] * 4, [True] * 4, [True] * 4, 2,
+                                        "all", "s")
     store.append(traces[:2], progress[:1])
     # killed after writing problem 2's rows, before its progress line; and half-way through a line
     with open(store.data_path, "a") as f:
@@ -77,7 +87,8 @@ def test_reopening_drops_what_a_killed_run_left_half_done(tmp_path):
 # does, and cut-off traces are never kept); the verifier accepts by a simple rule.
 TEACHER_RUN = [
     "model.path=smollm2-135m", "data.num_train=8", "data.num_eval=0", "rollout.group_size=4",
-    "rollout.max_new_tokens=32", "rollout.max_model_len=256", "reward.functions={tests.user_plugins:even_length: 1.0}",
+    "rollout.max_new_tokens=32", "rollout.max_model_len=256",
+    "reward.functions={tests.user_plugins:even_length: 1.0}",
     "reward.num_workers=1", "logging.wandb_mode=disabled", "logging.progress_bar=false",
 ]
 DISTILL = os.path.join(ROOT, "configs", "distill_countdown_cpu.yaml")
@@ -91,8 +102,8 @@ def test_killed_distill_run_resumes_without_redoing_or_duplicating(ray_job, smol
 
     run = TEACHER_RUN + ["chunk_size=2", f"logging.output_dir={tmp_path}", "logging.run_name=d"]
     address = ray_job.get_runtime_context().gcs_address
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "launcher", "distill.py"), "--config", DISTILL, *run,
-                             f"ray_address={address}"], env={**os.environ, "PYTHONPATH": ROOT},
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "launcher", "distill.py"), "--config",
+                             DISTILL, *run, f"ray_address={address}"], env={**os.environ, "PYTHONPATH": ROOT},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     progress = tmp_path / "d" / "progress.jsonl"
     deadline = time.time() + 300

@@ -24,7 +24,8 @@ def twenty_four(numbers, **params):
         ("(5 + 5) * 3 - 2", "(5 + 5) * 3 - 2 uses 5 twice and does not use 8.", -0.0125),
         ("2 * 3 * 8", "2 * 3 * 8 does not use 5.", -0.0125),
         ("2 * (3 + 5) + 8 + 1", "2 * (3 + 5) + 8 + 1 uses 1 (not one of the numbers).", -0.01),
-        ("(13 - 7) * (1 + 1)", "uses 1 (not one of the numbers), uses 7 (not one of the numbers), uses 13", -0.05),
+        ("(13 - 7) * (1 + 1)", "uses 1 (not one of the numbers), uses 7 (not one of the numbers), uses 13",
+         -0.05),
         ("2 * 3 * 5 - 8", "2 * 3 * 5 - 8 evaluates to 22, not 24.", 0.0),
         ("(2 + 3) / (8 * 5)", "(2 + 3) / (8 * 5) evaluates to 1/8, not 24.", 0.0),
         ("2 + 3 + 5 +", "2 + 3 + 5 + is not a valid expression", -0.1),
@@ -46,7 +47,8 @@ def test_twenty_four_grades_wrong_answers_by_how_close_they_come():
     """no move < not an expression < wrong numbers (by the share right) < wrong value < solved;
     each grade a config field."""
     grades = dict(invalid_penalty=-1.0, wrong_numbers_penalty=-0.5, wrong_value_penalty=-0.2)
-    answers = ["2 +", "7 * 9", "2 * 3 * 7 * 9", "2 * 3", "2 * 3 * 5 * 8 * 8", "2 * 3 * 5 - 8", "2 * (3 + 5) + 8"]
+    answers = ["2 +", "7 * 9", "2 * 3 * 7 * 9", "2 * 3", "2 * 3 * 5 * 8 * 8", "2 * 3 * 5 - 8",
+               "2 * (3 + 5) + 8"]
     replies = ["no tags"] + [f"<answer>{a}</answer>" for a in answers]
     rewards = [twenty_four([2, 3, 5, 8], max_turns=5, **grades).step(reply)[1] for reply in replies]
     assert rewards == pytest.approx([-1.0, -1.0, -0.5, -0.35, -0.35, -0.26, -0.2, 1.0])

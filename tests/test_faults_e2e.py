@@ -36,7 +36,8 @@ def check_every_step_once(metrics: list[dict], steps: int) -> None:
 @pytest.mark.e2e
 def test_a_run_survives_the_sigkill_of_an_engine_a_reward_worker_the_reference_and_a_policy_rank(
         ray_job, tiny_model, tmp_path):
-    cfg, run_dir = start(tmp_path, DEMO, TINY_RUN + ["steps=6", "checkpoint.every=2", "checkpoint.keep_last=3"])
+    cfg, run_dir = start(tmp_path, DEMO,
+                         TINY_RUN + ["steps=6", "checkpoint.every=2", "checkpoint.keep_last=3"])
     plan = [(0, "engine-0"), (1, "reward-0"), (2, "reference-0"), (3, "policy-0")]
     killer = Killer(run_dir, plan)
     killer.start()
@@ -77,8 +78,10 @@ def test_a_multi_turn_run_survives_the_sigkill_of_an_env_worker(ray_job, tiny_mo
 
 
 @pytest.mark.e2e
-def test_an_actor_that_dies_on_every_call_stops_the_run_naming_it_and_the_phase(ray_job, tiny_model, tmp_path):
-    cfg, run_dir = start(tmp_path, DEMO, TINY_RUN + ["reward.functions={tests.user_plugins:kills_its_worker: 1.0}",
+def test_an_actor_that_dies_on_every_call_stops_the_run_naming_it_and_the_phase(
+        ray_job, tiny_model, tmp_path):
+    cfg, run_dir = start(tmp_path, DEMO,
+                         TINY_RUN + ["reward.functions={tests.user_plugins:kills_its_worker: 1.0}",
                                                      "reward.num_workers=1", "fault.max_failures_in_a_row=2"])
     with pytest.raises(FaultError, match=r"3 actor failures in a row, the last in phase 'reward': reward-0"):
         train(cfg, run_dir)
@@ -88,11 +91,12 @@ def test_an_actor_that_dies_on_every_call_stops_the_run_naming_it_and_the_phase(
 @pytest.mark.e2e
 def test_sigterm_stops_the_driver_at_a_step_boundary_with_a_checkpoint_and_resume_goes_on(
         ray_job, tiny_model, tmp_path):
-    run = TINY_RUN + ["steps=4", "algorithm.kl_coef=0", f"logging.output_dir={tmp_path}", "logging.run_name=run"]
+    run = TINY_RUN + ["steps=4", "algorithm.kl_coef=0", f"logging.output_dir={tmp_path}",
+                      "logging.run_name=run"]
     run_dir = os.path.join(str(tmp_path), "run")
     address = ray_job.get_runtime_context().gcs_address
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "launcher", "grpo.py"), "--config", DEMO, *run,
-                             f"ray_address={address}"], env={**os.environ, "PYTHONPATH": ROOT},
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "launcher", "grpo.py"), "--config", DEMO,
+                             *run, f"ray_address={address}"], env={**os.environ, "PYTHONPATH": ROOT},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 400
     while 0 not in logged_steps(run_dir) and time.time() < deadline:

@@ -15,13 +15,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_RUN = [
     "model.path=tiny", "steps=2", "prompts_per_step=4", "rollout.group_size=4", "rollout.max_new_tokens=16",
     "rollout.max_model_len=256", "train.lr=1e-3", "train.micro_batch_size=8", "algorithm.kl_coef=0.01",
-    "reward.functions={countdown: 1.0, format: 0.5, tests.user_plugins:response_length: 1.0}", "reward.num_workers=2", "logging.wandb_mode=disabled",
-    "logging.progress_bar=false", "sync.bucket_mb=4", "sync.verify_every=1", "eval.every=0", "checkpoint.save_final=false",
+    "reward.functions={countdown: 1.0, format: 0.5, tests.user_plugins:response_length: 1.0}",
+    "reward.num_workers=2", "logging.wandb_mode=disabled",
+    "logging.progress_bar=false", "sync.bucket_mb=4", "sync.verify_every=1", "eval.every=0",
+    "checkpoint.save_final=false",
 ]
 EXPECTED_KEYS = [
     "reward/mean", "reward/std", "reward/countdown/mean", "reward/format/mean", "reward/accuracy", "kl/mean",
-    "train/clip_frac", "train/entropy", "response/length_mean", "response/length_max", "response/clipped_frac",
-    "train/grad_norm", "train/lr", "timing/generate_s", "timing/reward_s", "timing/reference_s", "timing/train_s",
+    "train/clip_frac", "train/entropy", "response/length_mean", "response/length_max",
+    "response/clipped_frac",
+    "train/grad_norm", "train/lr", "timing/generate_s", "timing/reward_s", "timing/reference_s",
+    "timing/train_s",
     "timing/sync_s", "throughput/generated_tokens_per_s", "sync/checksum_ok", "sync/logprob_abs_diff_mean",
     "sync/logprob_abs_diff_max", "groups/zero_variance_frac",
 ]
@@ -76,7 +80,8 @@ def test_two_grpo_steps_update_and_sync_the_engine(ray_job, tiny_model, tmp_path
 def test_skipped_sync_shows_in_the_logprob_check(ray_job, tmp_path):
     # The user's own advantage estimator and correctness reward, named on the command line.
     user_reward = "tests.user_plugins:even_length"
-    actors, metrics = run(tmp_path, "sync.enabled=false", "algorithm.advantage=tests.user_plugins:leave_one_out",
+    actors, metrics = run(tmp_path, "sync.enabled=false",
+                          "algorithm.advantage=tests.user_plugins:leave_one_out",
                           f"reward.functions={{format: 0.5, {user_reward}: 1.0}}")
     assert metrics[0]["sync/logprob_abs_diff_mean"] < 0.05  # step 0: engine and trainer start equal
     assert metrics[1]["sync/logprob_abs_diff_mean"] > 0.1  # step 1: the engine sampled with stale weights

@@ -65,8 +65,8 @@ def make_engine(model_path: str, zero_stage: int, dtype: str, grad_accum: int, l
                             zero_stage=zero_stage, micro_batch_size=2, max_grad_norm=max_grad_norm,
                             lr_schedule=lr_schedule, min_lr_ratio=0.1, lora=lora or LoraConfig())
     platform = current_platform()
-    return init_train_engine(model_path, train, dtype, grad_accum, 1, platform, platform.attn_implementation(dtype),
-                             total_updates=total_updates)
+    return init_train_engine(model_path, train, dtype, grad_accum, 1, platform,
+                             platform.attn_implementation(dtype), total_updates=total_updates)
 
 
 def samples(advantages: list[float]) -> list[list[TrainingSample]]:
@@ -88,8 +88,10 @@ def weights_of(engine) -> torch.Tensor:
 
 @pytest.mark.parametrize("zero_stage, dtype", [(0, "float32"), (2, "bfloat16")])
 def test_nonfinite_updates_are_skipped_not_applied(distributed, tiny_model, zero_stage, dtype):
-    """ZeRO-0 in fp32 keeps a plain torch optimizer, which would apply a NaN step; ZeRO-2 is DeepSpeed's own."""
-    engine = make_engine(tiny_model, zero_stage, dtype, grad_accum=2)  # 4 sequences of 10: 2 micro-batches of 20 tokens
+    """ZeRO-0 in fp32 keeps a plain torch optimizer, which would apply a NaN step; ZeRO-2 is DeepSpeed's
+    own."""
+    # 4 sequences of 10: 2 micro-batches of 20 tokens
+    engine = make_engine(tiny_model, zero_stage, dtype, grad_accum=2)
 
     def update(minibatches):
         return grpo_update(engine, minibatches, AlgorithmConfig(), max_tokens=20, micro_batch=2, ppo_epochs=1,
@@ -130,8 +132,8 @@ def test_the_engine_follows_the_lr_schedule_update_by_update(distributed, tiny_m
     lrs = []
     for _ in range(5):
         lrs.append(engine.get_lr()[0])
-        grpo_update(engine, samples([1.0, -1.0]), AlgorithmConfig(), max_tokens=20, micro_batch=2, ppo_epochs=1,
-                    temperature=1.0, world_size=1)
+        grpo_update(engine, samples([1.0, -1.0]), AlgorithmConfig(), max_tokens=20, micro_batch=2,
+                    ppo_epochs=1, temperature=1.0, world_size=1)
     assert lrs == pytest.approx([1e-3 * lr_factor(u, 1, 4, "cosine", 0.1) for u in range(5)])
     assert lrs[0] == pytest.approx(5e-4) and lrs[-1] == pytest.approx(1e-4)
 
@@ -142,8 +144,8 @@ def varied_minibatch(loss_agg: str) -> list[list[TrainingSample]]:
     out = []
     for i, (prompt, response) in enumerate([(7, 9), (3, 4), (11, 2), (5, 12), (9, 6), (4, 3)]):
         n = prompt + response
-        s = TrainingSample(torch.randint(1, 500, (n,), generator=g), torch.tensor([0.0] * prompt + [1.0] * response),
-                           torch.zeros(n))
+        s = TrainingSample(torch.randint(1, 500, (n,), generator=g),
+                           torch.tensor([0.0] * prompt + [1.0] * response), torch.zeros(n))
         s.ref_logp = -torch.rand(n, generator=g) * 5
         s.advantage = [1.0, -0.5, 2.0, -1.5, 0.25, -1.0][i]
         out.append(s)
@@ -155,7 +157,8 @@ def unpacked_loss(model, minibatch: list[TrainingSample], algo, temperature: flo
     """The loss as a plain script computes it: one right-padded batch, attention mask, the textbook
     log-softmax over every position."""
     b = pad_sequences(minibatch, ["tokens", "weights", "ref_logp"], 0, "cpu")
-    logits = model(input_ids=b["tokens"], attention_mask=b["attention_mask"]).logits[:, :-1].float() / temperature
+    logits = model(input_ids=b["tokens"], attention_mask=b["attention_mask"]).logits
+    logits = logits[:, :-1].float() / temperature
     logp = torch.log_softmax(logits, -1).gather(-1, b["tokens"][:, 1:, None]).squeeze(-1)
     logp = torch.nn.functional.pad(logp, (1, 0))
     loss, _ = policy_loss(logp, logp.detach(), torch.tensor([s.advantage for s in minibatch]), b["weights"],
@@ -217,10 +220,12 @@ def test_distillation_update_has_the_per_token_advantages(distributed, tiny_mode
     logp = torch.log_softmax(logits / 0.7, -1).gather(-1, b["tokens"][:, 1:, None]).squeeze(-1)
     logp = torch.nn.functional.pad(logp, (1, 0))
     task = torch.tensor([s.advantage for s in minibatches[0]])
-    adv, k = distill_advantages(logp.detach(), b["teacher_logp"], task, b["loss_mask"], distill.coef, distill.task_coef)
+    adv, k = distill_advantages(logp.detach(), b["teacher_logp"], task, b["loss_mask"], distill.coef,
+                                distill.task_coef)
     loss, _ = policy_loss(logp, logp.detach(), adv, b["weights"], algo.eps_low, algo.eps_high)
     loss.backward()
-    want_loss, want_grads = float(loss.detach()), {n: p.grad.clone() for n, p in engine.module.named_parameters()}
+    want_loss = float(loss.detach())
+    want_grads = {n: p.grad.clone() for n, p in engine.module.named_parameters()}
     engine.module.zero_grad(set_to_none=True)
     seen = []
     engine.optimizer.register_step_pre_hook(

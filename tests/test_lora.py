@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from system.config.grpo import ConfigError, load_config
-from system.training.lora import (ALL_LINEAR, FUSED, LoraConfig, add_adapters, hf_name, merge, merged_state_dict,
-                                  scaling_of, sync_tensors)
+from system.training.lora import (ALL_LINEAR, FUSED, LoraConfig, add_adapters, hf_name, merge,
+                                  merged_state_dict, scaling_of, sync_tensors)
 from tests.test_grpo_update import make_engine, samples
 
 
@@ -29,7 +29,8 @@ def adapted(model_path: str, targets=None, rank: int = 4, alpha: float = 16.0):
 
 
 def test_hf_names():
-    assert hf_name("base_model.model.model.layers.0.mlp.up_proj.base_layer.weight") == "model.layers.0.mlp.up_proj.weight"
+    peft = "base_model.model.model.layers.0.mlp.up_proj.base_layer.weight"
+    assert hf_name(peft) == "model.layers.0.mlp.up_proj.weight"
     assert hf_name("base_model.model.model.norm.weight") == "model.norm.weight"
     assert hf_name("base_model.model.lm_head.weight") == "lm_head.weight"
 
@@ -75,7 +76,8 @@ def test_a_sync_sends_the_adapted_modules_merged_and_their_fused_parts(tiny_mode
     assert set(sent) == want
     for name, tensor in sent.items():
         assert torch.equal(tensor, merged[name]), name
-    assert torch.equal(sent["model.layers.0.self_attn.k_proj.weight"], base["model.layers.0.self_attn.k_proj.weight"])
+    assert torch.equal(sent["model.layers.0.self_attn.k_proj.weight"],
+                       base["model.layers.0.self_attn.k_proj.weight"])
     assert not torch.equal(sent["model.layers.0.self_attn.q_proj.weight"],
                            base["model.layers.0.self_attn.q_proj.weight"])
 
@@ -99,7 +101,8 @@ def test_unknown_or_non_linear_targets_are_errors(tiny_model):
 
 
 def test_config():
-    cfg = load_config(None, ["train.lora.enabled=true", "train.lora.rank=8", "train.lora.target_modules=[q_proj]",
+    cfg = load_config(None,
+                      ["train.lora.enabled=true", "train.lora.rank=8", "train.lora.target_modules=[q_proj]",
                              "algorithm.kl_coef=0.01"])
     assert (cfg.train.lora.rank, cfg.train.lora.target_modules) == (8, ["q_proj"])
     assert cfg.roles().reference == 0  # the policy ranks score the reference: no reference actor
@@ -122,8 +125,8 @@ def test_lora_engine_trains_the_adapters_alone_and_its_checkpoint_resumes_them(t
     frozen = {n: p.detach().clone() for n, p in engine.module.named_parameters() if not p.requires_grad}
     adapters = lambda e: {n: p.detach().clone() for n, p in e.module.named_parameters() if p.requires_grad}  # noqa: E731
     before = adapters(engine)
-    update = grpo_update(engine, samples([1.0, -1.0, 1.0, -1.0]), AlgorithmConfig(), max_tokens=20, micro_batch=2,
-                         ppo_epochs=1, temperature=1.0, world_size=1)
+    update = grpo_update(engine, samples([1.0, -1.0, 1.0, -1.0]), AlgorithmConfig(), max_tokens=20,
+                         micro_batch=2, ppo_epochs=1, temperature=1.0, world_size=1)
     assert update["skipped_updates"] == 0
     after = adapters(engine)
     assert any(not torch.equal(after[n], before[n]) for n in after), "the adapters did not train"

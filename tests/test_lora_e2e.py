@@ -39,7 +39,8 @@ def base_logprobs(model_path: str, seq: list[int], temperature: float) -> torch.
     from transformers import AutoModelForCausalLM
 
     with torch.no_grad():
-        logits = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.bfloat16)(torch.tensor([seq])).logits
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.bfloat16)
+        logits = model(torch.tensor([seq])).logits
     logp = torch.log_softmax(logits[0, :-1].float() / temperature, -1)
     return logp.gather(-1, torch.tensor(seq[1:]).unsqueeze(-1)).squeeze(-1)
 
@@ -70,7 +71,8 @@ def test_lora_run_syncs_merged_weights_checkpoints_adapters_and_resumes(ray_job,
     seq = list(range(100, 140))
     engine = torch.tensor(engine_logprobs(actors.engines.engines[0], [seq])[0])
     trainer, before = trainer_logprobs(actors.policy, seq), initial_logprobs(tiny_model, seq)
-    reference, base = reference_logprobs(actors.policy, seq), base_logprobs(tiny_model, seq, cfg_temperature())
+    reference = reference_logprobs(actors.policy, seq)
+    base = base_logprobs(tiny_model, seq, cfg_temperature())
     moved, disagree = (engine - before).abs().mean(), (engine - trainer).abs().mean()
     print(f"engine vs initial {moved:.4f}, engine vs trainer {disagree:.4f}, "
           f"reference vs base {(reference - base).abs().mean():.4f}")
@@ -78,7 +80,8 @@ def test_lora_run_syncs_merged_weights_checkpoints_adapters_and_resumes(ray_job,
     assert disagree < moved / 2, "the engine does not serve the merged weights"
     torch.testing.assert_close(reference, base, atol=0.02, rtol=0)  # adapters off = the base model
 
-    # The checkpoint: DeepSpeed's state holds the adapters alone, adapter/ is peft's, policy/ the merged model.
+    # The checkpoint: DeepSpeed's state holds the adapters alone, adapter/ is peft's, policy/ the merged
+    # model.
     final = os.path.join(run_dir, "checkpoints", "step_000002")
     module = torch.load(glob.glob(os.path.join(final, "deepspeed", "state", "*model_states.pt"))[0],
                         weights_only=False, map_location="cpu")["module"]
@@ -89,7 +92,8 @@ def test_lora_run_syncs_merged_weights_checkpoints_adapters_and_resumes(ray_job,
     base, exported = load_file(glob.glob(os.path.join(tiny_model, "*.safetensors"))[0]), \
         load_file(os.path.join(final, "policy", "model.safetensors"))
     assert set(exported) == set(base)
-    base = {k: w.to(exported[k].dtype) for k, w in base.items()}  # the trainer's dtype (float32 on a CPU without bf16)
+    # the trainer's dtype (float32 on a CPU without bf16)
+    base = {k: w.to(exported[k].dtype) for k, w in base.items()}
     prefix = "base_model.model.model.layers.0.self_attn.q_proj"
     want = merge(base["model.layers.0.self_attn.q_proj.weight"], adapter[f"{prefix}.lora_A.weight"],
                  adapter[f"{prefix}.lora_B.weight"], config["lora_alpha"] / config["r"])
@@ -99,7 +103,8 @@ def test_lora_run_syncs_merged_weights_checkpoints_adapters_and_resumes(ray_job,
     # transformers and vLLM load the merged folder as any model, and score as the trained engine does.
     from transformers import AutoModelForCausalLM
 
-    hf = hf_logprobs(AutoModelForCausalLM.from_pretrained(os.path.join(final, "policy"), dtype=torch.bfloat16), seq)
+    merged = AutoModelForCausalLM.from_pretrained(os.path.join(final, "policy"), dtype=torch.bfloat16)
+    hf = hf_logprobs(merged, seq)
     fresh = start_engine(os.path.join(final, "policy"))
     served = torch.tensor(engine_logprobs(fresh, [seq])[0])
     print(f"exported: transformers vs engine {(hf - engine).abs().mean():.4f}, "
@@ -109,7 +114,8 @@ def test_lora_run_syncs_merged_weights_checkpoints_adapters_and_resumes(ray_job,
     ray.kill(fresh)
     actors.shutdown()
 
-    # Resume from step 1's checkpoint: step 1 again, on the same batch, to the same adapters and optimizer state.
+    # Resume from step 1's checkpoint: step 1 again, on the same batch, to the same adapters and optimizer
+    # state.
     uninterrupted = tmp_path / "uninterrupted"
     shutil.copytree(final, uninterrupted)
     actors, _ = run(tmp_path, f"resume={run_dir}/checkpoints/step_000001")
@@ -123,5 +129,6 @@ def test_lora_run_syncs_merged_weights_checkpoints_adapters_and_resumes(ray_job,
     b = flat_tensors(optimizer_state(run_dir, 2))
     assert len(a) == len(b) > 0
     assert all(torch.allclose(x.float(), y.float(), atol=1e-6) for x, y in zip(a, b))
-    again = load_file(os.path.join(run_dir, "checkpoints", "step_000002", "adapter", "adapter_model.safetensors"))
+    again = load_file(os.path.join(run_dir, "checkpoints", "step_000002", "adapter",
+                                   "adapter_model.safetensors"))
     assert all(torch.allclose(adapter[k].float(), again[k].float(), atol=1e-6) for k in adapter)

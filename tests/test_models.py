@@ -17,7 +17,8 @@ def test_embedded_folder_is_bf16_safetensors_with_chat_template(smollm2):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(smollm2)
-    text = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    text = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
+                                   add_generation_prompt=True)
     assert "<|im_start|>user\nhi<|im_end|>" in text and text.endswith("<|im_start|>assistant\n")
 
 
@@ -27,8 +28,8 @@ def test_transformers_greedy_chat(smollm2):
 
     tok = AutoTokenizer.from_pretrained(smollm2)
     model = AutoModelForCausalLM.from_pretrained(smollm2, dtype=torch.bfloat16)
-    text = tok.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}], tokenize=False,
-                                   add_generation_prompt=True)
+    text = tok.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
+                                   tokenize=False, add_generation_prompt=True)
     ids = tok(text, return_tensors="pt").input_ids
     out = model.generate(ids, max_new_tokens=16, do_sample=False)
     assert "Paris" in tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
@@ -48,7 +49,8 @@ def test_vllm_engine_greedy_chat(ray_cluster, smollm2):
     # "L'Étoile, ..."); "auto" is tested in test_platform.py.
     engine = VLLMEngine.options(num_cpus=1).remote(smollm2, RolloutConfig(max_model_len=256), 0, "float32", 2)
     # Ray starts a 1-CPU actor with OMP_NUM_THREADS=1, which vLLM would keep: the engine asked for 2.
-    assert ray_cluster.get(engine.__ray_call__.remote(lambda self: __import__("torch").get_num_threads())) == 2
+    threads = engine.__ray_call__.remote(lambda self: __import__("torch").get_num_threads())
+    assert ray_cluster.get(threads) == 2
     [[sample]] = ray_cluster.get(engine.generate.remote([prompt], 1, 0.0, 1.0, 16, [0]))
     assert "Paris" in sample["text"]
     assert len(sample["logprobs"]) == len(sample["response"]) and all(lp <= 0 for lp in sample["logprobs"])

@@ -41,7 +41,8 @@ class Scripted:
             ids = ids[: self.limit]
             sample = {"response": ids, "finish_reason": "length", "text": self.tokenizer.decode(ids)}
         # as if the weights changed between turns: turn t is sampled by policy version t
-        return [{**sample, "logprobs": [LOGP] * len(sample["response"]), "versions": [turn] * len(sample["response"])}
+        return [{**sample, "logprobs": [LOGP] * len(sample["response"]),
+                 "versions": [turn] * len(sample["response"])}
                 for _ in prompts]
 
 

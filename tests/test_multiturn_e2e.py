@@ -24,7 +24,8 @@ TINY_RUN = [
     "logging.progress_bar=false", "sync.bucket_mb=4", "sync.verify_every=1", "checkpoint.save_final=false",
     "eval.every=2", "env.num_eval_seeds=2", "eval.num_samples=2", "eval.pass_k=[1,2]",
 ]
-EVAL_KEYS = ["eval/reward_mean", "eval/accuracy", "eval/pass@1", "eval/pass@2", "eval/turns", "eval/invalid_actions"]
+EVAL_KEYS = ["eval/reward_mean", "eval/accuracy", "eval/pass@1", "eval/pass@2", "eval/turns",
+             "eval/invalid_actions"]
 EXPECTED_KEYS = ["reward/mean", "reward/accuracy", "env/success", "env/turns", "env/invalid_actions",
                  "response/length_mean", "timing/generate_s", "timing/env_s", "sync/logprob_abs_diff_mean"]
 # What may follow a reply: the end of turn the model did not write, the env's user turn, the assistant
@@ -42,7 +43,8 @@ def test_two_multi_turn_grpo_steps(ray_job, tiny_model, tmp_path, monkeypatch):
 
     def recording(self, env_seeds, seed, n, temperature):
         rollouts = real(self, env_seeds, seed, n, temperature)
-        calls.append((env_seeds, n, temperature, rollouts, engine_logprobs(self.engines.engines[0], rollouts.tokens)))
+        calls.append((env_seeds, n, temperature, rollouts,
+                      engine_logprobs(self.engines.engines[0], rollouts.tokens)))
         return rollouts
 
     monkeypatch.setattr(EpisodeRollout, "collect", recording)
@@ -68,7 +70,8 @@ def test_two_multi_turn_grpo_steps(ray_job, tiny_model, tmp_path, monkeypatch):
         assert m["eval/turns"] == sum(greedy.scores["env/turns"]) / 2 and 1.0 <= m["eval/turns"] <= 2.0
         assert m["eval/accuracy"] == sum(greedy.scores["env/success"]) / 2
         assert m["eval/reward_mean"] == pytest.approx(sum(greedy.rewards) / 2)
-        assert len(sampled.tokens) == 4 and m["eval/pass@1"] == pytest.approx(sum(sampled.scores["env/success"]) / 4)
+        assert len(sampled.tokens) == 4
+        assert m["eval/pass@1"] == pytest.approx(sum(sampled.scores["env/success"]) / 4)
     with open(os.path.join(run_dir, "eval", "step_000002.jsonl")) as f:
         logged = [json.loads(line) for line in f]
     assert [row["prompt"] for row in logged] == ["twenty_four, seed 1", "twenty_four, seed 3"]

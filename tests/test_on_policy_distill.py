@@ -103,4 +103,5 @@ def test_pipeline_teacher_from_is_checked():
     cfg = load_config(path, [], schema=PipelineConfig, check=validate_pipeline)
     assert cfg.stages[-1].teacher_from == "teacher_sft"
     with pytest.raises(ConfigError, match="teacher_from"):
-        load_config(path, ["stages.2.teacher_from=teacher_data"], schema=PipelineConfig, check=validate_pipeline)
+        load_config(path, ["stages.2.teacher_from=teacher_data"], schema=PipelineConfig,
+                    check=validate_pipeline)

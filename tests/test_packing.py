@@ -7,7 +7,8 @@ import torch
 
 from system.platform import CPU
 from system.training.logprobs import compute_logprobs, token_logprobs
-from system.training.packing import group_by_tokens, loss_span, micro_batch_groups, micro_batches, pack, to_count
+from system.training.packing import (group_by_tokens, loss_span, micro_batch_groups, micro_batches, pack,
+                                     to_count)
 from system.training.samples import TrainingSample
 
 IMPLEMENTATIONS = [CPU.attn_implementation("float32"), "sdpa", "eager"]

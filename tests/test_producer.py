@@ -35,9 +35,9 @@ class Counting(Rollout):
             raise ValueError("a reward worker died")
         self.started[tasks[0]] = self.trainer_step[0]
         time.sleep(self.delay_s)
-        return RolloutBatch(tokens=[[t] for t in tasks], loss_mask=[[1]] * 2, logprobs=[[0.0]] * 2, rewards=[0.0] * 2,
-                        scores={}, finish_reasons=["stop"] * 2, texts=["x"] * 2, versions=[[0]] * 2,
-                        timings={"timing/generate_s": self.generate_s})
+        return RolloutBatch(tokens=[[t] for t in tasks], loss_mask=[[1]] * 2, logprobs=[[0.0]] * 2,
+                            rewards=[0.0] * 2, scores={}, finish_reasons=["stop"] * 2, texts=["x"] * 2,
+                            versions=[[0]] * 2, timings={"timing/generate_s": self.generate_s})
 
     def state(self):
         return {"position": self.position}
@@ -49,8 +49,8 @@ class Counting(Rollout):
 def run(k: int, steps: int = 6, **kw):
     trainer_step = [0]
     rollout = Counting(trainer_step, **kw)
-    producer = RolloutProducer(rollout, seed_of=lambda s: s, group_size=2, temperature=1.0, start=0, steps=steps,
-                               max_staleness=k, timeout_s=10)
+    producer = RolloutProducer(rollout, seed_of=lambda s: s, group_size=2, temperature=1.0, start=0,
+                               steps=steps, max_staleness=k, timeout_s=10)
     taken, states = [], []
     for step in range(steps):
         trainer_step[0] = step
@@ -67,7 +67,8 @@ def run(k: int, steps: int = 6, **kw):
 def test_batch_j_starts_once_the_trainer_is_at_step_j_minus_k(k):
     rollout, taken, _ = run(k)
     assert [t[0] for t in taken] == list(range(6))
-    assert [t[1] for t in taken] == [[[2 * j], [2 * j + 1]] for j in range(6)]  # the tasks in order, none twice
+    # the tasks in order, none twice
+    assert [t[1] for t in taken] == [[[2 * j], [2 * j + 1]] for j in range(6)]
     # batch j (first task 2j) started when the trainer was at step >= j - k; with k = 0, exactly j
     assert all(rollout.started[2 * j] >= j - k for j in range(6))
     if k == 0:
@@ -109,9 +110,10 @@ def test_engine_seconds_count_the_generating_share_of_each_batch_inside_a_window
     producer.allow(0)
     batches = [producer.take(step) for step in range(3)]
     end = time.monotonic()
-    assert producer.engine_seconds(start, end) == pytest.approx(0.5 * sum(b.ended - b.began for b in batches), rel=0.05)
+    seconds = producer.engine_seconds(start, end)
+    assert seconds == pytest.approx(0.5 * sum(b.ended - b.began for b in batches), rel=0.05)
     middle = batches[1]
-    assert producer.engine_seconds(middle.began, middle.ended) == pytest.approx(0.5 * (middle.ended - middle.began),
-                                                                                rel=0.05)
+    seconds = producer.engine_seconds(middle.began, middle.ended)
+    assert seconds == pytest.approx(0.5 * (middle.ended - middle.began), rel=0.05)
     assert producer.engine_seconds(end + 1, end + 2) == 0.0
     producer.close()

@@ -97,7 +97,8 @@ def test_launcher(tmp_path):
     assert done.stdout.split() == [str(tmp_path / "run" / "report.png"), str(tmp_path / "run" / "samples.md")]
     check_png(tmp_path / "run" / "report.png")
 
-    failed = subprocess.run([sys.executable, script, str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
+    failed = subprocess.run([sys.executable, script, str(tmp_path)], capture_output=True, text=True,
+                            cwd=tmp_path)
     assert failed.returncode != 0 and "no metrics at" in failed.stderr and "Traceback" not in failed.stderr
 
 
@@ -118,9 +119,10 @@ def test_the_pipeline_report_tables_and_plots_every_evaluated_stage(tmp_path):
     png, table = write_pipeline_report(str(pipe), state)
     rows = open(table).read().splitlines()
     assert rows[0] == "| after | accuracy | pass@4 | length_mean | format_rate |"
-    assert rows[2:6] == ["| start | 0.000 | 0.000 | 100.000 | 0.500 |", "| sft | 0.300 | 0.600 | 100.000 | 0.650 |",
+    assert rows[2:6] == ["| start | 0.000 | 0.000 | 100.000 | 0.500 |",
+                         "| sft | 0.300 | 0.600 | 100.000 | 0.650 |",
                          "| rl | 0.450 | 0.900 | 100.000 | 0.725 |", ""]
-    assert rows[6:] == ["| part | minutes |", "|---|---|", "| distill `traces` | 0.5 |", "| sft `sft` | 12.0 |",
-                        "| eval after `rl` | 1.2 |", "| total | 13.8 |"]
+    assert rows[6:] == ["| part | minutes |", "|---|---|", "| distill `traces` | 0.5 |",
+                        "| sft `sft` | 12.0 |", "| eval after `rl` | 1.2 |", "| total | 13.8 |"]
     width, height = Image.open(png).size
     assert width > 1000 and height > 400

@@ -21,7 +21,8 @@ RUN = TINY_RUN + ["steps=3", "checkpoint.every=1", "checkpoint.keep_last=5", "al
 
 
 def optimizer_state(run_dir: str, step: int) -> dict:
-    [path] = glob.glob(os.path.join(run_dir, "checkpoints", f"step_{step:06d}", "deepspeed", "state", "*optim_states.pt"))
+    [path] = glob.glob(os.path.join(run_dir, "checkpoints", f"step_{step:06d}", "deepspeed", "state",
+                                    "*optim_states.pt"))
     return torch.load(path, weights_only=False, map_location="cpu")
 
 
@@ -45,8 +46,9 @@ def test_sigkilled_run_resumes_exactly(ray_job, tiny_model, tmp_path):
     # B: the same run as a job of its own on the same cluster, SIGKILLed once step 2's checkpoint exists.
     address = ray_job.get_runtime_context().gcs_address
     env = {**os.environ, "PYTHONPATH": ROOT}
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "launcher", "grpo.py"), "--config", DEMO, *RUN,
-                             f"logging.output_dir={tmp_path}", "logging.run_name=B", f"ray_address={address}"],
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "launcher", "grpo.py"), "--config", DEMO,
+                             *RUN, f"logging.output_dir={tmp_path}", "logging.run_name=B",
+                             f"ray_address={address}"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 400
     while not os.path.isdir(tmp_path / "B" / "checkpoints" / "step_000002") and time.time() < deadline:
@@ -65,7 +67,8 @@ def test_sigkilled_run_resumes_exactly(ray_job, tiny_model, tmp_path):
     assert (b[2]["data/epoch"], b[2]["data/position"]) == (a[2]["data/epoch"], a[2]["data/position"])
     assert b[2]["reward/mean"] == pytest.approx(a[2]["reward/mean"])  # same batch, same samples
     # After the resumed step, the optimizer state equals the uninterrupted run's.
-    sa, sb = flat_tensors(optimizer_state(str(tmp_path / "A"), 3)), flat_tensors(optimizer_state(str(tmp_path / "B"), 3))
+    sa = flat_tensors(optimizer_state(str(tmp_path / "A"), 3))
+    sb = flat_tensors(optimizer_state(str(tmp_path / "B"), 3))
     assert len(sa) == len(sb) > 0
     assert all(torch.allclose(x.float(), y.float(), atol=1e-6) for x, y in zip(sa, sb))
     # and a resumed run without the optimizer state would not match: step 3's state depends on step 2's

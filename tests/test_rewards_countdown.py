@@ -52,7 +52,8 @@ def test_countdown_is_exact_with_fractions_and_skips_rows_without_a_task():
 
 def test_countdown_numbers_rewards_any_valid_equation_over_the_given_numbers():
     completions = ["<answer>1 + 2 + 3</answer>", "<answer>(1 + 2) * 3 = 9</answer>", "<answer>1 + 2</answer>",
-                   "<answer>12</answer>", "<answer>1 + 2 + 3 + 3</answer>", "1 + 2 + 3", "<answer>1 + 2 + 3</answer>"]
+                   "<answer>12</answer>", "<answer>1 + 2 + 3 + 3</answer>", "1 + 2 + 3",
+                   "<answer>1 + 2 + 3</answer>"]
     nums = [[1, 2, 3]] * 6 + [None]
     assert get_reward("countdown_numbers")(completions, nums=nums) == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, None]
 
@@ -121,7 +122,8 @@ def test_hostile_expressions_are_rejected_fast(text, message):
     assert issubclass(ExpressionError, ValueError)
 
 
-TRACE = ("<think>\nGoal 40 with 7, 19, 3.\n40 - 3 = 37 from 7, 19: 7 + 19 = 26, 19 - 7 = 12, 7 * 19 = 133. No.\n"
+TRACE = ("<think>\nGoal 40 with 7, 19, 3.\n"
+         "40 - 3 = 37 from 7, 19: 7 + 19 = 26, 19 - 7 = 12, 7 * 19 = 133. No.\n"
          "40 - 19 = 21 from 7, 3: 7 + 3 = 10, 7 - 3 = 4, 7 * 3 = 21. Yes.\nCheck: 7 * 3 = 21, 21 + 19 = 40.\n"
          "</think>\n<answer> 7 * 3 + 19 </answer>")
 

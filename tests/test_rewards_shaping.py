@@ -118,7 +118,8 @@ def test_repetition_penalty_segments_chinese_words(completion, expected):
 def test_repetition_penalty_languages():
     text = "我喜欢吃苹果我喜欢吃苹果"
     assert make_repetition_penalty(ngram_size=2)([text]) == [0.0]  # "en": one space-free "word", no bigram
-    assert get_reward("repetition_penalty_zh")([text * 2]) == [pytest.approx(-(1 - 4 / 14))]  # trigrams: 14, 4 distinct
+    # trigrams: 14, 4 distinct
+    assert get_reward("repetition_penalty_zh")([text * 2]) == [pytest.approx(-(1 - 4 / 14))]
     with pytest.raises(ValueError, match="language must be one of"):
         make_repetition_penalty(language="fr")
 

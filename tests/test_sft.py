@@ -7,7 +7,8 @@ import torch
 from system.data.prompts import encode_chat
 from system.training.sft import SFTRow, encode_conversation, make_rows, token_nll
 
-CHAT = [{"role": "user", "content": "Make 7 from [3, 4]"}, {"role": "assistant", "content": "<answer> 3 + 4 </answer>"}]
+CHAT = [{"role": "user", "content": "Make 7 from [3, 4]"},
+        {"role": "assistant", "content": "<answer> 3 + 4 </answer>"}]
 TWO_TURNS = [
     {"role": "system", "content": "Be brief."},
     {"role": "user", "content": "Make 7 from [3, 4]"},
@@ -31,7 +32,8 @@ def masked_text(tokenizer, ids, mask, value):
 def test_loss_mask_covers_the_assistant_tokens_only(tokenizer):
     ids, mask = encode_conversation(tokenizer, CHAT)
     assert len(ids) == len(mask)
-    assert masked_text(tokenizer, ids, mask, 1) == "<answer> 3 + 4 </answer><|im_end|>"  # the reply and its end
+    # the reply and its end
+    assert masked_text(tokenizer, ids, mask, 1) == "<answer> 3 + 4 </answer><|im_end|>"
     prompt = masked_text(tokenizer, ids, mask, 0)
     assert "Make 7 from [3, 4]" in prompt and prompt.endswith("<|im_start|>assistant\n")
     # The prompt is exactly what the rollout engine is given: SFT and GRPO see the same tokens.
@@ -40,7 +42,8 @@ def test_loss_mask_covers_the_assistant_tokens_only(tokenizer):
 
 def test_every_assistant_turn_is_trained_and_nothing_else(tokenizer):
     ids, mask = encode_conversation(tokenizer, TWO_TURNS)
-    assert masked_text(tokenizer, ids, mask, 1) == "<answer> 3 + 4 </answer><|im_end|><answer> 3 * 4 </answer><|im_end|>"
+    trained = masked_text(tokenizer, ids, mask, 1)
+    assert trained == "<answer> 3 + 4 </answer><|im_end|><answer> 3 * 4 </answer><|im_end|>"
     untrained = masked_text(tokenizer, ids, mask, 0)
     assert all(text in untrained for text in ("Be brief.", "Make 7 from [3, 4]", "And 12?"))
     assert "<answer>" not in untrained
@@ -85,21 +88,24 @@ def test_packed_examples_do_not_attend_to_each_other(tiny_model, tokenizer, atte
     import system.training.packing  # noqa: F401 (registers varlen_sdpa)
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32, attn_implementation=attention)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32,
+                                                 attn_implementation=attention)
     examples = [encode_conversation(tokenizer, chat) for chat in (TWO_TURNS, CHAT)]
     packed = make_rows(examples, 4096, packing=True)[0]
     together, mask = token_nll(model, [packed])
     for i, (ids, loss_mask) in enumerate(examples):  # the textbook NLL of each example alone
         ids = torch.tensor(ids)
         logits = model(input_ids=ids[None]).logits[0, :-1]
-        alone = torch.nn.functional.pad(torch.nn.functional.cross_entropy(logits, ids[1:], reduction="none"), (1, 0))
+        alone = torch.nn.functional.pad(torch.nn.functional.cross_entropy(logits, ids[1:], reduction="none"),
+                                        (1, 0))
         m = torch.tensor(loss_mask, dtype=torch.float32)
         assert torch.equal(mask[i, :len(ids)], m)
         torch.testing.assert_close(together[i, :len(ids)] * m, alone * m, atol=1e-4, rtol=1e-4)
     # Without restarted positions the second example would see the first: the loss would differ.
     leaky, _ = token_nll(model, [SFTRow(packed.tokens, packed.loss_mask, torch.arange(len(packed.tokens)))])
     second = slice(len(examples[0][0]), len(packed.tokens))
-    assert ((leaky[0, second] - together[1, :second.stop - second.start]) * packed.loss_mask[second]).abs().max() > 1e-2
+    leaked = (leaky[0, second] - together[1, :second.stop - second.start]) * packed.loss_mask[second]
+    assert leaked.abs().max() > 1e-2
 
 
 def test_an_assistant_turn_of_weight_0_is_context_not_loss(tokenizer):

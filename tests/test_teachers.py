@@ -42,7 +42,8 @@ def test_traces_show_failed_tries_and_stay_short():
 
 def test_a_trace_is_reproducible_from_its_seed_and_varies_across_seeds():
     numbers, target = [7, 19, 3], 40
-    assert countdown_trace(numbers, target, random.Random(5)) == countdown_trace(numbers, target, random.Random(5))
+    trace = countdown_trace(numbers, target, random.Random(5))
+    assert trace == countdown_trace(numbers, target, random.Random(5))
     assert len({countdown_trace(numbers, target, random.Random(s)) for s in range(20)}) > 1
 
 

@@ -29,7 +29,8 @@ def moved(model, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         embedding = model.get_input_embeddings().weight
-        embedding.add_(torch.randn(embedding.shape, generator=g).to(embedding.dtype) * embedding.float().std() * 2)
+        noise = torch.randn(embedding.shape, generator=g).to(embedding.dtype)
+        embedding.add_(noise * embedding.float().std() * 2)
     return model
 
 
@@ -118,13 +119,18 @@ def test_weights_land_mid_generation_and_each_token_keeps_its_behaviour_logprob(
     for prompt, sample in zip(prompts, samples):
         versions, behaviour = sample["versions"], torch.tensor(sample["logprobs"])
         assert len(versions) == len(sample["response"]) == len(behaviour)
-        assert versions == sorted(versions) and set(versions) == {0, 1}, "the load did not land mid-generation"
+        assert versions == sorted(versions)
+        assert set(versions) == {0, 1}, "the load did not land mid-generation"
         switch = versions.index(1)
         seq = prompt + sample["response"]
         under_old, under_new = (hf_logprobs(m, seq)[len(prompt) - 1:] for m in (old, new))
-        right = [(behaviour[:switch] - under_old[:switch]).abs().mean(), (behaviour[switch:] - under_new[switch:]).abs().mean()]
-        wrong = [(behaviour[:switch] - under_new[:switch]).abs().mean(), (behaviour[switch:] - under_old[switch:]).abs().mean()]
-        print(f"switch at token {switch}/{len(versions)}: behaviour vs its own policy {right}, vs the other {wrong}")
+        right = [(behaviour[:switch] - under_old[:switch]).abs().mean(),
+                 (behaviour[switch:] - under_new[switch:]).abs().mean()]
+        wrong = [(behaviour[:switch] - under_new[:switch]).abs().mean(),
+                 (behaviour[switch:] - under_old[switch:]).abs().mean()]
+        print(f"switch at token {switch}/{len(versions)}: "
+              f"behaviour vs its own policy {right}, vs the other {wrong}")
         assert max(right) < 0.05
-        assert wrong[1] > 0.2 and (switch < 8 or wrong[0] > 0.2)  # a few tokens cannot tell the policies apart
+        # a few tokens cannot tell the policies apart
+        assert wrong[1] > 0.2 and (switch < 8 or wrong[0] > 0.2)
     ray_job.kill(engine)
