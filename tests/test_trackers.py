@@ -120,3 +120,15 @@ def test_logging_trackers_in_the_config():
     with pytest.raises(ConfigError, match="'logging.trackers'"):  # every run kind's schema checks it
         load_config(os.path.join(CONFIGS, "sft_arithmetic_cpu.yaml"), ["logging.trackers=[mlflow]"],
                     schema=SFTConfig, check=validate_sft)
+
+
+@pytest.mark.e2e
+def test_a_grpo_run_writes_the_numbers_of_its_metrics_jsonl_to_tensorboard(ray_job, tiny_model, tmp_path):
+    from tests.test_grpo_e2e import run
+
+    actors, metrics = run(tmp_path, "logging.trackers=[tensorboard]")
+    actors.shutdown()
+    run_dir = str(tmp_path / "run")
+    assert [m["step"] for m in metrics] == [0, 1]
+    assert tensorboard_scalars(run_dir) == jsonl_numbers(run_dir)
+    assert {"reward/mean", "train/grad_norm", "sync/checksum_ok"} <= set(tensorboard_scalars(run_dir))
