@@ -132,3 +132,9 @@ def test_a_grpo_run_writes_the_numbers_of_its_metrics_jsonl_to_tensorboard(ray_j
     assert [m["step"] for m in metrics] == [0, 1]
     assert tensorboard_scalars(run_dir) == jsonl_numbers(run_dir)
     assert {"reward/mean", "train/grad_norm", "sync/checksum_ok"} <= set(tensorboard_scalars(run_dir))
+
+
+def test_going_back_to_step_0_before_anything_was_logged_is_not_an_error(tmp_path):
+    """A policy rank that dies in the first update rolls the run back to step 0 before metrics.jsonl exists."""
+    drop_metrics_from(str(tmp_path), 0)
+    assert next_step(str(tmp_path)) == 0

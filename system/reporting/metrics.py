@@ -56,7 +56,10 @@ def next_step(run_dir: str) -> int:
 
 
 def drop_metrics_from(run_dir: str, step: int) -> None:
-    """Forget the records of `step` and later: a run that goes back to `step` logs them again."""
+    """Forget the records of `step` and later: a run that goes back to `step` logs them again.
+    Before the first record there is nothing to forget (a policy rank that dies in step 0)."""
+    if not os.path.exists(os.path.join(run_dir, "metrics.jsonl")):
+        return
     kept = [r for r in read_metrics(run_dir) if r["step"] < step]
     with open(os.path.join(run_dir, "metrics.jsonl"), "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in kept)
