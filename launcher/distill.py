@@ -33,7 +33,8 @@ from system.seeds import derive_seed
 
 def distill_chunk(rows: list[dict], cfg, teacher, store: TraceStore) -> dict:
     n = cfg.rollout.group_size
-    seed = derive_seed(cfg.seed, "distill", len(store.done))  # a different seed for every chunk, also after a resume
+    # a different seed for every chunk, also after a resume
+    seed = derive_seed(cfg.seed, "distill", len(store.done))
     rollouts = teacher.collect(rows, seed, n, cfg.rollout.temperature)
     correct = solved(rollouts.scores, teacher.correctness, rollouts.rewards)
     finished = [reason == "stop" for reason in rollouts.finish_reasons]
@@ -79,7 +80,8 @@ def distill(cfg, run_dir: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> str:
-    return launch(argv, __doc__, DistillConfig, validate_distill, lambda cfg, run_dir, _: distill(cfg, run_dir))
+    return launch(argv, __doc__, DistillConfig, validate_distill,
+                  lambda cfg, run_dir, _: distill(cfg, run_dir))
 
 
 if __name__ == "__main__":

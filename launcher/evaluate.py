@@ -27,10 +27,12 @@ from system.seeds import derive_seed
 def evaluate(step: int, cfg: Config, rollout, run_dir: str) -> dict:
     """Greedy accuracy and pass@k on held-out tasks that training never sees: data rows, or
     whole episodes on env seeds that training never plays."""
-    seed = derive_seed(cfg.seed, "eval")  # the same samples for every eval of a run: curves compare like with like
+    # the same samples for every eval of a run: curves compare like with like
+    seed = derive_seed(cfg.seed, "eval")
     tasks, n = rollout.eval_tasks(), cfg.eval.num_samples
-    with tqdm(total=len(tasks) * (1 + n), desc=f"eval step {step}", unit="sample", dynamic_ncols=True, leave=None,
-              disable=not cfg.logging.progress_bar) as bar:  # minutes on a CPU: say what it is doing
+    # minutes on a CPU: say what it is doing
+    with tqdm(total=len(tasks) * (1 + n), desc=f"eval step {step}", unit="sample", dynamic_ncols=True,
+              leave=None, disable=not cfg.logging.progress_bar) as bar:
         bar.set_postfix_str(f"greedy, {len(tasks)} tasks")
         greedy = rollout.collect(tasks, seed, 1, 0.0)
         bar.update(len(tasks))
@@ -39,7 +41,8 @@ def evaluate(step: int, cfg: Config, rollout, run_dir: str) -> dict:
         bar.update(len(tasks) * n)
     metrics = eval_metrics(greedy, sampled, n, cfg.eval.pass_k, rollout.correctness)
     correct = solved(greedy.scores, rollout.correctness, greedy.rewards)
-    write_samples(run_dir, step, rollout.describe(tasks), greedy.texts, greedy.rewards, correct, cfg.eval.num_logged)
+    write_samples(run_dir, step, rollout.describe(tasks), greedy.texts, greedy.rewards, correct,
+                  cfg.eval.num_logged)
     return {**metrics, "timing/eval_s": sum(greedy.timings.values()) + sum(sampled.timings.values())}
 
 
@@ -54,7 +57,8 @@ def evaluate_model(cfg: Config, run_dir: str) -> dict:
         actors.shutdown()
     with open(os.path.join(run_dir, "eval.json"), "w") as f:
         json.dump({"model": cfg.model.path, **metrics}, f, indent=2)
-    print("eval: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k.startswith("eval/")), flush=True)
+    shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k.startswith("eval/"))
+    print(f"eval: {shown}", flush=True)
     return metrics
 
 

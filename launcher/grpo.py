@@ -50,23 +50,26 @@ def grpo_step(step: int, cfg: Config, actors: Actors, batch: Batch, skipped_befo
     timings = dict(rollouts.timings)
     valid = torch.tensor([r is not None for r in rollouts.rewards])
     rewards = torch.tensor([r if r is not None else 0.0 for r in rollouts.rewards], dtype=torch.float32)
-    samples = [TrainingSample.from_rollout(*s) for s in zip(rollouts.tokens, rollouts.loss_mask, rollouts.logprobs)]
+    samples = [TrainingSample.from_rollout(*s)
+               for s in zip(rollouts.tokens, rollouts.loss_mask, rollouts.logprobs)]
 
     # 3. Reference log-probs, for the KL penalty (in the loss, or subtracted from the reward).
     # With LoRA the policy ranks score them, on their base model with the adapters off.
     kl_seq = None
     lora_reference = cfg.train.lora.enabled and cfg.algorithm.kl_coef > 0
     if actors.reference is not None or lora_reference:
-        scorer, method = (actors.policy, "reference_logprobs") if lora_reference else (actors.reference, "logprobs")
+        scorer, method = ((actors.policy, "reference_logprobs") if lora_reference
+                          else (actors.reference, "logprobs"))
         with timed(timings, "reference"):
             ref_logps = logprobs_under(scorer, samples, "reference", method)
         for s, ref in zip(samples, ref_logps):
             s.ref_logp = ref
-        kl_seq = torch.stack([(kl_penalty(s.rollout_logp, s.ref_logp, cfg.algorithm.kl_estimator) * s.loss_mask).sum()
+        estimator = cfg.algorithm.kl_estimator
+        kl_seq = torch.stack([(kl_penalty(s.rollout_logp, s.ref_logp, estimator) * s.loss_mask).sum()
                               for s in samples])
         if cfg.algorithm.kl_in_reward:
             rewards = rewards - cfg.algorithm.kl_coef * kl_seq
-    if actors.teacher is not None:  # on-policy distillation: the trainer turns these into per-token advantages
+    if actors.teacher is not None:  # on-policy distillation: the trainer makes per-token advantages of these
         with timed(timings, "teacher"):
             for s, teacher in zip(samples, logprobs_under(actors.teacher, samples, "teacher")):
                 s.teacher_logp = teacher
@@ -82,18 +85,21 @@ def grpo_step(step: int, cfg: Config, actors: Actors, batch: Batch, skipped_befo
 
     # 5. Update the policy: clipped surrogate (+ KL) over mini-batches, sharded over DP ranks.
     with timed(timings, "train"):
-        shards = split_for_training(samples, cfg.train.num_minibatches, cfg.train.num_ranks, cfg.algorithm.loss_agg,
-                                    rollout.max_response_tokens, seed=derive_seed(cfg.seed, "minibatches", step))
+        shards = split_for_training(samples, cfg.train.num_minibatches, cfg.train.num_ranks,
+                                    cfg.algorithm.loss_agg, rollout.max_response_tokens,
+                                    seed=derive_seed(cfg.seed, "minibatches", step))
         per_rank = actors.policy.run_sharded("update", shards, phase="update")
 
     lengths = torch.tensor(rollouts.response_lengths, dtype=torch.float32)
     return {
-        **step_metrics(cfg, rollouts.scores, rewards, valid, flat_groups, kl_seq, per_rank, rollout.correctness),
+        **step_metrics(cfg, rollouts.scores, rewards, valid, flat_groups, kl_seq, per_rank,
+                       rollout.correctness),
         **task_reward_metrics(rollouts, rollout.correctness),  # per task of a mixture (rows with a `task`)
         "response/length_mean": lengths.mean().item(),
         "response/length_max": lengths.max().item(),
         "response/clipped_frac": sum(r != "stop" for r in rollouts.finish_reasons) / len(samples),
-        "train/skipped_in_a_row": skipped_in_a_row(skipped_before, per_rank[0]),  # NaN/inf updates, over steps
+        # NaN/inf updates, over steps
+        "train/skipped_in_a_row": skipped_in_a_row(skipped_before, per_rank[0]),
         **(staleness_metrics(step, rollouts, batch.ready, cfg.schedule.max_staleness)
            if cfg.schedule.max_staleness > 0 else {}),
         "throughput/generated_tokens_per_s": lengths.sum().item() / timings["timing/generate_s"],
@@ -125,7 +131,8 @@ def step_metrics(cfg, scores, rewards, valid, flat_groups, kl_seq, per_rank: lis
         "reward/unscorable_frac": 1 - valid.float().mean().item(),
         "groups/zero_variance_frac": flat_groups.float().mean().item(),
         "kl/mean": kl_seq.mean().item() if kl_seq is not None else 0.0,
-        "train/loss": total["loss"] / total["optimizer_steps"] * len(per_rank),  # every rank counts every step
+        # every rank counts every step
+        "train/loss": total["loss"] / total["optimizer_steps"] * len(per_rank),
         "train/clip_frac": total["clip_count"] / (tokens * cfg.train.ppo_epochs),
         "train/entropy": total["entropy_sum"] / tokens,
         "train/grad_norm": per_rank[0]["grad_norm"],
@@ -140,7 +147,8 @@ def step_metrics(cfg, scores, rewards, valid, flat_groups, kl_seq, per_rank: lis
         metrics["off_policy/ratio_mean"] = total["off_policy/ratio_sum"] / tokens
         metrics["off_policy/ratio_max"] = max(r["off_policy/ratio_max"] for r in per_rank)
         metrics["off_policy/masked_frac"] = total["off_policy/masked"] / tokens
-    if cfg.algorithm.kl_coef > 0 and not cfg.algorithm.kl_in_reward:  # the KL term of the loss, as it weighs there
+    # the KL term of the loss, as it weighs there
+    if cfg.algorithm.kl_coef > 0 and not cfg.algorithm.kl_in_reward:
         metrics["train/kl"] = total["kl"] / total["optimizer_steps"] * len(per_rank)
     for name, values in scores.items():
         scored = [v for v in values if v is not None]
@@ -192,11 +200,12 @@ def train(cfg: Config, run_dir: str) -> Actors:
     initial_data = actors.rollout.state()
     recovery = Recovery(actors, cfg.fault, run_dir, lambda: roll_back(actors, run_dir, initial_data))
     new_producer = lambda first: RolloutProducer(  # noqa: E731
-        actors.rollout, lambda s: derive_seed(cfg.seed, "step", s), cfg.rollout.group_size, cfg.rollout.temperature,
-        first, cfg.steps, cfg.schedule.max_staleness, cfg.schedule.batch_timeout_s)
+        actors.rollout, lambda s: derive_seed(cfg.seed, "step", s), cfg.rollout.group_size,
+        cfg.rollout.temperature, first, cfg.steps, cfg.schedule.max_staleness, cfg.schedule.batch_timeout_s)
     producer = new_producer(step)
     eval_due = lambda step: cfg.eval.every > 0 and step % cfg.eval.every == 0  # noqa: E731
-    bar = tqdm(desc="GRPO", initial=step, total=cfg.steps, disable=not cfg.logging.progress_bar, dynamic_ncols=True)
+    bar = tqdm(desc="GRPO", initial=step, total=cfg.steps, disable=not cfg.logging.progress_bar,
+               dynamic_ncols=True)
     t0, skipped = time.monotonic(), 0
     with StopRequest() as stop:
         while step < cfg.steps and not stop.requested:
@@ -236,8 +245,8 @@ def train(cfg: Config, run_dir: str) -> Actors:
                 bar.refresh()
     producer.close()
     if stop.requested:
-        print(f"stopped by {stop.signal} after {step} of {cfg.steps} steps, with a checkpoint: resume=true goes on",
-              flush=True)
+        print(f"stopped by {stop.signal} after {step} of {cfg.steps} steps, with a checkpoint: "
+              "resume=true goes on", flush=True)
     elif cfg.eval.every > 0:  # and once after the last update
         logger.log(evaluate(cfg.steps, cfg, actors.rollout, run_dir), cfg.steps)
     logger.close()

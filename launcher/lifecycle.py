@@ -46,12 +46,13 @@ def make_run_dir(cfg, config_path: str | None) -> str:
     """runs/<run_name or config-time>; when resuming, the directory of the run being resumed."""
     stem = os.path.splitext(os.path.basename(config_path or "grpo"))[0]
     if _names_a_path(cfg.resume) and not os.path.isdir(cfg.resume):
-        raise CheckpointError(f"resume={cfg.resume}: no such checkpoint folder (resume=true for the run's newest, "
-                              "or resume=RUN_DIR/checkpoints/step_N)")
+        raise CheckpointError(f"resume={cfg.resume}: no such checkpoint folder (resume=true for the run's "
+                              "newest, or resume=RUN_DIR/checkpoints/step_N)")
     if cfg.resume and os.path.isdir(cfg.resume):  # a checkpoint: RUN_DIR/checkpoints/step_N
         return os.path.dirname(os.path.dirname(os.path.abspath(cfg.resume)))
     if cfg.resume and not cfg.logging.run_name:  # the newest run of this config
-        runs = sorted(glob.glob(os.path.join(os.path.abspath(cfg.logging.output_dir), f"{stem}-*")), key=os.path.getmtime)
+        pattern = os.path.join(os.path.abspath(cfg.logging.output_dir), f"{stem}-*")
+        runs = sorted(glob.glob(pattern), key=os.path.getmtime)
         if not runs:
             raise FileNotFoundError(f"resume: no run of {stem} under {cfg.logging.output_dir}")
         return runs[-1]
@@ -109,4 +110,5 @@ def restore_checkpoint(checkpoint: str, trainer, data, run_dir: str) -> int:
 
 def checkpoint_due(cfg, done: int, total: int) -> bool:
     """After `done` of `total` steps: every `checkpoint.every`, and at the end if `save_final`."""
-    return bool(cfg.checkpoint.every and done % cfg.checkpoint.every == 0) or (done == total and cfg.checkpoint.save_final)
+    every = bool(cfg.checkpoint.every and done % cfg.checkpoint.every == 0)
+    return every or (done == total and cfg.checkpoint.save_final)

@@ -73,8 +73,8 @@ def summarize(kind: str, run_dir: str) -> str:
             s = json.load(f)
         return (f"kept {s['kept']} of {s['samples']} traces ({s['kept_rate']:.1%}); "
                 f"solved {s['solved']} of {s['problems']} problems")
-    keys = ("train/loss", "eval/loss") if kind == "sft" else ("reward/mean", "reward/accuracy", "eval/accuracy",
-                                                                 "distill/reverse_kl")
+    keys = (("train/loss", "eval/loss") if kind == "sft"
+            else ("reward/mean", "reward/accuracy", "eval/accuracy", "distill/reverse_kl"))
     records = read_metrics(run_dir)
     curves = {key: [r[key] for r in records if key in r] for key in keys}
     return ", ".join(f"{key} {v[0]:.3f} -> {v[-1]:.3f}" for key, v in curves.items() if v)
@@ -95,7 +95,8 @@ def evaluate_stage(name: str, model_path: str, eval_cfg: Config, pipe_dir: str) 
     write_json(os.path.join(pipe_dir, EVALS_FILE), evals)
 
 
-def run_new_stage(index: int, stages: list, state: dict, recipe_dir: str, shared: list[str], pipe_dir: str) -> dict:
+def run_new_stage(index: int, stages: list, state: dict, recipe_dir: str, shared: list[str],
+                  pipe_dir: str) -> dict:
     """Stage `index` in its run directory (continuing its last checkpoint); its record for the state file."""
     stage = stages[index]
     run_dir = os.path.join(pipe_dir, f"{index + 1}-{stage.name}")
@@ -104,13 +105,14 @@ def run_new_stage(index: int, stages: list, state: dict, recipe_dir: str, shared
         shutil.rmtree(run_dir, ignore_errors=True)  # a stage killed before its first checkpoint starts over
     os.makedirs(run_dir, exist_ok=True)
     outputs = {name: done["output"] for name, done in state.items()}
-    stage_cfg = load_stage_config(stage, recipe_dir, shared + stage.overrides + wiring(index, stages, outputs, resuming))
+    overrides = shared + stage.overrides + wiring(index, stages, outputs, resuming)
+    stage_cfg = load_stage_config(stage, recipe_dir, overrides)
     save_config(stage_cfg, os.path.join(run_dir, "config.yaml"))
     print(f"stage {index + 1} {stage.name} ({stage.kind}) from {stage_cfg.model.path}: {run_dir}", flush=True)
     start = time.perf_counter()
     output = run_stage(stage.kind, stage_cfg, run_dir)
-    return {"kind": stage.kind, "run_dir": run_dir, "output": output, "summary": summarize(stage.kind, run_dir),
-            "minutes": (time.perf_counter() - start) / 60}
+    return {"kind": stage.kind, "run_dir": run_dir, "output": output,
+            "summary": summarize(stage.kind, run_dir), "minutes": (time.perf_counter() - start) / 60}
 
 
 def write_json(path: str, value) -> None:
@@ -150,7 +152,8 @@ def run(cfg, pipe_dir: str, recipe_path: str | None) -> str:
             state[stage.name] = run_new_stage(index, cfg.stages, state, recipe_dir, shared, pipe_dir)
             write_json(state_path, state)  # the stage counts as finished from here on
             print(f"stage {index + 1} {stage.name}: {state[stage.name]['summary']}", flush=True)
-        if eval_cfg is not None and STAGE_KINDS[stage.kind][2] == "model":  # also one that a killed run left unevaluated
+        # a model stage is evaluated, also one that a killed run left unevaluated
+        if eval_cfg is not None and STAGE_KINDS[stage.kind][2] == "model":
             evaluate_stage(stage.name, state[stage.name]["output"], eval_cfg, pipe_dir)
     if eval_cfg is not None:
         print("held-out eval by stage:\n" + stage_table(read_evals(pipe_dir)), flush=True)

@@ -67,14 +67,15 @@ def train(cfg, run_dir: str) -> str:
 
     start_ray(cfg.ray_address, Placement.logical_cpus(cfg.roles(), cfg.placement))
     placement = Placement(cfg.roles(), cfg.placement, cluster_platform())
-    trainer = ActorGroup(SFTTrainer, "sft", placement.options("policy"), model_path, cfg, tokenizer.pad_token_id)
+    trainer = ActorGroup(SFTTrainer, "sft", placement.options("policy"), model_path, cfg,
+                         tokenizer.pad_token_id)
     trainer.init(steps)
     start = restore_checkpoint(resume_path(cfg, run_dir), trainer, loader, run_dir) if cfg.resume else 0
 
     logger = make_logger(cfg, run_dir)
     eval_due = lambda step: cfg.eval_every > 0 and eval_rows and step % cfg.eval_every == 0  # noqa: E731
-    bar = tqdm(range(start, steps), desc="SFT", initial=start, total=steps, disable=not cfg.logging.progress_bar,
-               dynamic_ncols=True)
+    bar = tqdm(range(start, steps), desc="SFT", initial=start, total=steps,
+               disable=not cfg.logging.progress_bar, dynamic_ncols=True)
     for step in bar:
         metrics = evaluate(trainer, eval_rows) if eval_due(step) else {}
         metrics.update(sft_step(trainer, loader.next_batch()))
