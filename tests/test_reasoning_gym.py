@@ -50,6 +50,7 @@ def test_held_out_items_come_from_a_seed_range_of_their_own():
     assert [r["question"] for r in held_out[:3]] == [entry(HELD_OUT_OFFSET + j) for j in range(3)]
     # ... and the same held-out rows whatever training takes
     assert splits(seed=3, num_train=200, skip=30)[1] == held_out
+    assert splits(seed=3, num_eval=0)[1] == []
 
 
 def test_a_small_task_space_never_trains_on_a_held_out_or_skipped_question():

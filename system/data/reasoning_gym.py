@@ -107,7 +107,7 @@ def task_rows(specs: list[TaskSpec], seed: int, count: int, excluded: set) -> It
     """Rows drawn from `specs` by weight: each picks its task, then takes that task's next item (item i
     of its data set seeded `seed`) whose question is not in `excluded` (read at each draw). A task that
     finds none in DRAWS_PER_ROW * count items is an error: its space is too small."""
-    size = count * DRAWS_PER_ROW
+    size = max(count, 1) * DRAWS_PER_ROW  # reasoning-gym's data sets have at least one item
     tasks = [create_task(s.name, s.config, seed, size) for s in specs]
     chooser, position = random.Random(seed), [0] * len(specs)
     while True:
