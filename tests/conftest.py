@@ -1,5 +1,6 @@
 import os
 import sys
+import time
 
 import pytest
 
@@ -63,14 +64,25 @@ def smollm2():
 @pytest.fixture
 def ray_job(ray_cluster):
     """The session's Ray runtime, emptied after the test even if it failed half-way: removing a
-    placement group kills the actors in it and frees its resources for the next test."""
-    from ray.util import placement_group_table
+    placement group kills the actors in it and frees its resources for the next test. Actors die
+    asynchronously, so the teardown waits until no named actor is left: a test that failed with its
+    engine-0 alive would otherwise fail the next one ("The name engine-0 is already taken")."""
+    from ray.util import list_named_actors, placement_group_table
     from ray.util.placement_group import PlacementGroup, remove_placement_group
 
     yield ray_cluster
     for pg_id, info in placement_group_table().items():
         if info["state"] != "REMOVED":
             remove_placement_group(PlacementGroup(ray_cluster.PlacementGroupID(bytes.fromhex(pg_id))))
+    for named in list_named_actors(all_namespaces=True):
+        try:
+            ray_cluster.kill(ray_cluster.get_actor(named["name"], namespace=named["namespace"]))
+        except ValueError:  # died on its own meanwhile
+            pass
+    deadline = time.time() + 60
+    while (left := [a["name"] for a in list_named_actors(all_namespaces=True)]) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not left, f"ray_job teardown: actors {left} still alive 60 s after they were killed"
 
 
 @pytest.fixture(scope="module")
