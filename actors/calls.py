@@ -38,7 +38,8 @@ def bounded_get(calls: list[tuple[str, ray.ObjectRef]], phase: str, timeout_s: f
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1, timeout=max(0.0, deadline - time.monotonic()))
         if not done:
-            raise ActorFailure(sorted(set(pending.values())), phase, f"no answer within {timeout_s:.0f} s", hung=True)
+            raise ActorFailure(sorted(set(pending.values())), phase, f"no answer within {timeout_s:.0f} s",
+                               hung=True)
         for ref in done:
             name = pending.pop(ref)
             try:
@@ -59,10 +60,12 @@ def process_ids(named: list[tuple[str, object]], timeout_s: float) -> dict[str, 
     for name, actor in named:
         while name not in pids:
             try:
-                pids[name] = ray.get(actor.__ray_call__.remote(_pid), timeout=max(0.1, deadline - time.monotonic()))
+                left = max(0.1, deadline - time.monotonic())
+                pids[name] = ray.get(actor.__ray_call__.remote(_pid), timeout=left)
             except (RayActorError, ray.exceptions.GetTimeoutError) as e:
                 if time.monotonic() > deadline or (isinstance(e, RayActorError) and not _restarting(e)):
-                    raise ActorFailure([name], "restart", f"did not come back within {timeout_s:.0f} s: {e}") from e
+                    why = f"did not come back within {timeout_s:.0f} s: {e}"
+                    raise ActorFailure([name], "restart", why) from e
                 time.sleep(0.5)
     return pids
 
@@ -72,7 +75,8 @@ def _restarting(error: RayActorError) -> bool:
     return isinstance(error, ray.exceptions.ActorUnavailableError)
 
 
-def restart_actors(named: list[tuple[str, object]], old_pids: dict[str, int], timeout_s: float) -> dict[str, int]:
+def restart_actors(named: list[tuple[str, object]], old_pids: dict[str, int],
+                   timeout_s: float) -> dict[str, int]:
     """Kill each (name, actor) so that Ray restarts it, even one stuck in a call; returns the new
     process ids, once every actor answers from a process other than `old_pids[name]`."""
     for _, actor in named:

@@ -100,7 +100,8 @@ class Actors(RolloutActors):
 def build_rollout(cfg, model_path: str, tokenizer, placement: Placement) -> RolloutActors:
     # Bad data, and rows whose prompt the engine cannot take, are dealt with before any actor starts.
     data = None if cfg.env.cls else drop_overlong(load_splits(cfg.data), tokenizer, cfg)
-    engines = EnginePool(cfg, placement, model_path, cfg.schedule.partial_rollout, cfg.schedule.batch_timeout_s)
+    schedule = cfg.schedule
+    engines = EnginePool(cfg, placement, model_path, schedule.partial_rollout, schedule.batch_timeout_s)
     timeout = cfg.fault.call_timeout_s
     rewards = RewardPool(cfg.reward, placement.options("reward"), timeout)
     if cfg.env.cls:
@@ -144,8 +145,8 @@ def build_actors(cfg, model_path: str, tokenizer) -> Actors:
                         timeout_s=fault.call_timeout_s)
     reference = None
     if roles.reference:
-        reference = ActorGroup(ReferenceModel, "reference", placement.options("reference"), model_path, cfg, pad_id,
-                               timeout_s=fault.call_timeout_s)
+        reference = ActorGroup(ReferenceModel, "reference", placement.options("reference"), model_path, cfg,
+                               pad_id, timeout_s=fault.call_timeout_s)
     teacher = None
     if roles.teacher:
         teacher = ActorGroup(TeacherModel, "teacher", placement.options("teacher"), teacher_path, cfg, pad_id,

@@ -27,9 +27,10 @@ class DistributedActor:
     group. Construction is cheap; `init(master)` joins the group and loads the model."""
 
     def __init__(self, rank: int, world_size: int, model_path: str, cfg, pad_id: int):
-        self.rank, self.world_size, self.model_path, self.cfg, self.pad_id = rank, world_size, model_path, cfg, pad_id
+        self.rank, self.world_size, self.model_path = rank, world_size, model_path
+        self.cfg, self.pad_id = cfg, pad_id
         self.platform = current_platform()
-        self.dtype = self.platform.model_dtype(cfg.model.dtype)  # "auto" resolved by this actor's own hardware
+        self.dtype = self.platform.model_dtype(cfg.model.dtype)  # "auto": by this actor's own hardware
         self.platform.set_threads(self.platform.num_threads(cfg.placement.threads_per_actor))
         # Told, DeepSpeed does not guess the accelerator (and warn that it guessed) when first imported.
         os.environ.setdefault("DS_ACCELERATOR", self.platform.device)
@@ -43,7 +44,8 @@ class DistributedActor:
 
         os.environ.update(MASTER_ADDR=master[0], MASTER_PORT=str(master[1]), RANK=str(self.rank),
                           WORLD_SIZE=str(self.world_size), LOCAL_RANK="0")
-        deepspeed.init_distributed(dist_backend=self.platform.dist_backend, timeout=timedelta(seconds=timeout_s))
+        deepspeed.init_distributed(dist_backend=self.platform.dist_backend,
+                                   timeout=timedelta(seconds=timeout_s))
 
 
 class ActorGroup:
@@ -63,7 +65,8 @@ class ActorGroup:
 
     def init(self, *args) -> None:
         """Rendezvous: every rank calls `init(master_address, *args)` at once."""
-        master = bounded_get([(self.names[0], self.actors[0].node_address.remote())], "init", self.timeout_s)[0]
+        address = self.actors[0].node_address.remote()
+        master = bounded_get([(self.names[0], address)], "init", self.timeout_s)[0]
         self.run("init", master, *args, phase="init")
 
     def call(self, method: str, *args) -> list:
@@ -75,5 +78,6 @@ class ActorGroup:
 
     def run_sharded(self, method: str, shards: list, *args, phase: str) -> list:
         """Rank i's result of `method(shards[i], *args)`, waiting at most `timeout_s`."""
-        calls = [(n, getattr(a, method).remote(shard, *args)) for n, a, shard in zip(self.names, self.actors, shards)]
+        calls = [(n, getattr(a, method).remote(shard, *args))
+                 for n, a, shard in zip(self.names, self.actors, shards)]
         return bounded_get(calls, phase, self.timeout_s)

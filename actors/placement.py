@@ -40,13 +40,15 @@ class Placement:
             cpus = sum(self.cpus[k] for k in DEVICE_ROLES if self.counts[k])  # of the roles this run has
             shared = self._make([self._device_bundle(cpus, *DEVICE_ROLES)] * devices)
             for role in DEVICE_ROLES:
-                self.groups[role] = [(shared, i * (self.tp if role == "engine" else 1)) for i in range(self.counts[role])]
+                per_actor = self.tp if role == "engine" else 1  # bundles (devices) per actor
+                self.groups[role] = [(shared, i * per_actor) for i in range(self.counts[role])]
         else:
             for role in [r for r in DEVICE_ROLES if r != "engine"]:
                 bundles = [self._device_bundle(self.cpus[role], role)] * self.counts[role]
                 pg = self._make(bundles) if bundles else None
                 self.groups[role] = [(pg, i) for i in range(self.counts[role])]
-            self.groups["engine"] = [(self._make([self._device_bundle(self.cpus["engine"], "engine")] * self.tp), 0)
+            engine_bundle = self._device_bundle(self.cpus["engine"], "engine")
+            self.groups["engine"] = [(self._make([engine_bundle] * self.tp), 0)
                                      for _ in range(self.counts["engine"])]
         for role in [r for r in ROLES if r not in DEVICE_ROLES]:  # CPU-only workers
             bundle = {"CPU": self.cpus[role], **self.node_resources.get(role, {})}
@@ -54,7 +56,8 @@ class Placement:
             self.groups[role] = [(pg, i) for i in range(self.counts[role])]
 
     def _device_bundle(self, cpus: float, *roles: str) -> dict:
-        """One device's bundle for `roles`, with the custom resources they ask for (placement.node_resources)."""
+        """One device's bundle for `roles`, with the custom resources they ask for
+        (placement.node_resources)."""
         custom = {k: v for role in roles for k, v in self.node_resources.get(role, {}).items()}
         return {**({"GPU": 1, "CPU": max(cpus, 1)} if self.use_gpu else {"CPU": cpus}), **custom}
 

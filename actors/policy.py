@@ -27,7 +27,8 @@ class PolicyTrainer(DistributedActor):
     def init(self, master: tuple[str, int]) -> None:
         self._init_distributed(master, self.cfg.fault.collective_timeout_s)
         t = self.cfg.train
-        per_rank = self.cfg.prompts_per_step * self.cfg.rollout.group_size // t.num_minibatches // self.world_size
+        samples = self.cfg.prompts_per_step * self.cfg.rollout.group_size
+        per_rank = samples // t.num_minibatches // self.world_size
         grad_accum = math.ceil(per_rank / t.micro_batch_size)
         self.engine = init_train_engine(self.model_path, t, self.dtype, grad_accum, self.world_size,
                                         self.platform, self.platform.attn_implementation(self.dtype),
@@ -42,7 +43,9 @@ class PolicyTrainer(DistributedActor):
         return self.buckets
 
     def init_weight_sync(self, host: str, port: int, world_size: int, backend: str, timeout_s: float) -> None:
-        self.sync_group = init_sync_group(host, port, 0, world_size, backend, timeout_s) if self.rank == 0 else None
+        self.sync_group = None
+        if self.rank == 0:
+            self.sync_group = init_sync_group(host, port, 0, world_size, backend, timeout_s)
 
     def broadcast_weights(self, verify: bool) -> list[int]:
         """All ranks enter (ZeRO-3 gathers are collective); rank 0 sends each bucket (and checksums
@@ -63,8 +66,9 @@ class PolicyTrainer(DistributedActor):
 
     def update(self, minibatches: list[list[TrainingSample]]) -> dict[str, float]:
         t = self.cfg.train
-        return grpo_update(self.engine, minibatches, self.cfg.algorithm, max_tokens=t.max_tokens_per_microbatch,
-                           micro_batch=t.micro_batch_size, ppo_epochs=t.ppo_epochs,
+        return grpo_update(self.engine, minibatches, self.cfg.algorithm,
+                           max_tokens=t.max_tokens_per_microbatch, micro_batch=t.micro_batch_size,
+                           ppo_epochs=t.ppo_epochs,
                            temperature=self.cfg.rollout.temperature, world_size=self.world_size,
                            distill=self.cfg.on_policy_distill)
 
@@ -86,9 +90,11 @@ class PolicyTrainer(DistributedActor):
 
 
 def whole_model(model) -> list[SyncTensor]:
-    """Every parameter, as it is. Tied output embeddings are the input embeddings: sending them twice is waste."""
+    """Every parameter, as it is. Tied output embeddings are the input embeddings: sending them twice is
+    waste."""
     tied = getattr(model.config, "tie_word_embeddings", False)
-    return [(n, [p], lambda p=p: p.data) for n, p in model.named_parameters() if not (tied and n == "lm_head.weight")]
+    return [(n, [p], lambda p=p: p.data) for n, p in model.named_parameters()
+            if not (tied and n == "lm_head.weight")]
 
 
 def _full_shape(p: torch.Tensor) -> torch.Size:

@@ -102,8 +102,8 @@ class Recovery:
         self.failures_in_a_row += 1
         phase = failure.phase if failure is not None else phase
         if self.failures_in_a_row > self.cfg.max_failures_in_a_row:
-            raise FaultError(f"{self.failures_in_a_row} actor failures in a row, the last in phase '{phase}': "
-                             f"{', '.join(sorted(restarted))} restarted after: {error}") from error
+            raise FaultError(f"{self.failures_in_a_row} actor failures in a row, the last in phase "
+                             f"'{phase}': {', '.join(sorted(restarted))} restarted after: {error}") from error
         for group in [self.actors.policy, self.actors.reference, self.actors.teacher]:
             if group is not None and restarted & set(group.names):
                 # The survivors' torch.distributed group lost a member: every rank restarts and rejoins.
@@ -129,8 +129,8 @@ class Recovery:
                  "lost_s": round(lost, 2), "error": f"{type(error).__name__}: {error}"[:500]}
         with open(os.path.join(self.run_dir, "faults.jsonl"), "a") as f:
             f.write(json.dumps(event) + "\n")
-        print(f"fault: {', '.join(sorted(restarted))} restarted after a failure in phase '{phase}'; going on at "
-              f"step {resumed_at} ({lost:.1f} s lost)", flush=True)
+        print(f"fault: {', '.join(sorted(restarted))} restarted after a failure in phase '{phase}'; going on "
+              f"at step {resumed_at} ({lost:.1f} s lost)", flush=True)
 
     def metrics(self) -> dict[str, float]:
         return {"fault/failures": self.failures, "fault/restarts": self.restarts, "fault/lost_s": self.lost_s}

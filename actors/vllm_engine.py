@@ -19,7 +19,8 @@ from system.platform import current_platform
 
 @ray.remote(max_concurrency=2)  # a weight load runs beside a generate call, between its decode steps
 class VLLMEngine:
-    def __init__(self, model_path: str, cfg, seed: int, dtype: str, threads: int, partial_rollout: bool = False):
+    def __init__(self, model_path: str, cfg, seed: int, dtype: str, threads: int,
+                 partial_rollout: bool = False):
         """`threads`: torch threads of the engine on CPU (see Platform.num_threads); `partial_rollout`:
         weights may land in the middle of a generate call."""
         platform = current_platform()
@@ -57,8 +58,9 @@ class VLLMEngine:
 
         self._own_threads()
         params = [
-            SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, logprobs=0, seed=seed,
-                           stop=stop or None, include_stop_str_in_output=True, output_kind=RequestOutputKind.DELTA)
+            SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, logprobs=0,
+                           seed=seed, stop=stop or None, include_stop_str_in_output=True,
+                           output_kind=RequestOutputKind.DELTA)
             for seed in seeds
         ]
         engine = self.llm.llm_engine
@@ -81,7 +83,8 @@ class VLLMEngine:
 
     def init_weight_sync(self, host: str, port: int, rank_offset: int, world_size: int, backend: str,
                          timeout_s: float) -> list[int]:
-        return self.llm.collective_rpc("init_weight_sync", args=(host, port, rank_offset, world_size, backend, timeout_s))
+        return self.llm.collective_rpc("init_weight_sync",
+                                       args=(host, port, rank_offset, world_size, backend, timeout_s))
 
     def receive_weights(self, buckets: list[list[dict]], verify: bool, version: int) -> list[int]:
         """Load the weights of update `version`: between two decode steps of a generate call in flight
@@ -128,7 +131,8 @@ class EnginePool:
     config, with `rollout`, `placement`, `model` and `seed`); `timeout_s`: the longest one
     generate call may take before the pool gives up on it."""
 
-    def __init__(self, cfg, placement, model_path: str, partial_rollout: bool = False, timeout_s: float = 1800.0):
+    def __init__(self, cfg, placement, model_path: str, partial_rollout: bool = False,
+                 timeout_s: float = 1800.0):
         self.rollout_cfg, self.timeout_s = cfg.rollout, timeout_s
         options = placement.options("engine")
         threads = current_platform().num_threads(cfg.placement.threads_per_actor, concurrent=len(options))
@@ -158,7 +162,8 @@ class EnginePool:
             finished, _ = ray.wait(list(running), num_returns=1, timeout=self.timeout_s)
             if not finished:
                 busy = [self.names[e] for e, _ in running.values()]
-                raise TimeoutError(f"engine pool: no generate call finished within {self.timeout_s:.0f} s ({busy})")
+                raise TimeoutError(f"engine pool: no generate call finished within {self.timeout_s:.0f} s "
+                                   f"({busy})")
             for future in finished:
                 engine, a = running.pop(future)
                 done[a] = ray.get(future)

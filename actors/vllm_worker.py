@@ -55,7 +55,8 @@ def _refresh_tied_lm_heads(model) -> None:
     engine start, and the reload re-processes only layers that received weights. Without this the
     engine would sample from the first policy's LM head for the whole run. (GPU: the head reads the
     shared weight and this repacks nothing.)"""
-    from vllm.model_executor.layers.vocab_parallel_embedding import (ParallelLMHead, UnquantizedEmbeddingMethod,
+    from vllm.model_executor.layers.vocab_parallel_embedding import (ParallelLMHead,
+                                                                     UnquantizedEmbeddingMethod,
                                                                      VocabParallelEmbedding)
 
     inputs = {id(m.weight) for m in model.modules()
