@@ -69,7 +69,8 @@ def main() -> None:
         r["spread"] = spread(r["s"])
     save("actor_cost", {"repeats": args.repeats, "variants": results})
     base = results["plain"]["spread"]["median"]
-    print("\n| where | forward+backward s | x plain | torch threads | niceness | OMP_NUM_THREADS |\n|---|---:|---:|---:|---:|---|")
+    print("\n| where | forward+backward s | x plain | torch threads | niceness | OMP_NUM_THREADS |\n"
+          "|---|---:|---:|---:|---:|---|")
     for name, r in results.items():
         print(f"| {name} | {fmt(r['spread'], 2)} | {r['spread']['median'] / base:.2f} | {r['torch_threads']} "
               f"| {r['niceness']} | {r['omp_env']} |")

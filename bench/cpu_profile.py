@@ -79,7 +79,8 @@ def main() -> None:
                     entry["last_cpu"] = cpu
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
-        timeline.append({"t": round(time.perf_counter() - start, 1), **{k: round(v, 2) for k, v in busy.items() if v > 0.05}})
+        shares = {k: round(v, 2) for k, v in busy.items() if v > 0.05}
+        timeline.append({"t": round(time.perf_counter() - start, 1), **shares})
         time.sleep(1.0)
     wall = time.perf_counter() - start
     roles: dict[str, dict] = {}
@@ -106,7 +107,8 @@ def main() -> None:
     print("| process | CPU s | share of available | threads with > 1 CPU s |\n|---|---:|---:|---:|")
     for name, r in roles.items():
         if r["cpu_s"] >= 1.0:
-            print(f"| {name} | {r['cpu_s']:.0f} | {r['cpu_s'] / (wall * psutil.cpu_count()):.0%} | {r['busy_threads']} |")
+            share = r['cpu_s'] / (wall * psutil.cpu_count())
+            print(f"| {name} | {r['cpu_s']:.0f} | {share:.0%} | {r['busy_threads']} |")
     print("\n| while leading | seconds | cores used by it | by everything else |\n|---|---:|---:|---:|")
     for lead, p in sorted(phases.items(), key=lambda kv: -kv[1]["seconds"]):
         if p["seconds"] >= 3:

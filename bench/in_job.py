@@ -62,7 +62,8 @@ def main() -> None:
     result = {"with_idle_engine_reference_rewards_s": spread(with_others[1:]), "policy_alone_s": spread(alone[1:]),
               "raw": {"with_others": with_others, "alone": alone}}
     save("in_job", result)
-    print(f"\nbare step in the policy actor: with the job's other actors alive {fmt(result['with_idle_engine_reference_rewards_s'])} s, "
+    print("\nbare step in the policy actor: with the job's other actors alive "
+          f"{fmt(result['with_idle_engine_reference_rewards_s'])} s, "
           f"after killing them {fmt(result['policy_alone_s'])} s")
 
 

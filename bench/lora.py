@@ -97,7 +97,8 @@ def demo(full_run: str | None) -> dict:
     for 2 steps with a KL term."""
     kl = ["algorithm.kl_coef=0.01", "steps=2", "eval.every=0", "checkpoint.save_final=false"]
     full = {"overrides": [], **summary(full_run)} if full_run else job("full", [])
-    return {"full": full, "lora": job("lora", LORA), "full_kl": job("full-kl", kl), "lora_kl": job("lora-kl", LORA + kl)}
+    return {"full": full, "lora": job("lora", LORA),
+            "full_kl": job("full-kl", kl), "lora_kl": job("lora-kl", LORA + kl)}
 
 
 def adapter_side(lora: bool, adapter_dir: str, steps: int) -> dict:

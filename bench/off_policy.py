@@ -49,7 +49,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
     rows = {c: run(c, args.steps) for c in CORRECTIONS}
-    print("| correction | logprob diff mean | diff max | ratio max | masked | grad norm max | reward (last 5) | eval acc |")
+    print("| correction | logprob diff mean | diff max | ratio max | masked | grad norm max "
+          "| reward (last 5) | eval acc |")
     for c, r in rows.items():
         ratio = f"{r['ratio_max']:.2f}" if r["ratio_max"] is not None else "-"
         print(f"| {c} | {r['logprob_abs_diff_mean']:.4f} | {r['logprob_abs_diff_max']:.2f} | {ratio} | "

@@ -62,11 +62,12 @@ def main() -> None:
         sync = rows["k=0"]
         bound = max(sync["generate_s"]["median"], sync["trainer_busy_s"]["median"])
         result[job] = {"rows": rows, "bound_s": bound}
-        print(f"\n{job}: max(generate {sync['generate_s']['median']:.1f} s, trainer {sync['trainer_busy_s']['median']:.1f} s)"
-              f" = {bound:.1f} s")
+        print(f"\n{job}: max(generate {sync['generate_s']['median']:.1f} s, "
+              f"trainer {sync['trainer_busy_s']['median']:.1f} s) = {bound:.1f} s")
         print("| schedule | step wall s | vs bound | tokens/s | vs k=0 | engine idle | trainer idle | staleness max |")
         for name, r in rows.items():
-            print(f"| {name} | {fmt(r['wall_s'])} | {r['wall_s']['median'] / bound:.2f}x | {fmt(r['tokens_per_s'], 0)} | "
+            print(f"| {name} | {fmt(r['wall_s'])} | {r['wall_s']['median'] / bound:.2f}x | "
+                  f"{fmt(r['tokens_per_s'], 0)} | "
                   f"{r['tokens_per_s']['median'] / sync['tokens_per_s']['median']:.2f}x | {fmt(r['engine_idle'], 2)} | "
                   f"{fmt(r['trainer_idle'], 2)} | {r['staleness_max']} |", flush=True)
     save("overlap", result)

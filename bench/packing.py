@@ -46,7 +46,8 @@ def padded_update(engine, minibatch: list[TrainingSample], algo, micro_batch: in
         logp, entropy = SelectedLogprobs.apply(logits.flatten(0, 1), targets.flatten(), 1.0, True)
         logp, entropy = (torch.nn.functional.pad(x.view(len(mb), keep)[:, :-1], (start, 0)) for x in (logp, entropy))
         loss, _ = policy_loss(logp, logp.detach(), torch.tensor([s.advantage for s in mb]), b["weights"],
-                              algo.eps_low, algo.eps_high, ref_logp=b["ref_logp"], kl_coef=algo.kl_coef, entropy=entropy)
+                              algo.eps_low, algo.eps_high, ref_logp=b["ref_logp"], kl_coef=algo.kl_coef,
+                              entropy=entropy)
         engine.backward(loss, scale_wrt_gas=False)
         engine.step()
 
@@ -67,7 +68,8 @@ def main() -> None:
 
     deepspeed.init_distributed(dist_backend=platform.dist_backend)
     dtype = platform.model_dtype(cfg.model.dtype)
-    engine = init_train_engine(resolve_model(cfg.model.path), t, dtype, 2, 1, platform, platform.attn_implementation(dtype))
+    engine = init_train_engine(resolve_model(cfg.model.path), t, dtype, 2, 1, platform,
+                               platform.attn_implementation(dtype))
     rng = random.Random(0)
 
     def update(batch, mode) -> float:

@@ -43,7 +43,8 @@ def main() -> None:
         trl.append({**run, "steps": run["steps"][1:]})
 
     def run_median(run: dict, key: str) -> float:
-        return statistics.median(s[key] if key == "wall_s" else s["generated_tokens"] / s["wall_s"] for s in run["steps"])
+        return statistics.median(s[key] if key == "wall_s" else s["generated_tokens"] / s["wall_s"]
+                                 for s in run["steps"])
 
     result = {
         "runs": args.runs, "steps_per_run": args.steps,

@@ -75,7 +75,8 @@ def length_scaling(lengths: list[int], steps: int) -> list[dict]:
             "wall_s": spread([s["bench/wall_s"] for s in measured]),
             "length_mean": spread([s["response/length_mean"] for s in measured]),
             "clipped_frac": spread([s["response/clipped_frac"] for s in measured]),
-            **{f"{p}_s": spread([s[f"timing/{p}_s"] for s in measured]) for p in ("generate", "reference", "train", "sync")},
+            **{f"{p}_s": spread([s[f"timing/{p}_s"] for s in measured])
+               for p in ("generate", "reference", "train", "sync")},
         })
     return rows
 
@@ -91,14 +92,16 @@ def main() -> None:
     generation = generation_scaling(args.engines, args.group_sizes, args.repeats)
     lengths = length_scaling(args.lengths, args.steps)
     save("scaling", {"generation": generation, "length": lengths})
-    print("\n| engines | group size | samples | tokens/batch | generate s | tokens/s |\n|---:|---:|---:|---:|---:|---:|")
+    print("\n| engines | group size | samples | tokens/batch | generate s | tokens/s |\n"
+          "|---:|---:|---:|---:|---:|---:|")
     for r in generation:
         print(f"| {r['engines']} | {r['group_size']} | {r['samples']} | {fmt(r['tokens'], 0)} | {fmt(r['generate_s'])} "
               f"| {fmt(r['tokens_per_s'], 0)} |")
     print("\n| max new tokens | mean length | clipped | step s | generate s | reference s | train s | sync s |\n"
           "|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in lengths:
-        print(f"| {r['max_new_tokens']} | {fmt(r['length_mean'], 0)} | {fmt(r['clipped_frac'], 2)} | {fmt(r['wall_s'])} "
+        print(f"| {r['max_new_tokens']} | {fmt(r['length_mean'], 0)} | {fmt(r['clipped_frac'], 2)} "
+              f"| {fmt(r['wall_s'])} "
               f"| {fmt(r['generate_s'])} | {fmt(r['reference_s'])} | {fmt(r['train_s'])} | {fmt(r['sync_s'], 2)} |")
 
 

@@ -1,7 +1,8 @@
 """The SFT step on the cold-start traces: packed examples (system/training/sft.py) against the padded
 rows and dense block-diagonal mask SFT used before, interleaved in one process.
 
-    flock /tmp/r1ray-heavy.lock .venv/bin/python bench/sft_step.py [--data runs/distill_countdown3_teacher_cpu/data.jsonl]
+    flock /tmp/r1ray-heavy.lock .venv/bin/python bench/sft_step.py \
+        [--data runs/distill_countdown3_teacher_cpu/data.jsonl]
 
 One DeepSpeed engine as configs/sft_countdown3_cpu.yaml's (SmolLM2-135M, ZeRO-2, bf16, batches of 8
 packed 1024-token rows, micro-batches of 4 rows) takes steps on the same batches in both modes, in

@@ -118,7 +118,8 @@ def main() -> None:
         start = time.perf_counter()
         actors.weights.send(0, verify=True)
         verified.append(time.perf_counter() - start)
-        _, received = ray.get([policy.__ray_call__.remote(send_flat, numel), engine.__ray_call__.remote(receive_flat, numel)])
+        _, received = ray.get([policy.__ray_call__.remote(send_flat, numel),
+                               engine.__ray_call__.remote(receive_flat, numel)])
         floor_broadcast.append(received)
         floor_reload.append(ray.get(engine.__ray_call__.remote(reload_in_memory, plans[args.buckets[0]])))
         parts.append(ray.get(policy.__ray_call__.remote(sender_parts)))
@@ -141,8 +142,8 @@ def main() -> None:
         "sender_checksum_s": spread([p["checksum_s"] for p in parts[1:]]),
         "receiver_checksum_s": spread([p["checksum_s"] for p in receiver[1:]]),
         "torch_threads": {"sender": parts[-1]["torch_threads"], "receiver": receiver[-1]["torch_threads"]},
-        "raw": {"ours": ours, "verified": verified, "floor_broadcast": floor_broadcast, "floor_reload": floor_reload, "parts": parts,
-                "receiver": receiver},
+        "raw": {"ours": ours, "verified": verified, "floor_broadcast": floor_broadcast,
+                "floor_reload": floor_reload, "parts": parts, "receiver": receiver},
     }
     save("sync", result)
     gb = result["bytes"] / 1e9
@@ -152,9 +153,11 @@ def main() -> None:
     for mb in args.buckets:
         s = result["ours_s"][f"{mb:g}"]
         label = "per tensor" if mb == 0 else f"{mb:g}"
-        print(f"| {label} | {result['buckets'][f'{mb:g}']} | {fmt(s, 2)} | {gb / s['median']:.2f} | {s['median'] / floor:.2f} |")
+        print(f"| {label} | {result['buckets'][f'{mb:g}']} | {fmt(s, 2)} | {gb / s['median']:.2f} "
+              f"| {s['median'] / floor:.2f} |")
     s = result["ours_verified_s"]
-    print(f"| {cfg.sync.bucket_mb:g}, verified (checksums) | {result['buckets'][f'{cfg.sync.bucket_mb:g}']} | {fmt(s, 2)} "
+    buckets = result['buckets'][f'{cfg.sync.bucket_mb:g}']
+    print(f"| {cfg.sync.bucket_mb:g}, verified (checksums) | {buckets} | {fmt(s, 2)} "
           f"| {gb / s['median']:.2f} | {s['median'] / floor:.2f} |")
     print(f"| floor (flat broadcast + reload) | 1 | {floor:.2f} | {gb / floor:.2f} | 1.00 |")
     print("\nchecksum of all bytes, s: " + ", ".join(

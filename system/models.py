@@ -89,7 +89,8 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
 
 
 def embedded_model_path() -> str:
-    return str(_build_atomically(cache_dir() / "SmolLM2-135M-Instruct", lambda tmp: _convert_gguf(embedded_gguf_path(), tmp)))
+    target = cache_dir() / "SmolLM2-135M-Instruct"
+    return str(_build_atomically(target, lambda tmp: _convert_gguf(embedded_gguf_path(), tmp)))
 
 
 def tiny_model_path(layers: int = 2, hidden: int = 128, heads: int = 2, kv_heads: int = 1) -> str:

@@ -33,7 +33,8 @@ TEMPLATES = {
         "Make {target} from the numbers {nums} using + - * /, each number once. Respond with only the "
         "equation inside answer tags, like <answer> 3 + 4 </answer>."
     ),
-    "math": "{question}\nThink step by step in <think> </think> tags, then give the final answer in <answer> </answer> tags.",
+    "math": "{question}\nThink step by step in <think> </think> tags, "
+            "then give the final answer in <answer> </answer> tags.",
     "plain": "{prompt}",
 }
 

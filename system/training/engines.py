@@ -33,10 +33,12 @@ def deepspeed_config(zero_stage: int, micro_batch: int, grad_accum: int, dtype: 
     }
 
 
-def load_model(model_path: str, dtype: str, gradient_checkpointing: bool = False, attn_implementation: str | None = None):
+def load_model(model_path: str, dtype: str, gradient_checkpointing: bool = False,
+               attn_implementation: str | None = None):
     """`attn_implementation`: None for transformers' default; packed micro-batches need the platform's
     (Platform.attn_implementation)."""
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=DTYPES[dtype], attn_implementation=attn_implementation)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=DTYPES[dtype],
+                                                 attn_implementation=attn_implementation)
     if gradient_checkpointing:
         model.gradient_checkpointing_enable()
     model.config.use_cache = False

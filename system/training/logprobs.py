@@ -90,7 +90,8 @@ def token_logprobs(model, packed: Packed, temperature: float = 1.0,
 
 
 @torch.no_grad()
-def compute_logprobs(engine, seqs: list, temperature: float, *, max_tokens: int, micro_batch: int) -> list[torch.Tensor]:
+def compute_logprobs(engine, seqs: list, temperature: float, *, max_tokens: int,
+                     micro_batch: int) -> list[torch.Tensor]:
     """Per-sequence log-prob tensors (length of each sequence), in the order given; micro-batches
     as packing.micro_batch_groups makes them."""
     out: list[torch.Tensor] = [None] * len(seqs)
