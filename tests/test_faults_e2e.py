@@ -37,8 +37,8 @@ def check_every_step_once(metrics: list[dict], steps: int) -> None:
 def test_a_run_survives_the_sigkill_of_an_engine_a_reward_worker_the_reference_and_a_policy_rank(
         ray_job, tiny_model, tmp_path):
     cfg, run_dir = start(tmp_path, DEMO,
-                         TINY_RUN + ["steps=6", "checkpoint.every=2", "checkpoint.keep_last=3"])
-    plan = [(0, "engine-0"), (1, "reward-0"), (2, "reference-0"), (3, "policy-0")]
+                         TINY_RUN + ["steps=4", "checkpoint.every=2", "checkpoint.keep_last=3"])
+    plan = [(0, "engine-0"), (1, "reward-0"), (1, "reference-0"), (2, "policy-0")]
     killer = Killer(run_dir, plan)
     killer.start()
     train(cfg, run_dir).shutdown()
@@ -53,10 +53,10 @@ def test_a_run_survives_the_sigkill_of_an_engine_a_reward_worker_the_reference_a
     assert {name for f in faults for name in f["restarted"]} == {name for _, name in plan}
     for fault in faults:
         if "policy-0" in fault["restarted"]:
-            assert fault["resumed_at"] in (2, 4)  # the policy went back to its last checkpoint
+            assert fault["resumed_at"] == 2  # the policy went back to its last checkpoint
 
     metrics = read_metrics(run_dir)
-    check_every_step_once(metrics, 6)
+    check_every_step_once(metrics, 4)
     for m in metrics:
         # After every restart the engine samples with the trainer's weights: the same log-probs.
         assert m["sync/logprob_abs_diff_mean"] < 0.05, m["step"]
