@@ -143,10 +143,11 @@ class EnginePool:
             for i, opts in enumerate(options)
         ]
 
-    def generate(self, prompts: list[list[int]], n: int, temperature: float, seed: int) -> list[list[dict]]:
-        """`n` samples per prompt, in prompt order; prompt i is sampled with seed `seed + i` whichever
-        engine takes it. One engine takes the whole batch; several take chunks, each engine the next
-        chunk as soon as it is free, so a slow engine holds up no one."""
+    def generate(self, prompts: list[list[int]], n: int, temperature: float, seed: int,
+                 top_p: float | None = None) -> list[list[dict]]:
+        """`n` samples per prompt (top_p None: the rollout's), in prompt order; prompt i is sampled with
+        seed `seed + i` whichever engine takes it. One engine takes the whole batch; several take chunks,
+        each engine the next chunk as soon as it is free, so a slow engine holds up no one."""
         k = len(self.engines)
         size = len(prompts) if k == 1 else max(1, -(-len(prompts) // (CHUNKS_PER_ENGINE * k)))
         todo = [(a, min(a + size, len(prompts))) for a in range(0, len(prompts), size)]
@@ -155,8 +156,8 @@ class EnginePool:
             while free and todo:
                 engine, (a, b) = free.pop(0), todo.pop(0)
                 r = self.rollout_cfg
-                seeds = [seed + i for i in range(a, b)]
-                future = self.engines[engine].generate.remote(prompts[a:b], n, temperature, r.top_p,
+                seeds, p = [seed + i for i in range(a, b)], r.top_p if top_p is None else top_p
+                future = self.engines[engine].generate.remote(prompts[a:b], n, temperature, p,
                                                               r.max_new_tokens, seeds, r.stop)
                 running[future] = (engine, a)
             finished, _ = ray.wait(list(running), num_returns=1, timeout=self.timeout_s)

@@ -2,6 +2,10 @@
 
     python launcher/evaluate.py --config configs/grpo_countdown3_cpu.yaml model.path=runs/.../final
 
+pass@1 as R1 reports it: eval.num_samples (8) samples per problem at eval.temperature (0.6) and
+eval.top_p (0.95), their mean correctness; greedy accuracy beside it (eval/accuracy, per task
+eval/<task>/greedy).
+
 The tasks are the held-out split of the config's data (or env seeds), the ones GRPO evaluates
 on, so figures of a GRPO run, an SFT output and the pipeline's stages compare like with like.
 Writes RUN_DIR/eval.json and the greedy samples to RUN_DIR/eval/.
@@ -36,8 +40,8 @@ def evaluate(step: int, cfg: Config, rollout, run_dir: str) -> dict:
         bar.set_postfix_str(f"greedy, {len(tasks)} tasks")
         greedy = rollout.collect(tasks, seed, 1, 0.0)
         bar.update(len(tasks))
-        bar.set_postfix_str(f"{n} samples at T={cfg.eval.temperature}")
-        sampled = rollout.collect(tasks, seed, n, cfg.eval.temperature)
+        bar.set_postfix_str(f"{n} samples at T={cfg.eval.temperature}, top-p {cfg.eval.top_p}")
+        sampled = rollout.collect(tasks, seed, n, cfg.eval.temperature, cfg.eval.top_p)
         bar.update(len(tasks) * n)
     metrics = eval_metrics(greedy, sampled, n, cfg.eval.pass_k, rollout.correctness)
     correct = solved(greedy.scores, rollout.correctness, greedy.rewards)

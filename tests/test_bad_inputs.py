@@ -61,7 +61,7 @@ def test_overlong_rows_are_dropped_at_load_time_and_a_split_left_empty_is_an_err
 
 
 class FakeEngines:
-    def generate(self, prompts, n, temperature, seed):
+    def generate(self, prompts, n, temperature, seed, top_p=None):
         self.prompts = prompts
         sample = {"text": "1", "response": [16], "logprobs": [-0.5], "finish_reason": "stop", "versions": [0]}
         return [[sample] * n for _ in prompts]

@@ -170,7 +170,7 @@ def test_eval_metrics_per_task():
     # 2 samples per problem: a's first problem 1 of 2 right, its second 0, b's 2 of 2
     sampled = batch([1.0, 0.0, 0.0, 0.0, 1.0, 1.0], ["a", "a", "a", "a", "b", "b"])
     metrics = eval_metrics(greedy, sampled, 2, [1, 2], "reasoning_gym")
-    assert metrics["eval/a/accuracy"] == 0.5 and metrics["eval/b/accuracy"] == 0.0
+    assert metrics["eval/a/greedy"] == 0.5 and metrics["eval/b/greedy"] == 0.0
     assert metrics["eval/a/pass@1"] == 0.25 and metrics["eval/a/pass@2"] == 0.5
     assert metrics["eval/b/pass@1"] == 1.0 and metrics["eval/accuracy"] == pytest.approx(1 / 3)
 
@@ -215,4 +215,4 @@ def test_grpo_trains_on_a_reasoning_gym_mixture(ray_job, tmp_path):
     evals = [m for m in metrics if "eval/accuracy" in m]
     assert [m["step"] for m in evals] == [0, 2]
     for m in evals:
-        assert {f"eval/{t}/{k}" for t in eval_tasks for k in ("accuracy", "pass@1", "pass@2")} <= set(m)
+        assert {f"eval/{t}/{k}" for t in eval_tasks for k in ("greedy", "pass@1", "pass@2")} <= set(m)

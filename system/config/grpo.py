@@ -216,7 +216,9 @@ class EvalConfig:
     every: int = 10  # steps between evaluations (also before the first update); 0 = never
     num_samples: int = 8  # n samples (env runs: episodes) per held-out problem (env seed) for pass@k
     pass_k: list[int] = field(default_factory=lambda: [1, 4, 8])
-    temperature: float = 1.0  # for the pass@k samples; accuracy is greedy
+    # the pass@k samples as R1 reports pass@1 (k samples at T=0.6, top-p 0.95); accuracy is greedy
+    temperature: float = 0.6
+    top_p: float = 0.95
     num_logged: int = 8  # sample completions written to eval/step_*.jsonl
 
 

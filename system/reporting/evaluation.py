@@ -1,11 +1,13 @@
-"""Held-out evaluation: greedy accuracy and pass@k from n samples per problem.
+"""Held-out evaluation as DeepSeek-R1 reports it: pass@1 from n samples per problem, greedy accuracy beside it.
 
 pass@k is the unbiased estimator of Chen et al. (2021): with n samples of which c are
 correct, pass@k = 1 - C(n-c, k) / C(n, k), the chance that k samples drawn without
-replacement contain a correct one; averaged over problems.
+replacement contain a correct one; averaged over problems. Its k = 1 case is R1's pass@1, the
+mean correctness of the n samples (R1: n = 8 or more at T = 0.6, top-p 0.95, eval.* settings),
+which greedy decoding's single answer (eval/accuracy) measures with more noise.
 
 Rows that name their `task` (a mixture of tasks, system/data/reasoning_gym.py) get each figure per
-task too: eval/<task>/accuracy and eval/<task>/pass@k here, reward/<task>/mean and
+task too: eval/<task>/greedy and eval/<task>/pass@k here, reward/<task>/mean and
 reward/<task>/accuracy for training batches (`task_reward_metrics`).
 """
 
@@ -23,6 +25,7 @@ R1_FORMAT = make_format()
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
+    """The chance that k of n samples, c of them correct, hold a correct one: c / n at k = 1."""
     if n - c < k:
         return 1.0
     return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
@@ -52,7 +55,7 @@ def eval_metrics(greedy: RolloutBatch, sampled: RolloutBatch, n: int, ks: list[i
     for k in ks:
         metrics[f"eval/pass@{k}"] = float(np.mean([pass_at_k(n, c, k) for c in per_problem]))
     for task, problems in by_task(greedy.tasks).items():
-        metrics[f"eval/{task}/accuracy"] = float(np.mean([greedy_ok[p] for p in problems]))
+        metrics[f"eval/{task}/greedy"] = float(np.mean([greedy_ok[p] for p in problems]))
         for k in ks:
             metrics[f"eval/{task}/pass@{k}"] = float(np.mean([pass_at_k(n, per_problem[p], k) for p in problems]))
     for name, values in greedy.scores.items():  # env statistics of the greedy episodes: eval/turns, ...

@@ -36,6 +36,8 @@ PANELS = [
     ("Accuracy (train samples)", lambda k: k == "reward/accuracy", "line"),
     ("Eval (held-out)", lambda k: k in ("eval/reward_mean", "eval/accuracy") or k.startswith("eval/pass@"),
      "points"),
+    # a mixture's tasks (system/reporting/evaluation.py): R1's pass@1 and greedy accuracy of each
+    ("Eval per task (held-out)", lambda k: re.fullmatch(r"eval/[^/]+/(pass@1|greedy)", k), "points"),
     ("KL to reference", lambda k: k == "kl/mean", "line"),
     ("Response length (tokens)", lambda k: k in ("response/length_mean", "response/length_max"), "line"),
     ("Step time by phase (s)",

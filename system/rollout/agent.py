@@ -36,10 +36,11 @@ class AgentRollout(SingleTurnRollout):
         self.filler = [tokenizer.pad_token_id] * FILLER_TOKENS
         self.max_response_tokens = cfg.rollout.max_model_len  # a sample never outgrows the engine's context
 
-    def collect(self, rows: list[dict], seed: int, n: int, temperature: float) -> RolloutBatch:
+    def collect(self, rows: list[dict], seed: int, n: int, temperature: float, top_p: float | None = None
+                ) -> RolloutBatch:
         timings: dict[str, float] = {}
         rollout, ids = self.cfg.rollout, [f"{uuid.uuid4().hex[:12]}-{k}" for k in range(len(rows) * n)]
-        sampling = {eid: {"temperature": temperature, "top_p": rollout.top_p,
+        sampling = {eid: {"temperature": temperature, "top_p": rollout.top_p if top_p is None else top_p,
                           "max_tokens": rollout.max_new_tokens, "seed": seed + k}
                     for k, eid in enumerate(ids)}
         with timed(timings, "generate"):

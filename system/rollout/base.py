@@ -69,8 +69,8 @@ class Rollout(ABC):
         """A short text per task for the eval logs."""
 
     @abstractmethod
-    def collect(self, tasks: list, seed: int, n: int, temperature: float) -> RolloutBatch:
-        """`n` samples per task, scored, with the time each phase took."""
+    def collect(self, tasks: list, seed: int, n: int, temperature: float, top_p: float | None = None) -> RolloutBatch:
+        """`n` samples per task, scored, with the time each phase took; top_p None: rollout.top_p."""
 
     def state(self) -> dict:
         """What a checkpoint holds so that a resumed run takes the same next tasks."""

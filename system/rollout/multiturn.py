@@ -266,7 +266,8 @@ class EpisodeRollout(Rollout):
     def describe(self, env_seeds: list[int]) -> list[str]:
         return [f"{self.cfg.env.cls}, seed {s}" for s in env_seeds]
 
-    def collect(self, env_seeds: list[int], seed: int, n: int, temperature: float) -> RolloutBatch:
+    def collect(self, env_seeds: list[int], seed: int, n: int, temperature: float, top_p: float | None = None
+                ) -> RolloutBatch:
         timings: dict[str, float] = {}
         seeds = [s for s in env_seeds for _ in range(n)]
         count = len(seeds)
@@ -277,7 +278,7 @@ class EpisodeRollout(Rollout):
 
         def sample(prompts, turn):
             with timed(timings, "generate"):
-                groups = self.engines.generate(prompts, 1, temperature, seed + turn * count)
+                groups = self.engines.generate(prompts, 1, temperature, seed + turn * count, top_p)
             return [group[0] for group in groups]
 
         def step(keys, replies):

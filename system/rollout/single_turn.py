@@ -42,7 +42,8 @@ class SingleTurnRollout(Rollout):
     def describe(self, rows: list[dict]) -> list[str]:
         return [row["messages"][-1]["content"] for row in rows]
 
-    def collect(self, rows: list[dict], seed: int, n: int, temperature: float) -> RolloutBatch:
+    def collect(self, rows: list[dict], seed: int, n: int, temperature: float, top_p: float | None = None
+                ) -> RolloutBatch:
         """`n` samples per row (contiguous), scored by every configured reward function."""
         timings: dict[str, float] = {}
         data = self.cfg.data
@@ -52,7 +53,7 @@ class SingleTurnRollout(Rollout):
         self.truncated_prompts += sum(len(p) > budget for p in encoded)
         prompts = [p[-budget:] for p in encoded]
         with timed(timings, "generate"):
-            groups = self.engines.generate(prompts, n, temperature, seed)
+            groups = self.engines.generate(prompts, n, temperature, seed, top_p)
         samples = [(p, s) for p, group in zip(prompts, groups) for s in group]
         texts = [data.response_prefix + s["text"] for _, s in samples]  # the whole reply: what rewards judge
         with timed(timings, "reward"):
