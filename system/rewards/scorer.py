@@ -5,11 +5,15 @@ the functions are, their weights, `reward.mode` and `reward.gate` stay on this s
 does it in this process; actors/reward.py's RewardPool runs the functions in worker actors instead
 (`reward.num_workers`), and combines their scores with a RewardScorer, so the rule is in one place.
 A reward that raises stops the run with a `RewardError` naming the reward and the sample it raised
-on: a raising reward is a bug to fix, and scoring around it would train on a silent hole.
+on: a raising reward is a bug to fix, and scoring around it would train on a silent hole. So does one
+that returns anything but one finite number or None per sample (NaN, inf, a string, a list, too few
+scores): a NaN would reach the advantages, and through them every weight, without a word.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import traceback
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -19,7 +23,8 @@ from system.rewards.registry import get_reward
 
 
 class RewardError(RuntimeError):
-    """A reward function raised; the message names it, the sample and that sample's columns."""
+    """A reward function raised or returned what is no score; the message names it, the sample and
+    that sample's columns."""
 
 
 @dataclass
@@ -35,7 +40,7 @@ def run_reward(name: str, fn: Callable, completions: list[str], columns: dict[st
     """`fn`'s scores of the batch. If it raises, it is run again on each sample alone to find the first
     one that raises (sample `first + i` of the step's batch), and the error names that sample."""
     try:
-        return fn(completions, **columns)
+        scores = fn(completions, **columns)
     except Exception as batch_error:  # noqa: BLE001 - any error of user code becomes a RewardError
         for i, completion in enumerate(completions):
             try:
@@ -47,6 +52,27 @@ def run_reward(name: str, fn: Callable, completions: list[str], columns: dict[st
         last = first + len(completions) - 1
         raise RewardError(f"reward '{name}' raised on samples {first}-{last} together, though on none of "
                           f"them alone:\n{_last_frames(batch_error)}") from None
+    return checked_scores(name, scores, completions, columns, first)
+
+
+def checked_scores(name: str, scores, completions: list[str], columns: dict[str, list], first: int) -> list:
+    """`scores` as floats and Nones, one per completion; a RewardError naming the reward, the value and
+    its sample for anything else (docs/adding-a-reward.md: a finite number, or None for "cannot score")."""
+    listed = hasattr(scores, "__len__") and not isinstance(scores, (str, bytes, dict))
+    if not listed or len(scores) != len(completions):
+        got = f"{len(scores)} scores" if listed else f"a {type(scores).__name__}"
+        raise RewardError(f"reward '{name}' returned {got} ({str(scores)[:80]}) for {len(completions)} completions "
+                          f"(samples {first}-{first + len(completions) - 1}): a reward returns a list of one score "
+                          "per completion")
+    out = []
+    for i, score in enumerate(scores):
+        if score is not None and not (isinstance(score, numbers.Real) and math.isfinite(score)):
+            raise RewardError(f"reward '{name}' returned {score!r:.80} ({type(score).__name__}) for sample "
+                              f"{first + i} of the batch, columns {_short_columns(columns, i)}, completion "
+                              f"{completions[i][:80]!r}: a score is a finite number, or None when the sample "
+                              "cannot be scored")
+        out.append(None if score is None else float(score))
+    return out
 
 
 def _short_columns(columns: dict[str, list], i: int) -> str:
