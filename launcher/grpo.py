@@ -25,12 +25,11 @@ from actors.placement import Placement
 from actors.recovery import Recovery, StepAttempt
 from actors.reference import logprobs_under
 from launcher.evaluate import evaluate
-from launcher.lifecycle import (check_resume, checkpoint_due, launch, make_logger, restore_checkpoint,
-                                resume_path, save_checkpoint)
+from launcher.lifecycle import (check_resume, checkpoint_due, last_checkpoint, launch, make_logger,
+                                restore_checkpoint, save_checkpoint)
 from system.algorithms.advantages import get_advantage, zero_variance_groups
 from system.algorithms.kl import kl_penalty
 from system.config.grpo import Config, validate
-from system.checkpoint import latest_checkpoint
 from system.reporting.evaluation import solved, task_reward_metrics
 from system.faults import StopRequest
 from system.reporting.metrics import drop_metrics_from, timed
@@ -187,18 +186,19 @@ def train(cfg: Config, run_dir: str) -> Actors:
     """The whole run; returns the actors (still alive) so that callers can inspect them."""
     model_path = resolve_model(cfg.model.path)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    check_resume(cfg, run_dir, model_path)  # a bad checkpoint fails here, before any actor starts
+    checkpoint = check_resume(cfg, run_dir, model_path)  # a bad checkpoint fails here, before any actor starts
     start_ray(cfg.ray_address, Placement.logical_cpus(cfg.roles(), cfg.placement))
     actors = build_actors(cfg, model_path, tokenizer)
 
     step = 0
-    if cfg.resume:
-        step = restore_checkpoint(resume_path(cfg, run_dir), actors.policy, actors.rollout, run_dir)
+    if checkpoint:
+        step = restore_checkpoint(checkpoint, actors.policy, actors.rollout, run_dir)
         actors.weights.send(step, verify=True)  # the engines serve the resumed weights
 
     logger = make_logger(cfg, run_dir)
     initial_data = actors.rollout.state()
-    recovery = Recovery(actors, cfg.fault, run_dir, lambda: roll_back(actors, run_dir, initial_data))
+    recovery = Recovery(actors, cfg.fault, run_dir,
+                        lambda: roll_back(actors, last_checkpoint(cfg, run_dir, model_path), run_dir, initial_data))
     new_producer = lambda first: RolloutProducer(  # noqa: E731
         actors.rollout, lambda s: derive_seed(cfg.seed, "step", s), cfg.rollout.group_size,
         cfg.rollout.temperature, first, cfg.steps, cfg.schedule.max_staleness, cfg.schedule.batch_timeout_s)
@@ -254,10 +254,9 @@ def train(cfg: Config, run_dir: str) -> Actors:
     return actors
 
 
-def roll_back(actors: Actors, run_dir: str, initial_data: dict) -> int:
-    """The policy's ranks restarted: back to the last checkpoint (weights, optimizer, task source,
+def roll_back(actors: Actors, checkpoint: str | None, run_dir: str, initial_data: dict) -> int:
+    """The policy's ranks restarted: back to the last `checkpoint` (weights, optimizer, task source,
     metrics), or to the first weights, which the ranks loaded again, if none was saved yet."""
-    checkpoint = latest_checkpoint(run_dir)
     if checkpoint is not None:
         return restore_checkpoint(checkpoint, actors.policy, actors.rollout, run_dir)
     actors.rollout.load_state(initial_data)

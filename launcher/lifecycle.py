@@ -11,10 +11,11 @@ import time
 
 import ray
 
+from actors.calls import ActorFailure
 from actors.cluster import joins_cluster
 from actors.dashboard import dashboard_sink
-from system.checkpoint import (CheckpointError, check_checkpoint, complete_checkpoint, latest_checkpoint,
-                               load_driver_state, save_driver_state, temp_checkpoint_dir)
+from system.checkpoint import (CheckpointError, check_checkpoint, checkpoint_root, load_driver_state,
+                               newest_complete_checkpoint, save_driver_state, write_checkpoint)
 from system.config.grpo import ConfigError, load_config, save_config, to_yaml
 from system.reporting.metrics import MetricsLogger, next_step
 from system.reporting.trackers import open_trackers
@@ -43,14 +44,20 @@ def launch(argv: list[str] | None, doc: str, schema: type, check, run) -> str:
 
 
 def make_run_dir(cfg, config_path: str | None) -> str:
-    """runs/<run_name or config-time>; when resuming, the directory of the run being resumed."""
+    """runs/<run_name or config-time>; when resuming, the directory of the run being resumed: the one
+    that holds the checkpoint named (RUN_DIR/checkpoints/step_N), or the newest run of this config.
+    Checkpoints in a folder of their own (`checkpoint.dir`, or resume=PATH outside a run directory)
+    carry the run: it goes on, on this machine or another, in the directory logging.run_name names or a new one."""
     stem = os.path.splitext(os.path.basename(config_path or "grpo"))[0]
-    if _names_a_path(cfg.resume) and not os.path.isdir(cfg.resume):
+    named = _names_a_path(cfg.resume)
+    if named and not os.path.isdir(cfg.resume):
         raise CheckpointError(f"resume={cfg.resume}: no such checkpoint folder (resume=true for the run's "
-                              "newest, or resume=RUN_DIR/checkpoints/step_N)")
-    if cfg.resume and os.path.isdir(cfg.resume):  # a checkpoint: RUN_DIR/checkpoints/step_N
-        return os.path.dirname(os.path.dirname(os.path.abspath(cfg.resume)))
-    if cfg.resume and not cfg.logging.run_name:  # the newest run of this config
+                              "newest, or resume=CHECKPOINT_DIR/step_N)")
+    parent = os.path.dirname(os.path.abspath(cfg.resume))
+    if named and os.path.basename(parent) == "checkpoints" and not cfg.checkpoint.dir:
+        return os.path.dirname(parent)  # RUN_DIR/checkpoints/step_N
+    if cfg.resume and not named and not cfg.checkpoint.dir and not cfg.logging.run_name:
+        # the newest run of this config
         pattern = os.path.join(os.path.abspath(cfg.logging.output_dir), f"{stem}-*")
         runs = sorted(glob.glob(pattern), key=os.path.getmtime)
         if not runs:
@@ -69,13 +76,27 @@ def make_logger(cfg, run_dir: str) -> MetricsLogger:
     return MetricsLogger(run_dir, trackers, sinks=[dashboard_sink(name)])
 
 
+def checkpoint_dir(cfg, run_dir: str) -> str:
+    """The run's checkpoints: `checkpoint.dir`, or RUN_DIR/checkpoints."""
+    return checkpoint_root(run_dir, cfg.checkpoint.dir)
+
+
 def save_checkpoint(step: int, cfg, trainer, data_state: dict, run_dir: str) -> str:
     """`step` = updates done so far = the step a resumed run starts with. `trainer`: the ranks'
-    ActorGroup (all save, collectively); `data_state`: where the task source stands before `step`."""
-    tmp = temp_checkpoint_dir(run_dir, step)
-    trainer.run("save_checkpoint", tmp, phase="checkpoint")
-    save_driver_state(tmp, step, data_state, os.path.join(run_dir, "metrics.jsonl"))
-    return complete_checkpoint(tmp, cfg.checkpoint.keep_last)
+    ActorGroup (all save, collectively); `data_state`: where the task source stands before `step`.
+
+    A save that fails (a full disk, a quota, a lost mount) ends the run with CheckpointSaveError naming
+    the step, the folder and the cause, the partial folder removed and the older checkpoints untouched.
+    It is not retried, nor the run continued without it: a full disk does not empty itself, and a run
+    going on unsaved would put more steps at risk at every step. A rank that died while saving is an
+    ActorFailure, which the run recovers from as in any phase."""
+    def write(folder: str) -> None:
+        trainer.run("save_checkpoint", folder, phase="checkpoint")
+        save_driver_state(folder, step, data_state, os.path.join(run_dir, "metrics.jsonl"))
+
+    os.makedirs(checkpoint_dir(cfg, run_dir), exist_ok=True)
+    return write_checkpoint(checkpoint_dir(cfg, run_dir), step, cfg.checkpoint.keep_last, write,
+                            passes=(ActorFailure,))
 
 
 def _names_a_path(resume: str) -> bool:
@@ -83,19 +104,24 @@ def _names_a_path(resume: str) -> bool:
     return "/" in resume or os.path.isdir(resume)
 
 
-def resume_path(cfg, run_dir: str) -> str:
-    """The checkpoint that `resume` names: its path, or the newest complete one of the run."""
-    checkpoint = cfg.resume if _names_a_path(cfg.resume) else latest_checkpoint(run_dir)
+def last_checkpoint(cfg, run_dir: str, model_path: str) -> str | None:
+    """The run's newest complete checkpoint (a damaged newer one is named in a warning and passed over)."""
+    return newest_complete_checkpoint(checkpoint_dir(cfg, run_dir), model_path)
+
+
+def check_resume(cfg, run_dir: str, model_path: str) -> str | None:
+    """The checkpoint to resume from (None when not resuming), checked before any actor starts: complete,
+    intact and of the run's model (system/checkpoint.py: check_checkpoint). resume=PATH: that one, or a
+    CheckpointError naming what is wrong with it; resume=true: the newest complete one of the run."""
+    if not cfg.resume:
+        return None
+    if _names_a_path(cfg.resume):
+        check_checkpoint(cfg.resume, model_path)
+        return cfg.resume
+    checkpoint = last_checkpoint(cfg, run_dir, model_path)
     if checkpoint is None:
-        raise CheckpointError(f"resume: no complete checkpoint in {run_dir}/checkpoints")
+        raise CheckpointError(f"resume: no complete checkpoint in {checkpoint_dir(cfg, run_dir)}")
     return checkpoint
-
-
-def check_resume(cfg, run_dir: str, model_path: str) -> None:
-    """When resuming: the checkpoint is complete, readable and of the run's model, checked before any
-    actor starts (system/checkpoint.py: check_checkpoint)."""
-    if cfg.resume:
-        check_checkpoint(resume_path(cfg, run_dir), model_path)
 
 
 def restore_checkpoint(checkpoint: str, trainer, data, run_dir: str) -> int:

@@ -21,8 +21,7 @@ from actors.cluster import cluster_platform, release, start_ray
 from actors.group import ActorGroup
 from actors.placement import Placement
 from actors.sft import SFTTrainer
-from launcher.lifecycle import (check_resume, checkpoint_due, launch, make_logger, restore_checkpoint,
-                                resume_path, save_checkpoint)
+from launcher.lifecycle import check_resume, checkpoint_due, launch, make_logger, restore_checkpoint, save_checkpoint
 from system.data.sampler import PromptSampler
 from system.models import resolve_model
 from system.config.recipe import SFTConfig, validate_sft
@@ -56,7 +55,7 @@ def train(cfg, run_dir: str) -> str:
     """The whole run; returns the final model's folder. The trainer actors are gone afterwards."""
     model_path = resolve_model(cfg.model.path)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    check_resume(cfg, run_dir, model_path)  # a bad checkpoint fails here, before any actor starts
+    checkpoint = check_resume(cfg, run_dir, model_path)  # a bad checkpoint fails here, before any actor starts
     train_chats, eval_chats = load_conversations(cfg.data)
     rows = lambda chats: make_rows([encode_conversation(tokenizer, c) for c in chats], cfg.max_length,  # noqa: E731
                                    cfg.packing)
@@ -70,7 +69,7 @@ def train(cfg, run_dir: str) -> str:
     trainer = ActorGroup(SFTTrainer, "sft", placement.options("policy"), model_path, cfg,
                          tokenizer.pad_token_id)
     trainer.init(steps)
-    start = restore_checkpoint(resume_path(cfg, run_dir), trainer, loader, run_dir) if cfg.resume else 0
+    start = restore_checkpoint(checkpoint, trainer, loader, run_dir) if checkpoint else 0
 
     logger = make_logger(cfg, run_dir)
     eval_due = lambda step: cfg.eval_every > 0 and eval_rows and step % cfg.eval_every == 0  # noqa: E731

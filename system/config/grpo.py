@@ -227,6 +227,9 @@ class CheckpointConfig:
     every: int = 0  # steps between checkpoints; 0 = only at the end
     keep_last: int = 2
     save_final: bool = True
+    # where checkpoints go: a path of its own for this run, e.g. on a shared file system, from which a run
+    # on another machine resumes (checkpoint.dir=... resume=true); "" = RUN_DIR/checkpoints
+    dir: str = ""
 
 
 @dataclass
