@@ -111,10 +111,10 @@ def test_column_renames_and_their_errors_name_file_row_and_column(tmp_path):
     source = tmp_path / "own.jsonl"  # by hand: datasets would write the missing value as null
     source.write_text("\n".join(json.dumps(r) for r in rows))
     with pytest.raises(DataError,
-                       match=r"own.jsonl, row 3: no column 'q' to rename to 'question' \(data.columns\)"):
+                       match=r"own.jsonl, line 3: no column 'q' to rename to 'question' \(data.columns\)"):
         load_splits(DataConfig(source=str(source), num_eval=1, columns={"q": "question"}))
     with pytest.raises(DataError,
-                       match=r"row 1: renaming column 'q' to 'a' would overwrite the row's own 'a'"):
+                       match=r"line 1: renaming column 'q' to 'a' would overwrite the row's own 'a'"):
         load_splits(DataConfig(source=str(source), num_eval=1, columns={"q": "a"}))
 
 
@@ -147,7 +147,7 @@ def test_a_solution_without_a_boxed_answer_is_an_error_or_skipped_and_counted(tm
     train, _ = load_splits(DataConfig(source=source, num_eval=1, answer_from_boxed="solution",
                                       skip_unboxed=True))
     assert len(train) == 2 and "skipped 1 of 4 rows of" in capsys.readouterr().out
-    with pytest.raises(DataError, match="row 1: the row has an 'answer' column already"):
+    with pytest.raises(DataError, match="line 1: the row has an 'answer' column already"):
         load_splits(DataConfig(source=write_dataset("jsonl",
                                                     [{"problem": "p", "answer": "1",
                                                       "solution": "\\boxed{1}"}]
@@ -163,16 +163,16 @@ def test_a_messages_chat_is_the_prompt_with_the_system_prompt_added_if_absent(tm
     assert train[0]["messages"] == chats[1]
 
     with pytest.raises(DataError,
-                       match=r"d.jsonl, row 1, column 'messages': the chat ends with a 'assistant' turn"):
+                       match=r"d.jsonl, line 1, column 'messages': the chat ends with a 'assistant' turn"):
         load_splits(DataConfig(source=write_dataset("jsonl", NUMINA, tmp_path), num_eval=1))
     bad = [{"messages": [{"role": "user", "content": "ok"}]},
            {"messages": [{"role": "user", "text": "no content"}]}]
     with pytest.raises(DataError,
-                       match=r"row 2, column 'messages': "
+                       match=r"line 2, column 'messages': "
                              r"expected text or a chat \(a list of \{role, content\}"):
         load_splits(DataConfig(source=write_dataset("jsonl", bad, tmp_path), num_eval=1))
     with pytest.raises(DataError,
-                       match=r"row 1: no prompt: the row needs one of the columns \['messages', 'prompt'"):
+                       match=r"line 1: no prompt: the row needs one of the columns \['messages', 'prompt'"):
         load_splits(DataConfig(source=write_dataset("jsonl", [{"text": "x"}] * 2, tmp_path), num_eval=1))
 
 
@@ -213,7 +213,7 @@ def test_base_format_takes_one_user_turn(tmp_path):
                                           {"role": "user", "content": "U"}]}]
                            * 2, tmp_path)
     with pytest.raises(DataError,
-                       match=r"row 1, column 'messages': the base prompt format takes one user turn"):
+                       match=r"line 1, column 'messages': the base prompt format takes one user turn"):
         load_splits(DataConfig(source=source, num_eval=1, prompt_format="base"))
 
 
@@ -287,7 +287,7 @@ def test_file_rows_with_missing_columns_name_the_row(tmp_path):
     path = tmp_path / "d.jsonl"
     rows = [{"question": "1+1", "answer": "2"}] * 3 + [{"answer": "3"}]
     path.write_text("\n".join(json.dumps(r) for r in rows))
-    with pytest.raises(DataError, match=r"row 4: missing column\(s\) \['question'\]"):
+    with pytest.raises(DataError, match=r"line 4: missing column\(s\) \['question'\]"):
         load_splits(DataConfig(source=str(path), num_eval=1, prompt_template="math"))
 
 

@@ -21,6 +21,7 @@ from system.algorithms.on_policy_distill import OnPolicyDistillConfig, distill_p
 from system.agents.config import AgentConfig, agent_problem
 from system.config.files import ConfigError, load_layers, save_config, to_yaml  # noqa: F401 (re-exported)
 from system.data.prompts import OVERLONG_PROMPTS, PROMPT_FORMATS
+from system.data.rows import BAD_ROWS
 from system.envs import resolve_env
 from system.faults import FaultConfig
 from system.reporting.trackers import TRACKERS
@@ -58,6 +59,9 @@ class DataConfig:
     # (open-r1 on NuminaMath-TIR). A row without one is an error, or with skip_unboxed skipped and counted.
     answer_from_boxed: str = ""
     skip_unboxed: bool = False
+    # A malformed row of a file or data set (bad JSON, a missing column, a chat that is no chat): stop = an
+    # error naming the file, line or row and column; skip = left out, counted and printed with their lines.
+    bad_rows: str = "stop"
     # Generator knobs: how many numbers (countdown: 2-6 and more), how large, the largest countdown target.
     min_numbers: int = 3
     max_numbers: int = 3
@@ -325,6 +329,7 @@ CHOICES = {
     "env.trajectory_reward": ("sum", "last"),
     "data.prompt_format": PROMPT_FORMATS,
     "data.overlong_prompts": OVERLONG_PROMPTS,
+    "data.bad_rows": BAD_ROWS,
     "algorithm.off_policy_level": OFF_POLICY_LEVELS,
     "train.lr_schedule": LR_SCHEDULES,
 }

@@ -15,8 +15,8 @@ import json
 from system.data.generators import DEFAULT_TEMPLATES, GENERATORS, generate
 from system.data.prompts import encode_prompt, prompt_budget
 from system.data.reasoning_gym import is_reasoning_gym, load_reasoning_gym
-from system.data.rows import DataError, prepare_rows
-from system.data.sources import read_rows
+from system.data.rows import BadRows, DataError, prepare_rows
+from system.data.sources import read_placed_rows
 
 
 def load_splits(cfg) -> tuple[list[dict], list[dict]]:
@@ -27,11 +27,14 @@ def load_splits(cfg) -> tuple[list[dict], list[dict]]:
         check_skip(cfg)
         return load_reasoning_gym(cfg)
     if cfg.source not in GENERATORS.names():
-        raw = read_rows(cfg.source, cfg.split)
+        bad = BadRows(cfg.source, cfg.bad_rows)
+        raw, places = read_placed_rows(cfg.source, cfg.split, bad)
+        rows = prepare_rows(raw, cfg, cfg.source, places=places, bad=bad)
+        bad.report(len(rows))  # the malformed rows data.bad_rows=skip left out: printed; an error if all were
         if not raw:
             raise DataError(f"data.source '{cfg.source}' (split '{cfg.split}') has no rows: point data.source "
                             "(and data.split) at a data set with rows")
-        return split_rows(prepare_rows(raw, cfg, cfg.source), cfg)
+        return split_rows(rows, cfg)
     check_skip(cfg)
     # The held-out rows first (their own seed), then training rows that are none of them.
     held_out = held_out_tasks(cfg)

@@ -7,7 +7,8 @@
 - anything else: a hub dataset id, where a hub is reachable.
 
 Files are read directly (no `datasets` cache copy of a large parquet file); a JSON syntax error
-names its line.
+names its line, as an editor numbers them. A JSON-lines row that is no JSON object is malformed:
+an error, or skipped and counted (`data.bad_rows`, rows.py's BadRows).
 """
 
 from __future__ import annotations
@@ -15,13 +16,19 @@ from __future__ import annotations
 import json
 import os
 
-from system.data.rows import DataError
+from system.data.rows import BadRows, DataError
 
 FILE_TYPES = (".jsonl", ".json", ".parquet", ".arrow")
 
 
 def read_rows(source: str, split: str = "train") -> list[dict]:
-    """Every row of the data set at `source` (a file, a folder or a hub id)."""
+    """Every row of the data set at `source` (a file, a folder or a hub id); a malformed one is an error."""
+    return read_placed_rows(source, split, BadRows(source))[0]
+
+
+def read_placed_rows(source: str, split: str, bad: BadRows) -> tuple[list[dict], list[str]]:
+    """The rows of the data set at `source` and the place of each ("line 7" of a JSON-lines file, else
+    "row 3"); the malformed ones go to `bad`."""
     ext = os.path.splitext(source)[1]
     if ext in FILE_TYPES or os.path.isfile(source):
         if not os.path.isfile(source):
@@ -30,9 +37,9 @@ def read_rows(source: str, split: str = "train") -> list[dict]:
             raise DataError(f"{source}: a file has no splits (data.split={split!r} is for hub datasets and "
                             "saved DatasetDict folders)")
         if ext in (".jsonl", ".json"):
-            return _read_json(source)
+            return _read_json(source, bad)
         if ext in (".parquet", ".arrow"):
-            return _read_arrow_table(source, ext)
+            return _numbered(_read_arrow_table(source, ext))
         raise DataError(f"{source}: unknown file type; data files end with {', '.join(FILE_TYPES)}")
     import datasets
 
@@ -50,33 +57,50 @@ def read_rows(source: str, split: str = "train") -> list[dict]:
         data = data[split]
     elif saved and split != "train":
         raise DataError(f"{source}: a saved Dataset without splits (data.split={split!r} is for DatasetDicts)")
-    return data.to_list()
+    return _numbered(data.to_list())
 
 
-def _read_json(path: str) -> list[dict]:
-    with open(path) as f:
-        text = f.read()
-    if path.endswith(".json") and text.lstrip().startswith("["):
+def _numbered(rows: list[dict]) -> tuple[list[dict], list[str]]:
+    return rows, [f"row {number}" for number in range(1, len(rows) + 1)]
+
+
+def _read_json(path: str, bad: BadRows) -> tuple[list[dict], list[str]]:
+    """A JSON list of objects (one syntax error is the whole file's), or JSON lines, each parsed alone."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if path.endswith(".json") and data.lstrip().startswith(b"["):
         try:
-            rows = json.loads(text)
+            items = json.loads(data)
         except json.JSONDecodeError as e:
             raise DataError(f"{path}, line {e.lineno}: not valid JSON ({e.msg})") from None
-        return [_object(row, f"{path}, row {number}") for number, row in enumerate(rows, 1)]
-    rows = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
+        except UnicodeDecodeError as e:
+            raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        items, parse = [(f"row {number}", item) for number, item in enumerate(items, 1)], _object
+    else:  # split at newlines only, as editors number lines (str.splitlines also splits at \u2028 and others)
+        items = [(f"line {number}", line) for number, line in enumerate(data.split(b"\n"), 1) if line.strip()]
+        parse = _parsed
+    rows, places = [], []
+    for place, item in items:
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}, line {number}: not valid JSON ({e.msg})") from None
-        rows.append(_object(row, f"{path}, line {number}"))
-    return rows
+            rows.append(parse(item))
+            places.append(place)
+        except DataError as error:
+            bad.found(DataError(f"{path}, {place}: {error}"), place)
+    return rows, places
 
 
-def _object(row, where: str) -> dict:
+def _parsed(line: bytes) -> dict:
+    try:
+        return _object(json.loads(line.decode("utf-8")))  # bytes to json.loads would guess at UTF-16/32
+    except UnicodeDecodeError as e:
+        raise DataError(f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"not valid JSON ({e.msg})") from None
+
+
+def _object(row) -> dict:
     if not isinstance(row, dict):
-        raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        raise DataError(f"expected a JSON object, got {type(row).__name__}")
     return row
 
 
