@@ -21,6 +21,7 @@ from tqdm import tqdm
 from transformers import AutoTokenizer
 
 from actors.cluster import Actors, build_actors, start_ray
+from actors.memory import memory_metrics
 from actors.placement import Placement
 from actors.recovery import Recovery, StepAttempt
 from actors.reference import logprobs_under
@@ -224,6 +225,8 @@ def train(cfg: Config, run_dir: str) -> Actors:
                 metrics.update(batch.progress)
                 attempt.updated, attempt.phase = True, "sync"
                 sync_weights(step, cfg, actors, metrics)  # 6.
+                with timed(metrics, "memory"):  # memory/<role>_rss_gb of every actor and the driver
+                    metrics.update(memory_metrics(actors.named(), cfg.fault.call_timeout_s))
                 metrics.update(wall_timings(producer, batch, attempt.began, train_start, t0, metrics))
                 metrics.update(recovery.metrics())
                 logger.log(metrics, step)  # 7.
