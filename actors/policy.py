@@ -31,7 +31,7 @@ class PolicyTrainer(DistributedActor):
         per_rank = samples // t.num_minibatches // self.world_size
         grad_accum = math.ceil(per_rank / t.micro_batch_size)
         self.engine = init_train_engine(self.model_path, t, self.dtype, grad_accum, self.world_size,
-                                        self.platform, self.platform.attn_implementation(self.dtype),
+                                        self.platform, self.platform.attn_implementation(self.dtype, t.share_prefixes),
                                         total_updates=self.cfg.steps * t.num_minibatches * t.ppo_epochs)
         self.model = self.engine.module
         self.sync_tensors = sync_tensors(self.model) if is_lora(self.model) else whole_model(self.model)
@@ -70,7 +70,7 @@ class PolicyTrainer(DistributedActor):
                            max_tokens=t.max_tokens_per_microbatch, micro_batch=t.micro_batch_size,
                            ppo_epochs=t.ppo_epochs,
                            temperature=self.cfg.rollout.temperature, world_size=self.world_size,
-                           distill=self.cfg.on_policy_distill)
+                           distill=self.cfg.on_policy_distill, share_prefixes=t.share_prefixes)
 
     def reference_logprobs(self, seqs: list[TrainingSample]) -> list[torch.Tensor]:
         """With LoRA, the reference's log-probs (as actors/reference.py computes them): this rank's
@@ -79,7 +79,8 @@ class PolicyTrainer(DistributedActor):
         with self.model.disable_adapter():
             return compute_logprobs(self.engine, seqs, self.cfg.rollout.temperature,
                                     max_tokens=self.cfg.train.max_tokens_per_microbatch,
-                                    micro_batch=self.cfg.reference.micro_batch_size)
+                                    micro_batch=self.cfg.reference.micro_batch_size,
+                                    share_prefixes=self.cfg.train.share_prefixes)
 
     def save_checkpoint(self, path: str) -> None:
         """All ranks: DeepSpeed's optimizer/scheduler state; rank 0 also the HF folder of the policy."""

@@ -20,12 +20,14 @@ class FrozenModel(DistributedActor):
         self._init_distributed(master, self.cfg.fault.collective_timeout_s)
         r = getattr(self.cfg, self.section)
         self.engine = init_eval_engine(self.model_path, r.zero_stage, r.micro_batch_size, self.dtype,
-                                       self.world_size, self.platform.attn_implementation(self.dtype))
+                                       self.world_size,
+                                       self.platform.attn_implementation(self.dtype, self.cfg.train.share_prefixes))
 
     def logprobs(self, seqs: list[TrainingSample]) -> list[torch.Tensor]:
         return compute_logprobs(self.engine, seqs, self.cfg.rollout.temperature,
                                 max_tokens=self.cfg.train.max_tokens_per_microbatch,
-                                micro_batch=getattr(self.cfg, self.section).micro_batch_size)
+                                micro_batch=getattr(self.cfg, self.section).micro_batch_size,
+                                share_prefixes=self.cfg.train.share_prefixes)
 
 
 @ray.remote

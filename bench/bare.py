@@ -90,7 +90,7 @@ def bare_train(cfg, batches_path: str, step: str = "minimal") -> dict:
     samples = cfg.prompts_per_step * cfg.rollout.group_size
     dtype = platform.model_dtype(cfg.model.dtype)
     engine = init_train_engine(resolve_model(cfg.model.path), t, dtype, -(-samples // t.micro_batch_size), 1,
-                               platform, platform.attn_implementation(dtype))
+                               platform, platform.attn_implementation(dtype, t.share_prefixes))
     engine.train()
     rng = random.Random(0)
     times, tokens = [], []
@@ -130,7 +130,7 @@ def our_update(cfg, engine, batch: list[TrainingSample], t, temperature: float, 
     [shard] = split_for_training(batch, cfg.train.num_minibatches, 1, cfg.algorithm.loss_agg,
                                  cfg.rollout.max_new_tokens, seed=0)
     grpo_update(engine, shard, cfg.algorithm, max_tokens=t.max_tokens_per_microbatch, micro_batch=t.micro_batch_size,
-                ppo_epochs=t.ppo_epochs, temperature=temperature, world_size=1)
+                ppo_epochs=t.ppo_epochs, temperature=temperature, world_size=1, share_prefixes=t.share_prefixes)
 
 
 def minimal_step(engine, batch: list[TrainingSample], t, temperature: float, rng: random.Random) -> None:

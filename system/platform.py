@@ -31,15 +31,16 @@ class Platform:
         """The fused AdamW kernel exists for CUDA tensors only."""
         return {"fused": self.is_gpu}
 
-    def attn_implementation(self, dtype: str) -> str:
+    def attn_implementation(self, dtype: str, share_prefixes: bool = False) -> str:
         """The trainer's attention over packed micro-batches (system/training/packing.py, which says how
-        each of transformers' attentions finds packed sequences): flash-attention's varlen kernel on a
-        GPU that has it (bf16/fp16 only), else torch's sdpa once per sequence."""
+        each of transformers' attentions finds packed sequences): torch's sdpa once per segment where
+        prefixes are shared (flash-attention's varlen kernel sees no tree), else flash-attention's varlen
+        kernel on a GPU that has it (bf16/fp16 only), else torch's sdpa once per sequence."""
         from transformers.utils import is_flash_attn_2_available
 
         from system.training.packing import VARLEN_SDPA  # importing it registers it with transformers
 
-        if self.is_gpu and dtype != "float32" and is_flash_attn_2_available():
+        if self.is_gpu and dtype != "float32" and is_flash_attn_2_available() and not share_prefixes:
             return "flash_attention_2"
         return VARLEN_SDPA
 

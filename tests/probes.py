@@ -34,6 +34,7 @@ def trainer_logprobs(policy, tokens: list[int]) -> torch.Tensor:
         self.engine.eval()
         return compute_logprobs(self.engine, samples, 1.0,
                                 max_tokens=self.cfg.train.max_tokens_per_microbatch,
-                                micro_batch=self.cfg.train.micro_batch_size)
+                                micro_batch=self.cfg.train.micro_batch_size,
+                                share_prefixes=self.cfg.train.share_prefixes)
 
     return ray.get([a.__ray_call__.remote(score, [sample]) for a in policy.actors])[0][0][1:]

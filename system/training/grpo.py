@@ -17,9 +17,11 @@ from system.training.samples import TrainingSample
 
 
 def grpo_update(engine, minibatches: list[list[TrainingSample]], algo, *, max_tokens: int, micro_batch: int,
-                ppo_epochs: int, temperature: float, world_size: int, distill=None) -> dict[str, float]:
+                ppo_epochs: int, temperature: float, world_size: int, distill=None,
+                share_prefixes: bool = False) -> dict[str, float]:
     """GRPO/PPO update over this rank's share of each mini-batch; one optimizer step per mini-batch,
-    over packed micro-batches of at most `max_tokens` tokens (or `micro_batch` sequences when 0).
+    over packed micro-batches of at most `max_tokens` tokens (or `micro_batch` sequences when 0), each
+    shared prefix computed once with `share_prefixes`.
 
     Every sample has its `weights` (token weights of its mini-batch, see system/algorithms/losses.py)
     and `advantage`, and `ref_logp` when the KL term is on; `teacher_logp` in on-policy distillation,
@@ -35,18 +37,19 @@ def grpo_update(engine, minibatches: list[list[TrainingSample]], algo, *, max_to
     if reuse_old:
         everything = [s for mb in minibatches for s in mb]
         old = compute_logprobs(engine, everything, temperature, max_tokens=max_tokens,
-                               micro_batch=micro_batch)
+                               micro_batch=micro_batch, share_prefixes=share_prefixes)
         for s, logp in zip(everything, old):
             s.old_logp = logp
         keys.append("old_logp")
     engine.train()
     totals = UpdateTotals(off_policy=algo.off_policy != "none", distill=with_teacher)
-    steps = micro_batches(minibatches, ppo_epochs, max_tokens, micro_batch, engine.device)
+    steps = micro_batches(minibatches, ppo_epochs, max_tokens, micro_batch, engine.device, share_prefixes)
     for epoch, mb_index, last, mb in steps:
         engine.set_gradient_accumulation_boundary(last)
         b = pad_sequences(mb, keys, 0, engine.device)
         mask = b["loss_mask"]
-        logp, entropy = token_logprobs(engine, pack(mb, engine.device), temperature, with_entropy=True)
+        packed = pack(mb, engine.device, share_prefixes)
+        logp, entropy = token_logprobs(engine, packed, temperature, with_entropy=True)
         old_logp = b["old_logp"] if reuse_old else logp.detach()
         advantages = torch.tensor([s.advantage for s in mb], device=logp.device, dtype=logp.dtype)
         reverse_kl = is_weights = rho = None
@@ -73,6 +76,7 @@ def grpo_update(engine, minibatches: list[list[TrainingSample]], algo, *, max_to
         totals.add_step(loss, stats, step_unless_nonfinite(engine, last))
         if epoch == 0:  # each token once, and the sync check while the weights are still the engine's
             totals.add_tokens(mask, entropy, reverse_kl, rho, is_weights)
+            totals.add_computed(packed)
             if reuse_old or mb_index == 0:
                 totals.add_sync_check(old_logp, b["rollout_logp"], mask)
         if last:
@@ -81,12 +85,12 @@ def grpo_update(engine, minibatches: list[list[TrainingSample]], algo, *, max_to
 
 
 def micro_batches(minibatches: list[list[TrainingSample]], ppo_epochs: int, max_tokens: int, micro_batch: int,
-                  device) -> Iterator[tuple[int, int, bool, list[TrainingSample]]]:
+                  device, share_prefixes: bool) -> Iterator[tuple[int, int, bool, list[TrainingSample]]]:
     """(epoch, mini-batch index, whether it is the mini-batch's last, its samples) of every micro-batch, in
     training order: the last one's step applies the mini-batch's update."""
     for epoch in range(ppo_epochs):
         for mb_index, minibatch in enumerate(minibatches):
-            groups = micro_batch_groups(minibatch, max_tokens, micro_batch, device)
+            groups = micro_batch_groups(minibatch, max_tokens, micro_batch, device, share_prefixes)
             for g, group in enumerate(groups):
                 yield epoch, mb_index, g == len(groups) - 1, [minibatch[i] for i in group]
 
@@ -97,7 +101,7 @@ class UpdateTotals:
 
     def __init__(self, off_policy: bool, distill: bool):
         names = ["loss", "clip_count", "tokens", "kl", "entropy_sum", "grad_norm", "sync/logprob_diff_sum",
-                 "sync/logprob_diff_max", "sync/tokens", "skipped_updates"]
+                 "sync/logprob_diff_max", "sync/tokens", "skipped_updates", "tokens_computed", "tokens_total"]
         names += ["off_policy/ratio_sum", "off_policy/ratio_max", "off_policy/masked"] if off_policy else []
         names += ["distill/reverse_kl_sum"] if distill else []
         self.sums = dict.fromkeys(names, 0.0)
@@ -124,6 +128,11 @@ class UpdateTotals:
             self.sums["off_policy/ratio_sum"] += float(rho[mask].sum())
             self.sums["off_policy/ratio_max"] = max(self.sums["off_policy/ratio_max"], float(rho[mask].max()))
             self.sums["off_policy/masked"] += float((is_weights[mask] == 0).sum())
+
+    def add_computed(self, packed) -> None:
+        """Tokens the forward computed (shared prefixes once) and those it stands for, in the first epoch."""
+        self.sums["tokens_computed"] += packed.computed
+        self.sums["tokens_total"] += packed.represented
 
     def add_sync_check(self, trainer_logp: torch.Tensor, rollout_logp: torch.Tensor,
                        loss_mask: torch.Tensor) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from system.training.packing import Packed, micro_batch_groups, pack
+from system.training.packing import VARLEN_SDPA, Packed, micro_batch_groups, pack
 
 
 def pad_sequences(seqs: list, keys: list[str], pad_id: int, device) -> dict[str, torch.Tensor]:
@@ -84,19 +84,24 @@ def token_logprobs(model, packed: Packed, temperature: float = 1.0,
     sampling log-probs (vLLM's `processed_logprobs`). Only the positions that predict a needed
     token go through the LM head and the vocabulary-wide softmax: with prompts longer than
     answers, that is most of the work saved."""
+    attention = getattr(model, "module", model).config._attn_implementation  # a DeepSpeed engine's module
+    if packed.shares and attention != VARLEN_SDPA:
+        raise ValueError(f"shared prefixes need the {VARLEN_SDPA} attention, the model has {attention}: load it "
+                         "with Platform.attn_implementation(dtype, share_prefixes=True)")
     logits = model(**packed.model_kwargs(), use_cache=False, logits_to_keep=packed.keep).logits[0]
     logp, entropy = SelectedLogprobs.apply(logits, packed.targets, temperature, with_entropy)
     return packed.unpack(logp), packed.unpack(entropy) if with_entropy else None
 
 
 @torch.no_grad()
-def compute_logprobs(engine, seqs: list, temperature: float, *, max_tokens: int,
-                     micro_batch: int) -> list[torch.Tensor]:
+def compute_logprobs(engine, seqs: list, temperature: float, *, max_tokens: int, micro_batch: int,
+                     share_prefixes: bool = False) -> list[torch.Tensor]:
     """Per-sequence log-prob tensors (length of each sequence), in the order given; micro-batches
     as packing.micro_batch_groups makes them."""
     out: list[torch.Tensor] = [None] * len(seqs)
-    for group in micro_batch_groups(seqs, max_tokens, micro_batch, engine.device):
-        logp, _ = token_logprobs(engine, pack([seqs[i] for i in group], engine.device), temperature)
+    for group in micro_batch_groups(seqs, max_tokens, micro_batch, engine.device, share_prefixes):
+        logp, _ = token_logprobs(engine, pack([seqs[i] for i in group], engine.device, share_prefixes),
+                                 temperature)
         for row, i in enumerate(group):
             out[i] = logp[row, : len(seqs[i].tokens)].float().cpu()
     return out

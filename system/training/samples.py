@@ -36,9 +36,11 @@ class TrainingSample:
 
 
 def split_for_training(samples: list[TrainingSample], num_minibatches: int, num_ranks: int, loss_agg: str,
-                       max_response_len: int, seed: int) -> list[list[list[TrainingSample]]]:
+                       max_response_len: int, seed: int,
+                       share_prefixes: bool = False) -> list[list[list[TrainingSample]]]:
     """Shuffle, cut into mini-batches, give each token its loss weight within its mini-batch,
-    then deal each mini-batch round-robin over the data-parallel ranks.
+    then deal each mini-batch round-robin over the data-parallel ranks (with `share_prefixes`, in runs
+    of its samples in token order instead, so that a rank gets the samples of a group together).
     Returns shards[rank][minibatch] = list of samples."""
     order = list(range(len(samples)))
     random.Random(seed).shuffle(order)
@@ -50,6 +52,12 @@ def split_for_training(samples: list[TrainingSample], num_minibatches: int, num_
         weights = token_weights(mask, loss_agg, max_response_len)
         for row, s in enumerate(minibatch):
             s.weights = weights[row, : len(s.tokens)].clone()
-        for rank in range(num_ranks):
-            shards[rank].append(minibatch[rank::num_ranks])
+        if share_prefixes:
+            minibatch = sorted(minibatch, key=lambda s: s.tokens.tolist())
+            for rank in range(num_ranks):
+                shards[rank].append(minibatch[len(minibatch) * rank // num_ranks:
+                                              len(minibatch) * (rank + 1) // num_ranks])
+        else:
+            for rank in range(num_ranks):
+                shards[rank].append(minibatch[rank::num_ranks])
     return shards
