@@ -87,7 +87,8 @@ def grpo_step(step: int, cfg: Config, actors: Actors, batch: Batch, skipped_befo
     with timed(timings, "train"):
         shards = split_for_training(samples, cfg.train.num_minibatches, cfg.train.num_ranks,
                                     cfg.algorithm.loss_agg, rollout.max_response_tokens,
-                                    seed=derive_seed(cfg.seed, "minibatches", step))
+                                    seed=derive_seed(cfg.seed, "minibatches", step),
+                                    share_prefixes=cfg.train.share_prefixes)
         per_rank = actors.policy.run_sharded("update", shards, phase="update")
 
     lengths = torch.tensor(rollouts.response_lengths, dtype=torch.float32)
@@ -138,6 +139,9 @@ def step_metrics(cfg, scores, rewards, valid, flat_groups, kl_seq, per_rank: lis
         "train/grad_norm": per_rank[0]["grad_norm"],
         "train/skipped_updates": per_rank[0]["skipped_updates"],  # for a NaN/inf loss or gradient
         "train/lr": per_rank[0]["lr"],
+        # tokens the update's forward computed (each shared prefix once) and those it stands for
+        "train/tokens_computed": total["tokens_computed"],
+        "train/tokens_total": total["tokens_total"],
         "sync/logprob_abs_diff_mean": total["sync/logprob_diff_sum"] / max(total["sync/tokens"], 1.0),
         "sync/logprob_abs_diff_max": max(r["sync/logprob_diff_max"] for r in per_rank),
     }

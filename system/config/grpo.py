@@ -119,6 +119,9 @@ class TrainConfig:
     # tokens per forward/backward of the policy and forward of the reference; 0: micro_batch_size sequences.
     # 2048: as fast as 4096 here and 1.4 GB less memory; 8192 slower (docs/benchmarks.md, table 2).
     max_tokens_per_microbatch: int = 2048
+    # Sequences that share a prefix (a GRPO group's prompt, an episode's history) computed as a tree: the
+    # prefix once, the same log-probs and gradients (system/training/prefix_tree.py).
+    share_prefixes: bool = True
     num_minibatches: int = 1  # optimizer steps per ppo epoch
     ppo_epochs: int = 1
     gradient_checkpointing: bool = False
