@@ -28,8 +28,7 @@ CONFIG = os.path.join(ROOT, "configs", "grpo_reasoning_gym_cpu.yaml")
 PICK_LOW, PICK_HIGH = 0.02, 0.60
 # An easy setting of each: short questions, answers that fit the config's 16 new tokens, and a task space
 # of 1000 questions or more, so that 256 distinct held-out ones leave most for training. Not isomorphic_strings
-# nor ransom_note: they draw from sets of letters, so their items differ between processes (string hashing
-# is seeded per process) and the reward workers cannot rebuild a row's item.
+# nor ransom_note: the data source refuses them (system/data/reasoning_gym.py, PROCESS_DEPENDENT).
 CANDIDATES = {
     "chain_sum": {"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 1},
     "basic_arithmetic": {"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 1,

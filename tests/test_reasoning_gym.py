@@ -5,6 +5,8 @@ on a mixture (e2e)."""
 import json
 import os
 import pickle
+import subprocess
+import sys
 import time
 from collections import Counter
 
@@ -13,7 +15,7 @@ import reasoning_gym
 
 from system.config.grpo import DataConfig, load_config
 from system.data import DataError, load_splits
-from system.data.reasoning_gym import HELD_OUT_OFFSET, SEED_STRIDE
+from system.data.reasoning_gym import HELD_OUT_OFFSET, PROCESS_DEPENDENT, SEED_STRIDE
 from system.reporting.evaluation import eval_metrics, task_reward_metrics
 from system.rewards import correctness_reward, get_reward
 from system.rollout.base import RolloutBatch
@@ -85,10 +87,24 @@ def test_a_mixture_draws_tasks_by_weight_and_each_keeps_its_config():
     ("reasoning_gym", {"chain_sum": {}}, "one key, tasks"),
     ("reasoning_gym", {"tasks": {"chain_sum": {"weight": 0}}}, "weight must be a number > 0"),
     ("reasoning_gym", {"tasks": {"chain_sum": {"wieght": 2}}}, "takes weight and config"),
+    ("reasoning_gym:ransom_note", {}, "'ransom_note': its items differ between processes"),
 ])
 def test_bad_sources_and_params_are_errors_that_name_them(source, params, message):
     with pytest.raises(DataError, match=message):
         splits(source, params)
+
+
+ITEM_IN_A_FRESH_PROCESS = ("import sys, reasoning_gym; "
+                           "print(reasoning_gym.create_dataset(sys.argv[1], seed=5, size=8)[3]['question'])")
+
+
+@pytest.mark.parametrize("task, differs", [("ransom_note", True), ("chain_sum", False)])
+def test_refused_tasks_draw_other_items_under_another_hash_seed(task, differs):
+    """Why PROCESS_DEPENDENT exists: the same item, made in two processes with other string hash seeds."""
+    made = {subprocess.run([sys.executable, "-c", ITEM_IN_A_FRESH_PROCESS, task], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONHASHSEED": str(seed)}, timeout=120, check=True).stdout
+            for seed in (1, 2)}
+    assert (len(made) == 2) == differs and (task in PROCESS_DEPENDENT) == differs
 
 
 @pytest.fixture(scope="module")

@@ -40,6 +40,10 @@ PREFIX = "reasoning_gym"
 SEED_STRIDE = 10**7  # entry seeds of one data.seed: [seed * SEED_STRIDE, (seed + 1) * SEED_STRIDE)
 HELD_OUT_OFFSET = SEED_STRIDE // 2  # the held-out split's items start here; training's stay below
 DRAWS_PER_ROW = 10  # items drawn per row wanted before a task space counts as too small
+# Tasks whose item i of a seed differs between processes (reasoning-gym 0.1.25: they iterate over sets of
+# strings, whose order follows the per-process hash seed): a reward worker cannot rebuild a row's item.
+PROCESS_DEPENDENT = frozenset({"codeio", "intermediate_integration", "isomorphic_strings", "knight_swap",
+                               "polynomial_multiplication", "ransom_note", "word_ladder"})
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,10 @@ def task_specs(source: str, params: dict) -> list[TaskSpec]:
             match = difflib.get_close_matches(spec.name, DATASETS, n=1, cutoff=0.5)
             hint = f" (did you mean '{match[0]}'?)" if match else ""
             raise DataError(f"data.source '{source}': reasoning-gym has no task '{spec.name}'{hint}")
+        if spec.name in PROCESS_DEPENDENT:
+            raise DataError(f"{PREFIX} task '{spec.name}': its items differ between processes (they follow "
+                            "Python's per-process string hashing), so the reward workers cannot rebuild and "
+                            "score them")
         owned = {"seed", "size"} & set(spec.config)
         if owned:
             raise DataError(f"{PREFIX} task '{spec.name}': its config sets {sorted(owned)}; r1ray gives each "
