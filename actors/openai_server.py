@@ -19,6 +19,10 @@ and put tokens into a training episode. A call without the key of the episode it
 answered 401 and counted (`agent/refused_calls`). A reply the agent sends back as an assistant message
 reaches the engine as the ids that were sampled (system/agents/replies.py), so an episode that only
 appends stays one sample.
+
+An agent is user code and may go wrong: a call's body over MAX_BODY_BYTES is answered 413, and an
+episode's calls beyond MAX_CALLS_IN_FLIGHT at once 429 (CallLimits), without reaching the engine,
+which goes on serving the other calls.
 """
 
 from __future__ import annotations
@@ -45,6 +49,11 @@ from system.rollout.agent import AgentRollout
 # (episode id, the call's arrival index in it) while vLLM's serving code handles a call
 CURRENT_CALL: contextvars.ContextVar = contextvars.ContextVar("r1ray_episode_call", default=None)
 START_TIMEOUT_S = 60.0
+MAX_BODY_BYTES = 8 << 20  # a call's body: far more than a prompt of any max_model_len, tools included
+MAX_CALLS_IN_FLIGHT = 64  # of one episode at once: an agent's parallel tool calls, not a runaway loop's
+# A refused body is still read (and dropped) up to this, so that its client reads the 413 rather than a
+# connection reset; a longer one is cut off.
+DRAIN_BYTES = 256 << 20
 
 
 @dataclass
@@ -119,6 +128,71 @@ class EpisodeGuard:
         return await self.app(scope, receive, send)
 
 
+class CallLimits:
+    """Behind EpisodeGuard: a call whose body exceeds `max_body` bytes is answered 413 (the body is read
+    and dropped, never kept), and one beyond `max_in_flight` calls of its episode at once 429. Runs on the
+    server's event loop alone, so its counts need no lock."""
+
+    def __init__(self, app, max_body: int = MAX_BODY_BYTES, max_in_flight: int = MAX_CALLS_IN_FLIGHT):
+        self.app, self.max_body, self.max_in_flight = app, max_body, max_in_flight
+        self.in_flight: dict[str, int] = {}  # episode -> its calls being served
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        eid = scope["path_params"].get("episode")
+        if self.in_flight.get(eid, 0) >= self.max_in_flight:
+            await _read_body(receive, 0)
+            message = f"episode '{eid}' has {self.max_in_flight} calls in flight, as many as it may"
+            return await error_response(HTTPStatus.TOO_MANY_REQUESTS, "RateLimitError", message)(scope, receive, send)
+        self.in_flight[eid] = self.in_flight.get(eid, 0) + 1
+        try:
+            body = await _read_body(receive, self.max_body)
+            if body is None:
+                message = f"a call's body is at most {self.max_body} bytes (episode '{eid}')"
+                return await error_response(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "BadRequestError",
+                                            message)(scope, receive, send)
+            return await self.app(scope, _replay(body, receive), send)
+        finally:
+            self.in_flight[eid] -= 1
+            if not self.in_flight[eid]:
+                del self.in_flight[eid]
+
+
+async def _read_body(receive, limit: int) -> bytes | None:
+    """The request's body, or None if it is longer than `limit` (then read on and dropped, up to DRAIN_BYTES)."""
+    chunks, size = [], 0
+    while size <= limit + DRAIN_BYTES:
+        message = await receive()
+        size += len(message.get("body", b""))
+        if size <= limit:
+            chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks) if size <= limit else None
+
+
+def _replay(body: bytes, receive):
+    """A `receive` that gives the app the body read already, then passes on (a disconnect)."""
+    given = False
+
+    async def replayed():
+        nonlocal given
+        if given:
+            return await receive()
+        given = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replayed
+
+
+def error_response(status: HTTPStatus, kind: str, message: str):
+    """An error the way OpenAI's API (and vLLM's) answers it."""
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"error": {"message": message, "type": kind, "code": status.value}}, status.value)
+
+
 class EpisodeServer:
     """vLLM's OpenAI app under /episodes/<id>, served by uvicorn on a thread of the engine actor.
     `serving`: {"model_name": listed by /v1/models, "tool_parser": a vLLM tool-call parser or ""}."""
@@ -162,8 +236,6 @@ class EpisodeServer:
     def refusal(self, eid: str, authorization: bytes):
         """None for a call that carries the key of open episode `eid`, else the answer to it: 404 (not
         open) or 401 (no key, or another: counted under the episode)."""
-        from starlette.responses import JSONResponse
-
         with self._lock:
             episode = self.episodes.get(eid)
             if episode is None:
@@ -173,8 +245,7 @@ class EpisodeServer:
             else:
                 episode.refused += 1
                 status, kind, message = HTTPStatus.UNAUTHORIZED, "AuthenticationError", "needs its API key"
-        error = {"message": f"episode '{eid}' {message}", "type": kind, "code": status.value}
-        return JSONResponse({"error": error}, status.value)
+        return error_response(status, kind, f"episode '{eid}' {message}")
 
     def put_back_replies(self, messages: list, engine_input: dict) -> None:
         """Where the call's messages send back an earlier reply of its episode, give the engine the ids
@@ -255,7 +326,7 @@ class EpisodeServer:
 
 def _episode_app(server: EpisodeServer, models, chat, completion):
     """vLLM's chat, completion and model-list routes and error handlers, mounted under /episodes/<id>
-    behind the episode's key."""
+    behind the episode's key and the limits of a call."""
     from fastapi import FastAPI
     from starlette.applications import Starlette
     from starlette.routing import Mount
@@ -270,7 +341,7 @@ def _episode_app(server: EpisodeServer, models, chat, completion):
     init_exception_handler(app)
     app.state.openai_serving_models, app.state.openai_serving_chat = models, chat
     app.state.openai_serving_completion = completion
-    return Starlette(routes=[Mount("/episodes/{episode}", app=EpisodeGuard(server, app))])
+    return Starlette(routes=[Mount("/episodes/{episode}", app=EpisodeGuard(server, CallLimits(app)))])
 
 
 class EndpointPool:

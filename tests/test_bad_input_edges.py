@@ -2,13 +2,18 @@
 what is no score, a data file with malformed rows, a call to the agents' endpoint that asks too much, and a
 config that asks for more devices than the cluster has."""
 
+import asyncio
 import json
 import math
 import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from actors.placement import PlacementError, check_fits
 from system.config.grpo import ConfigError, DataConfig, RewardConfig, load_config
 from system.data import DataError, load_splits
 from system.rewards import RewardError, RewardScorer
@@ -126,3 +131,149 @@ def test_bad_rows_is_a_checked_choice():
     assert load_config(None, []).data.bad_rows == "stop"
     with pytest.raises(ConfigError, match="'data.bad_rows' must be one of"):
         load_config(None, ["data.bad_rows=ignore"])
+
+
+# A config that asks for more than the cluster has
+
+NODE = {"CPU": 4.0, "GPU": 1.0, "memory": 8e9, "node:10.0.0.1": 1.0}
+
+
+def test_a_plan_the_cluster_cannot_hold_is_an_error_naming_what_was_asked_and_what_there_is():
+    engines = [(f"engine-{i}", [{"CPU": 1.0, "GPU": 1.0}]) for i in range(2)]
+    check_fits(engines[:1] + [("reward", [{"CPU": 0.25}] * 2)], NODE, [NODE])  # fits
+    with pytest.raises(PlacementError, match=re.escape(
+            "the run asks for {GPU: 2} and the cluster has {GPU: 1} (engine-0: 1 x {CPU: 1, GPU: 1}, "
+            "engine-1: 1 x {CPU: 1, GPU: 1}): lower the actor counts")):
+        check_fits(engines, NODE, [NODE])
+    with pytest.raises(PlacementError, match=re.escape("asks for {rollout_node: 1} and the cluster has "
+                                                       "{rollout_node: 0}")):
+        check_fits([("engine-0", [{"CPU": 1.0, "rollout_node": 1.0}])], NODE, [NODE])
+    # enough in all, but no node has 5 CPUs for one bundle
+    with pytest.raises(PlacementError, match=re.escape("a bundle of policy, {CPU: 5}, fits on no node of the "
+                                                       "cluster (its nodes: {CPU: 4, GPU: 1}; {CPU: 4, GPU: 1})")):
+        check_fits([("policy", [{"CPU": 5.0}])], {"CPU": 8.0}, [NODE, NODE])
+
+
+@pytest.mark.e2e
+def test_placement_fails_at_once_beyond_the_cluster_and_within_its_bound_when_others_hold_it(ray_job):
+    from ray.util.placement_group import placement_group, placement_group_table
+
+    from actors.placement import Placement
+    from system.config.grpo import PlacementConfig, Roles
+    from system.platform import CPU, GPU
+
+    def groups() -> int:
+        return sum(info["state"] != "REMOVED" for info in placement_group_table().values())
+
+    before, started = groups(), time.monotonic()
+    with pytest.raises(PlacementError, match=re.escape("the run asks for {CPU: 8} and the cluster has {CPU: 4}")):
+        Placement(Roles(engine=16), PlacementConfig(), CPU)  # 16 engines x 0.5 CPU on the 4 CPUs of ray_cluster
+    with pytest.raises(PlacementError, match=re.escape("asks for {GPU: 1} and the cluster has {GPU: 0}")):
+        Placement(Roles(engine=1), PlacementConfig(), GPU)  # a GPU config on a CPU cluster
+    assert time.monotonic() - started < 5 and groups() == before  # nothing was asked of Ray
+
+    held = placement_group([{"CPU": 3.5}])  # another job's
+    assert held.wait(30)
+    with pytest.raises(PlacementError, match=re.escape("the placement group of engine-0 (1 x {CPU: 0.5}) was not "
+                                                       "ready within 1 s: the cluster has {CPU: 4}, of which "
+                                                       "{CPU: 0} free; other jobs or runs hold the rest (1 "
+                                                       "placement groups pending, this one among them)")):
+        Placement(Roles(engine=1, policy=1), PlacementConfig(), CPU, ready_timeout_s=1)  # the policy's fits
+    assert groups() == before + 1  # its own groups removed; the other job's kept
+
+
+# An agent that sends a huge call, or thousands of them, to the engines' endpoint
+
+async def asgi_call(app, body: bytes, chunk: int = 1 << 20) -> tuple[int, bytes]:
+    """(status, the body the app behind it got) of one POST to `app` on episode 'e', its body sent in chunks."""
+    chunks = [body[i:i + chunk] for i in range(0, len(body), chunk)] or [b""]
+    messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
+    sent, got = [], []
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    async def inner(scope, receive, send):
+        got.append((await receive())["body"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": [], "path_params": {"episode": "e"}}
+    await app(inner)(scope, receive, send)
+    return sent[0]["status"], b"".join(got)
+
+
+def test_call_limits_pass_a_body_within_the_bound_and_refuse_a_larger_one_without_keeping_it():
+    from actors.openai_server import CallLimits
+
+    limits = lambda inner: CallLimits(inner, max_body=4 << 20)  # noqa: E731
+    assert asyncio.run(asgi_call(limits, b"x" * (3 << 20))) == (200, b"x" * (3 << 20))
+    assert asyncio.run(asgi_call(limits, b"x" * (100 << 20))) == (413, b"")  # read through, not passed on
+
+
+@pytest.fixture(scope="module")
+def endpoint(ray_cluster, tiny_model):
+    """An engine actor on the tiny model, its endpoint's episodes 'mine' and 'flood' open."""
+    import ray
+
+    from actors.openai_server import EndpointPool
+    from actors.vllm_engine import VLLMEngine
+    from system.config.grpo import RolloutConfig
+
+    engine = VLLMEngine.options(num_cpus=0.5).remote(tiny_model, RolloutConfig(max_model_len=256), 0, "bfloat16", 1)
+    ray.get(engine.__ray_ready__.remote(), timeout=300)
+    pool = EndpointPool(SimpleNamespace(engines=[engine], names=["engine-0"]),
+                        {"model_name": "policy", "tool_parser": ""}, timeout_s=120)
+    sampling = {"temperature": 1.0, "top_p": 1.0, "max_tokens": 2, "seed": 3}
+    yield pool.open({"mine": sampling, "flood": sampling})
+    ray.kill(engine)
+
+
+CHAT = json.dumps({"model": "m", "messages": [{"role": "user", "content": "Hi."}], "max_tokens": 2}).encode()
+
+
+def chat_status(url: str, api_key: str, body: bytes = CHAT) -> tuple[int, dict]:
+    import httpx
+
+    reply = httpx.post(f"{url}/chat/completions", content=body, timeout=120,
+                       headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"})
+    return reply.status_code, reply.json()
+
+
+async def raw_calls(url: str, api_key: str, count: int) -> list[int]:
+    """`count` chat calls, each on a connection of its own, all at once: the status of each (0: none)."""
+    from urllib.parse import urlsplit
+
+    where = urlsplit(url)
+    request = (f"POST {where.path}/chat/completions HTTP/1.1\r\nHost: {where.netloc}\r\nAuthorization: Bearer "
+               f"{api_key}\r\nContent-Type: application/json\r\nContent-Length: {len(CHAT)}\r\n"
+               "Connection: close\r\n\r\n").encode() + CHAT
+
+    async def call() -> int:
+        reader, writer = await asyncio.open_connection(where.hostname, where.port)
+        writer.write(request)
+        head = await asyncio.wait_for(reader.readline(), 120)
+        writer.close()
+        return int(head.split()[1]) if head else 0
+
+    return await asyncio.gather(*[call() for _ in range(count)])
+
+
+@pytest.mark.e2e
+def test_the_endpoint_refuses_a_100mb_call_and_a_flood_of_2000_and_keeps_serving(endpoint):
+    mine, flood = endpoint["mine"], endpoint["flood"]
+    status, reply = chat_status(mine.url, mine.api_key, b'{"model": "m", "messages": "' + b"x" * (100 << 20))
+    assert status == 413 and reply["error"]["message"] == f"a call's body is at most {8 << 20} bytes (episode 'mine')"
+
+    with ThreadPoolExecutor(1) as pool:
+        flooding = pool.submit(asyncio.run, raw_calls(flood.url, flood.api_key, 2000))
+        time.sleep(0.5)  # the flood under way
+        status, reply = chat_status(mine.url, mine.api_key)  # another episode's call, meanwhile
+        statuses = flooding.result(timeout=300)
+    assert status == 200 and reply["choices"][0]["message"]["content"] is not None
+    served, refused = statuses.count(200), statuses.count(429)
+    assert served + refused == 2000 and 64 <= served < 1000, (served, refused, set(statuses))
+    assert chat_status(flood.url, flood.api_key)[0] == 200  # its calls are done: served again
