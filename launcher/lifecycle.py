@@ -94,7 +94,6 @@ def save_checkpoint(step: int, cfg, trainer, data_state: dict, run_dir: str) -> 
         trainer.run("save_checkpoint", folder, phase="checkpoint")
         save_driver_state(folder, step, data_state, os.path.join(run_dir, "metrics.jsonl"))
 
-    os.makedirs(checkpoint_dir(cfg, run_dir), exist_ok=True)
     return write_checkpoint(checkpoint_dir(cfg, run_dir), step, cfg.checkpoint.keep_last, write,
                             passes=(ActorFailure,))
 

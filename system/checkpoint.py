@@ -114,7 +114,7 @@ def save_failure(error: BaseException, step: int, final: str, free: int | None) 
     else:
         what = os.strerror(code).lower() if code else detail
     where = f"{free / 2**20:.1f} MiB free there" if free is not None else "the folder is gone"
-    older = list_checkpoints(os.path.dirname(final))
+    older = [path for path in list_checkpoints(os.path.dirname(final)) if path != final]
     kept = (f"the older checkpoints are untouched (newest: {os.path.basename(older[-1])}): make room or set "
             "checkpoint.dir elsewhere, then resume=true goes on from it" if older else "no older checkpoint")
     return f"{what} while writing checkpoint step {step} to {final} ({detail}; {where}). The run ends; {kept}"
