@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Callable
 
 import ray
 from ray.exceptions import RayActorError
@@ -53,16 +54,19 @@ def _pid(actor) -> int:
     return os.getpid()
 
 
-def process_ids(named: list[tuple[str, object]], timeout_s: float) -> dict[str, int]:
+def process_ids(named: list[tuple[str, object]], timeout_s: float,
+                watch: Callable[[], None] = lambda: None) -> dict[str, int]:
     """The process id of each (name, actor handle), waiting up to `timeout_s` for actors that Ray is
-    restarting (a call to one fails at once with ActorUnavailableError, so it is retried)."""
+    restarting (a call to one fails at once with ActorUnavailableError, so it is retried). `watch` is
+    called every few seconds while waiting, and may raise (actors/nodes.py: a lost node)."""
     deadline, pids = time.monotonic() + timeout_s, {}
     for name, actor in named:
         while name not in pids:
             try:
-                left = max(0.1, deadline - time.monotonic())
+                left = max(0.1, min(5.0, deadline - time.monotonic()))
                 pids[name] = ray.get(actor.__ray_call__.remote(_pid), timeout=left)
             except (RayActorError, ray.exceptions.GetTimeoutError) as e:
+                watch()
                 if time.monotonic() > deadline or (isinstance(e, RayActorError) and not _restarting(e)):
                     why = f"did not come back within {timeout_s:.0f} s: {e}"
                     raise ActorFailure([name], "restart", why) from e

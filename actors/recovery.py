@@ -9,8 +9,10 @@ dead one again in its own bundle, running its constructor. What the constructor 
 - reward and env workers: nothing; the step's samples are collected again.
 The weight-broadcast group is made anew after every failure: a broadcast that lost a peer leaves the
 survivors' group unusable. An actor that did not answer in time (ActorFailure.hung) is killed, so
-that Ray restarts it too. The training loop makes one call when a step fails (`Recovery.resume`): it
-gets back the step to go on at, with every actor restored.
+that Ray restarts it too. The actors of a lost node come back only where Ray can place their bundles
+again; otherwise the run stops with an error naming the node (actors/nodes.py). The training loop
+makes one call when a step fails (`Recovery.resume`): it gets back the step to go on at, with every
+actor restored.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Optional
 
 from actors.calls import ActorFailure, process_ids, restart_actors, restart_counts
+from actors.nodes import NodeWatch
 from system.faults import FaultConfig, FaultError
 
 
@@ -46,6 +50,7 @@ class Recovery:
         self.actors, self.cfg, self.run_dir, self.roll_back = actors, cfg, run_dir, roll_back
         self.pids = process_ids(self.actors.named(), cfg.restart_timeout_s)
         self.restart_counts = restart_counts(self.actors.named())
+        self.nodes = NodeWatch(actors.named, actors.placement.pgs, cfg.lost_node_wait_s, run_dir)
         self.failures = 0  # over the run
         self.failures_in_a_row = 0  # since the last step that finished
         self.restarts = 0  # actors restarted, over the run
@@ -94,13 +99,13 @@ class Recovery:
         if hung:
             stuck = [(n, a) for n, a in self.actors.named() if n in hung]
             restart_actors(stuck, self.pids, self.cfg.restart_timeout_s)
-        pids = process_ids(self.actors.named(), self.cfg.restart_timeout_s)
+        phase = failure.phase if failure is not None else phase
+        pids = process_ids(self.actors.named(), self.cfg.restart_timeout_s, partial(self.nodes.check, phase))
         restarted = {name for name, pid in pids.items() if pid != self.pids[name]} | hung
         if not restarted:
             raise error
         self.failures += 1
         self.failures_in_a_row += 1
-        phase = failure.phase if failure is not None else phase
         if self.failures_in_a_row > self.cfg.max_failures_in_a_row:
             raise FaultError(f"{self.failures_in_a_row} actor failures in a row, the last in phase "
                              f"'{phase}': {', '.join(sorted(restarted))} restarted after: {error}") from error
@@ -114,6 +119,7 @@ class Recovery:
         self.actors.weights = self.actors.weights.renewed()
         self.pids = process_ids(self.actors.named(), self.cfg.restart_timeout_s)
         self.restart_counts = restart_counts(self.actors.named())
+        self.nodes.refresh()
         self.restarts += len(restarted)
         return restarted
 

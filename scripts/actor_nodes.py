@@ -20,7 +20,8 @@ def main() -> None:
     ray.init(address=args.address, logging_level="ERROR")
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
-        alive = {a.name: a.node_id for a in list_actors(filters=[("state", "=", "ALIVE")]) if a.name in args.wait}
+        actors = list_actors(args.address, filters=[("state", "=", "ALIVE")])
+        alive = {a.name: a.node_id for a in actors if a.name in args.wait}
         if len(alive) == len(args.wait):
             for name, node in sorted(alive.items()):
                 print(f"{name}: node {node[:8]}")

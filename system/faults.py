@@ -20,6 +20,7 @@ class FaultConfig:
     call_timeout_s: float = 600.0  # the longest the driver waits on one call (update, reference, sync)
     collective_timeout_s: float = 120.0  # a collective (weight sync, DeepSpeed's) waiting on a peer
     restart_timeout_s: float = 600.0  # the longest a restarted actor may take to come back
+    lost_node_wait_s: float = 60.0  # a lost node's actors not placed anew on another node by then: stop
 
 
 class FaultError(RuntimeError):
