@@ -29,7 +29,8 @@ def actor_nodes(named: list[tuple[str, object]]) -> dict[str, str]:
 
 
 def describe(node: dict) -> str:
-    """A node as a user finds it again: its address, id and the custom resources it offers."""
+    """A node as a user finds it again: its address, id and the custom resources it offers (which
+    Ray's node table lists for live nodes only)."""
     custom = sorted(k for k in node["Resources"] if k not in ("CPU", "GPU", "memory", "object_store_memory")
                     and not k.startswith("node:"))
     return f"{node['NodeManagerAddress']} (id {node['NodeID'][:8]}{', ' + ', '.join(custom) if custom else ''})"
@@ -47,6 +48,7 @@ class NodeWatch:
     def refresh(self) -> None:
         """Read where the actors are: when the run starts, and once it is back after a failure."""
         self.where = actor_nodes(self.named())
+        self.described = {n["NodeID"]: describe(n) for n in ray.nodes() if n["NodeID"] in self.where.values()}
         self.lost_seen: float | None = None  # time.monotonic() when a node of the run was first seen dead
 
     def check(self, phase: str) -> None:
@@ -64,8 +66,7 @@ class NodeWatch:
         if placed or now - self.lost_seen < self.wait_s:
             return
         on = {node: ", ".join(sorted(n for n, at in self.where.items() if at == node)) for node in lost}
-        gone = "; ".join(f"node {describe(nodes[node]) if node in nodes else node[:8]} with {on[node]}"
-                         for node in sorted(lost))
+        gone = "; ".join(f"node {self.described.get(node, node[:8])} with {on[node]}" for node in sorted(lost))
         checkpoint = latest_checkpoint(self.run_dir)
         kept = f"its last checkpoint, {checkpoint}, is intact" if checkpoint else "no checkpoint was written yet"
         raise NodeLost(f"lost {gone} (phase: {phase}); no node of the cluster took their place within "

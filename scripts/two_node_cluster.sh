@@ -85,10 +85,10 @@ submit "$@" &
 JOB=$!
 wait $WATCH
 cat "$TMP/actors.txt"
+[[ $SPARE == 1 ]] && start_node spare '{"train_node": 8}' --address=127.0.0.1:$PORT  # policy-0 is placed by now
 wait_for_checkpoint
-[[ $SPARE == 1 ]] && start_node spare '{"train_node": 8}' --address=127.0.0.1:$PORT
 kill -KILL "$(pgrep -P "${NODE_PID[train]}" -x raylet)"
-echo "two_node_cluster: node 'train' lost (its raylet killed)"
+echo "two_node_cluster: node 'train' lost (its raylet killed) at $(date +%T)"
 if [[ $SPARE == 1 ]]; then
   wait $JOB || { echo "two_node_cluster: the job did not go on on the spare node" >&2; exit 1; }
   exit 0
@@ -97,5 +97,6 @@ if wait $JOB; then
   echo "two_node_cluster: the job went on without the lost node's actors" >&2
   exit 1
 fi
+echo "two_node_cluster: the job stopped at $(date +%T); node 'train' starts again"
 start_node train-again '{"train_node": 8}' --address=127.0.0.1:$PORT
 submit "$@" resume=true
