@@ -3,7 +3,7 @@
 import pytest
 
 from actors.calls import ActorFailure
-from actors.memory import memory_metrics, per_role, role_of, rss_gb
+from actors.memory import memory_metrics, per_role, role_of, rss_gb, sample, trim
 
 
 def test_rss_counts_the_pages_this_process_touches():
@@ -12,6 +12,18 @@ def test_rss_counts_the_pages_this_process_touches():
     grown = rss_gb() - before
     del block
     assert 0.19 < grown < 0.25, f"RSS grew {grown:.3f} GB for a 0.21 GB block"
+
+
+@pytest.mark.skipif(not trim(), reason="malloc_trim is glibc's")
+def test_a_sample_hands_the_pages_of_freed_heap_memory_back():
+    sample()  # trimmed: the baseline
+    blocks = [bytearray(64 * 2**10) for _ in range(3200)]  # 200 MB of heap chunks, under the mmap threshold
+    kept = blocks[::16]  # every 16th stays alive, so that free() cannot shrink the heap from its top
+    del blocks
+    held = rss_gb()
+    after = sample()
+    assert held - after > 0.15, f"RSS {held:.3f} GB with 190 MB freed, {after:.3f} GB after the sample's trim"
+    assert len(kept) == 200
 
 
 def test_roles_come_from_actor_names_and_report_their_largest_actor():
