@@ -16,7 +16,9 @@ from system.reporting.metrics import read_metrics
 from tests.test_grpo_e2e import ROOT, TINY_RUN
 
 DEMO = os.path.join(ROOT, "configs", "grpo_countdown_cpu.yaml")
-RUN = TINY_RUN + ["steps=2", "checkpoint.every=1", "checkpoint.keep_last=5", "algorithm.kl_coef=0"]
+# The driver scores (no reward actors to start, twice): the test is about the checkpoints.
+RUN = TINY_RUN + ["steps=2", "checkpoint.every=1", "checkpoint.keep_last=5", "algorithm.kl_coef=0",
+                  "reward.num_workers=0"]
 # A machine of its own with a disk of its own: a mount namespace (its own Ray runtime inside, so that the
 # policy rank sees the same mounts), a tmpfs holding a copy of the checkpoint folder, shrunk to 1 MiB more
 # than that copy takes: the next checkpoint finds the disk full.
