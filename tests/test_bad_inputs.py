@@ -111,7 +111,7 @@ def test_empty_data_sets_and_splits_are_errors_that_name_the_source(tmp_path, mo
 def test_all_rows_malformed_or_skipped_is_an_error(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"text": "no prompt column"}) + "\n")
-    with pytest.raises(DataError, match="bad.jsonl, row 1: no prompt"):
+    with pytest.raises(DataError, match="bad.jsonl, line 1: no prompt"):
         load_splits(DataConfig(source=str(bad), num_eval=0))
     unboxed = tmp_path / "unboxed.jsonl"
     unboxed.write_text(json.dumps({"problem": "p", "solution": "no box"}) + "\n")
