@@ -46,30 +46,31 @@ class Placement:
         self.tp = roles.engine_devices
         self.colocate = p.colocate
         self.node_resources = p.node_resources  # role -> custom resources its bundles ask for
-        self.groups: dict[str, list] = {}  # role -> [(pg, bundle index)] per actor; the plan's index for the pg
+        self.groups: dict[str, list] = {}  # role -> [(pg, bundle index)] per actor (while planning: the plan index)
         self.plan: list[tuple[str, list[dict]]] = []  # (the roles it is for, its bundles) per placement group
         self.pgs: list = []
         devices = max(self.counts[role] * (self.tp if role == "engine" else 1) for role in DEVICE_ROLES)
         if self.colocate:
             cpus = sum(self.cpus[k] for k in DEVICE_ROLES if self.counts[k])  # of the roles this run has
-            shared = self._make("colocated roles", [self._device_bundle(cpus, *DEVICE_ROLES)] * devices)
+            shared = self._plan("colocated roles", [self._device_bundle(cpus, *DEVICE_ROLES)] * devices)
             for role in DEVICE_ROLES:
                 per_actor = self.tp if role == "engine" else 1  # bundles (devices) per actor
                 self.groups[role] = [(shared, i * per_actor) for i in range(self.counts[role])]
         else:
             for role in [r for r in DEVICE_ROLES if r != "engine"]:
                 bundles = [self._device_bundle(self.cpus[role], role)] * self.counts[role]
-                pg = self._make(role, bundles) if bundles else None
+                pg = self._plan(role, bundles) if bundles else None
                 self.groups[role] = [(pg, i) for i in range(self.counts[role])]
             engine_bundle = self._device_bundle(self.cpus["engine"], "engine")
-            self.groups["engine"] = [(self._make(f"engine-{i}", [engine_bundle] * self.tp), 0)
+            self.groups["engine"] = [(self._plan(f"engine-{i}", [engine_bundle] * self.tp), 0)
                                      for i in range(self.counts["engine"])]
         for role in [r for r in ROLES if r not in DEVICE_ROLES]:  # CPU-only workers
             bundle = {"CPU": self.cpus[role], **self.node_resources.get(role, {})}
-            pg = self._make(role, [bundle] * self.counts[role]) if self.counts[role] else None
+            pg = self._plan(role, [bundle] * self.counts[role]) if self.counts[role] else None
             self.groups[role] = [(pg, i) for i in range(self.counts[role])]
         check_fits(self.plan, ray.cluster_resources(), [n["Resources"] for n in ray.nodes() if n["Alive"]])
-        self.pgs = [self._create(name, bundles, ready_timeout_s) for name, bundles in self.plan]
+        for name, bundles in self.plan:
+            self._create(name, bundles, ready_timeout_s)
         self.groups = {role: [(None if k is None else self.pgs[k], i) for k, i in places]
                        for role, places in self.groups.items()}
 
@@ -79,12 +80,14 @@ class Placement:
         custom = {k: v for role in roles for k, v in self.node_resources.get(role, {}).items()}
         return {**({"GPU": 1, "CPU": max(cpus, 1)} if self.use_gpu else {"CPU": cpus}), **custom}
 
-    def _make(self, name: str, bundles: list[dict]) -> int:
+    def _plan(self, name: str, bundles: list[dict]) -> int:
         """Plan a placement group (created once the whole plan fits the cluster); its index in the plan."""
         self.plan.append((name, bundles))
         return len(self.plan) - 1
 
-    def _create(self, name: str, bundles: list[dict], timeout_s: float):
+    def _create(self, name: str, bundles: list[dict], timeout_s: float) -> None:
+        """Make a planned placement group (appended to self.pgs) and wait for it; if it is not ready in
+        time, remove every group made so far and raise."""
         pg = placement_group(bundles, strategy="PACK")
         self.pgs.append(pg)
         if not pg.wait(timeout_s):
@@ -96,7 +99,6 @@ class Placement:
                 f"rest ({_pending()} placement groups pending, this one among them)")
             self.remove()
             raise error
-        return pg
 
     def remove(self) -> None:
         for pg in self.pgs:

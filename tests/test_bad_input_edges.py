@@ -156,7 +156,7 @@ def test_a_plan_the_cluster_cannot_hold_is_an_error_naming_what_was_asked_and_wh
 
 @pytest.mark.e2e
 def test_placement_fails_at_once_beyond_the_cluster_and_within_its_bound_when_others_hold_it(ray_job):
-    from ray.util.placement_group import placement_group, placement_group_table
+    from ray.util.placement_group import placement_group, placement_group_table, remove_placement_group
 
     from actors.placement import Placement
     from system.config.grpo import PlacementConfig, Roles
@@ -172,14 +172,24 @@ def test_placement_fails_at_once_beyond_the_cluster_and_within_its_bound_when_ot
         Placement(Roles(engine=1), PlacementConfig(), GPU)  # a GPU config on a CPU cluster
     assert time.monotonic() - started < 5 and groups() == before  # nothing was asked of Ray
 
-    held = placement_group([{"CPU": 3.5}])  # another job's
+    held = placement_group([{"CPU": ray_job.available_resources()["CPU"]}])  # another job's: every free CPU
     assert held.wait(30)
-    with pytest.raises(PlacementError, match=re.escape("the placement group of engine-0 (1 x {CPU: 0.5}) was not "
+    with pytest.raises(PlacementError, match=re.escape("the placement group of policy (1 x {CPU: 0.5}) was not "
                                                        "ready within 1 s: the cluster has {CPU: 4}, of which "
                                                        "{CPU: 0} free; other jobs or runs hold the rest (1 "
                                                        "placement groups pending, this one among them)")):
-        Placement(Roles(engine=1, policy=1), PlacementConfig(), CPU, ready_timeout_s=1)  # the policy's fits
+        Placement(Roles(engine=1, policy=1), PlacementConfig(), CPU, ready_timeout_s=1)  # the first group waits
     assert groups() == before + 1  # its own groups removed; the other job's kept
+    remove_placement_group(held)
+
+    for colocate in (False, True):  # what fits is placed: every actor in a bundle of its own group
+        placement = Placement(Roles(engine=2, policy=1, reward=2), PlacementConfig(colocate=colocate), CPU)
+        spots = {role: [(o["scheduling_strategy"].placement_group.id, o["scheduling_strategy"].
+                         placement_group_bundle_index) for o in placement.options(role)]
+                 for role in ("engine", "policy", "reward")}
+        assert len(set(spots["engine"])) == 2 and len(set(spots["reward"])) == 2
+        assert (spots["policy"][0] == spots["engine"][0]) == colocate  # colocated: on the first engine's device
+        placement.remove()
 
 
 # An agent that sends a huge call, or thousands of them, to the engines' endpoint
