@@ -63,7 +63,7 @@ wait_for_checkpoint() {  # until the job's run directory (its log names it) hold
   local run_dir
   for _ in $(seq 600); do
     run_dir=$(sed -n 's/^run directory: //p' "$TMP/job.log" | head -1)
-    [[ -n $run_dir ]] && compgen -G "$run_dir/checkpoints/step_[0-9]*[0-9]" >/dev/null && return
+    [[ -n $run_dir ]] && compgen -G "$run_dir/checkpoints/step_[0-9][0-9][0-9][0-9][0-9][0-9]" >/dev/null && return  # not step_N.tmp-*
     sleep 1
   done
   echo "two_node_cluster: no checkpoint within 600 s" >&2
