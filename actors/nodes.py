@@ -68,7 +68,8 @@ class NodeWatch:
         on = {node: ", ".join(sorted(n for n, at in self.where.items() if at == node)) for node in lost}
         gone = "; ".join(f"node {self.described.get(node, node[:8])} with {on[node]}" for node in sorted(lost))
         checkpoint = latest_checkpoint(self.run_dir)
-        kept = f"its last checkpoint, {checkpoint}, is intact" if checkpoint else "no checkpoint was written yet"
+        kept = (f"its last checkpoint, {checkpoint}, is intact. With the node back (or another that offers its "
+                "resources), resume=true goes on." if checkpoint else
+                "no checkpoint was written yet: with the node back, start the run again.")
         raise NodeLost(f"lost {gone} (phase: {phase}); no node of the cluster took their place within "
-                       f"{self.wait_s:.0f} s (fault.lost_node_wait_s), so the run stops: {kept}. With the node "
-                       "back (or another that offers its resources), resume=true goes on.")
+                       f"{self.wait_s:.0f} s (fault.lost_node_wait_s), so the run stops: {kept}")
