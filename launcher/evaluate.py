@@ -2,9 +2,9 @@
 
     python launcher/evaluate.py --config configs/grpo_countdown3_cpu.yaml model.path=runs/.../final
 
-pass@1 as R1 reports it: eval.num_samples (8) samples per problem at eval.temperature (0.6) and
-eval.top_p (0.95), their mean correctness; greedy accuracy beside it (eval/accuracy, per task
-eval/<task>/greedy).
+pass@1: eval.num_samples samples per problem at eval.temperature and eval.top_p (R1 reports it from
+8 samples at 0.6 and 0.95, as configs/grpo_reasoning_gym_cpu.yaml sets), their mean correctness; greedy
+accuracy beside it (eval/accuracy, per task eval/<task>/greedy).
 
 The tasks are the held-out split of the config's data (or env seeds), the ones GRPO evaluates
 on, so figures of a GRPO run, an SFT output and the pipeline's stages compare like with like.

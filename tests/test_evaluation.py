@@ -43,9 +43,13 @@ def test_eval_metrics_report_pass_at_1_and_greedy_per_task_and_overall():
     assert metrics["eval/accuracy"] == pytest.approx(2 / 3)
 
 
-def test_eval_samples_as_r1_by_default():
-    cfg = EvalConfig()
-    assert (cfg.num_samples, cfg.temperature, cfg.top_p) == (8, 0.6, 0.95) and 1 in cfg.pass_k
+def test_the_reasoning_gym_config_samples_as_r1_and_the_default_as_the_rollout():
+    from system.config.grpo import load_config
+
+    r1 = load_config("configs/grpo_reasoning_gym_cpu.yaml").eval
+    assert (r1.num_samples, r1.temperature, r1.top_p) == (8, 0.6, 0.95) and 1 in r1.pass_k
+    default = EvalConfig()
+    assert (default.temperature, default.top_p) == (1.0, None)  # None: rollout.top_p
 
 
 def test_the_report_plots_each_tasks_pass_at_1_and_greedy():

@@ -223,9 +223,10 @@ class EvalConfig:
     every: int = 10  # steps between evaluations (also before the first update); 0 = never
     num_samples: int = 8  # n samples (env runs: episodes) per held-out problem (env seed) for pass@k
     pass_k: list[int] = field(default_factory=lambda: [1, 4, 8])
-    # the pass@k samples as R1 reports pass@1 (k samples at T=0.6, top-p 0.95); accuracy is greedy
-    temperature: float = 0.6
-    top_p: float = 0.95
+    # the pass@k samples' temperature and top-p (None: rollout.top_p); accuracy is greedy. R1 reports pass@1
+    # from k samples at T=0.6, top-p 0.95 (configs/grpo_reasoning_gym_cpu.yaml sets that)
+    temperature: float = 1.0
+    top_p: Optional[float] = None
     num_logged: int = 8  # sample completions written to eval/step_*.jsonl
 
 
