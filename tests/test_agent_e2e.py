@@ -48,8 +48,8 @@ def test_an_openai_client_agent_trains_through_the_endpoint(ray_job, tiny_model,
     collected, closed = [], []
     real_collect, real_close = AgentRollout.collect, EndpointPool.close
 
-    def collect(self, rows, seed, n, temperature):
-        rollouts = real_collect(self, rows, seed, n, temperature)
+    def collect(self, rows, seed, n, temperature, top_p=None):
+        rollouts = real_collect(self, rows, seed, n, temperature, top_p)
         collected.append((rollouts, engine_logprobs(self.endpoints.engines.engines[0], rollouts.tokens)))
         return rollouts
 

@@ -41,8 +41,8 @@ def test_two_multi_turn_grpo_steps(ray_job, tiny_model, tmp_path, monkeypatch):
     calls = []  # per rollout: env seeds, episodes per seed, temperature, the rollouts, the engine's log-probs
     real = EpisodeRollout.collect
 
-    def recording(self, env_seeds, seed, n, temperature):
-        rollouts = real(self, env_seeds, seed, n, temperature)
+    def recording(self, env_seeds, seed, n, temperature, top_p=None):
+        rollouts = real(self, env_seeds, seed, n, temperature, top_p)
         calls.append((env_seeds, n, temperature, rollouts,
                       engine_logprobs(self.engines.engines[0], rollouts.tokens)))
         return rollouts
@@ -104,8 +104,8 @@ def recorded(monkeypatch) -> list:
     calls = []
     real = EpisodeRollout.collect
 
-    def recording(self, env_seeds, seed, n, temperature):
-        rollouts = real(self, env_seeds, seed, n, temperature)
+    def recording(self, env_seeds, seed, n, temperature, top_p=None):
+        rollouts = real(self, env_seeds, seed, n, temperature, top_p)
         calls.append((rollouts, engine_logprobs(self.engines.engines[0], rollouts.tokens)))
         return rollouts
 
