@@ -138,3 +138,23 @@ def save(name: str, result: dict) -> str:
         json.dump({"machine": machine(), "measured": time.strftime("%Y-%m-%d %H:%M"), **result}, f, indent=1)
     print("wrote", os.path.relpath(path, ROOT))
     return path
+
+
+def single_rank_engine(cfg, share_prefixes: bool = False):
+    """(the job's DeepSpeed train engine as one rank in this process, its dtype): what the in-process
+    update benchmarks time, with the policy actor's threads."""
+    from system.models import resolve_model
+    from system.platform import current_platform
+    from system.training.engines import init_train_engine
+
+    platform = current_platform()
+    platform.set_threads(platform.num_threads(cfg.placement.threads_per_actor))
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(29_500 + os.getpid() % 1000), RANK="0",
+                      WORLD_SIZE="1", LOCAL_RANK="0")
+    import deepspeed
+
+    deepspeed.init_distributed(dist_backend=platform.dist_backend)
+    dtype = platform.model_dtype(cfg.model.dtype)
+    engine = init_train_engine(resolve_model(cfg.model.path), cfg.train, dtype, 2, 1, platform,
+                               platform.attn_implementation(dtype, share_prefixes))
+    return engine, dtype

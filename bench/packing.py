@@ -14,18 +14,14 @@ turns on every batch, `--repeats` times, so the machine's drift falls on all of 
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import time
 
 import torch
-from common import BENCH_CONFIG, save, spread
+from common import BENCH_CONFIG, save, single_rank_engine, spread
 
 from system.algorithms.losses import policy_loss
 from system.config.grpo import load_config
-from system.models import resolve_model
-from system.platform import current_platform
-from system.training.engines import init_train_engine
 from system.training.grpo import grpo_update
 from system.training.logprobs import SelectedLogprobs, pad_sequences
 from system.training.packing import loss_span, micro_batches
@@ -60,16 +56,8 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args()
     cfg = load_config(BENCH_CONFIG, args.overrides)
-    t, platform = cfg.train, current_platform()
-    platform.set_threads(platform.num_threads(cfg.placement.threads_per_actor))
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(29_500 + os.getpid() % 1000), RANK="0",
-                      WORLD_SIZE="1", LOCAL_RANK="0")
-    import deepspeed
-
-    deepspeed.init_distributed(dist_backend=platform.dist_backend)
-    dtype = platform.model_dtype(cfg.model.dtype)
-    engine = init_train_engine(resolve_model(cfg.model.path), t, dtype, 2, 1, platform,
-                               platform.attn_implementation(dtype))
+    t = cfg.train
+    engine, dtype = single_rank_engine(cfg)
     rng = random.Random(0)
 
     def update(batch, mode) -> float:

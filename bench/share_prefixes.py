@@ -16,18 +16,14 @@ the generated tokens (forward and backward), at the matmul rate measured in the 
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import time
 
 import torch
 from bare import matmul_gflops
-from common import BENCH_CONFIG, fmt, save, spread
+from common import BENCH_CONFIG, fmt, save, single_rank_engine, spread
 
 from system.config.grpo import load_config
-from system.models import resolve_model
-from system.platform import current_platform
-from system.training.engines import init_train_engine
 from system.training.grpo import grpo_update
 from system.training.logprobs import compute_logprobs
 from system.training.samples import TrainingSample, split_for_training
@@ -41,16 +37,8 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args()
     cfg = load_config(BENCH_CONFIG, [*args.overrides, "train.lr=0"])
-    t, platform = cfg.train, current_platform()
-    platform.set_threads(platform.num_threads(cfg.placement.threads_per_actor))
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(29_500 + os.getpid() % 1000), RANK="0",
-                      WORLD_SIZE="1", LOCAL_RANK="0")
-    import deepspeed
-
-    deepspeed.init_distributed(dist_backend=platform.dist_backend)
-    dtype = platform.model_dtype(cfg.model.dtype)
-    engine = init_train_engine(resolve_model(cfg.model.path), t, dtype, 2, 1, platform,
-                               platform.attn_implementation(dtype, share_prefixes=True))
+    t = cfg.train
+    engine, dtype = single_rank_engine(cfg, share_prefixes=True)
     model = engine.module
     params = sum(p.numel() for n, p in model.named_parameters() if "embed" not in n)
     head = model.config.hidden_size * model.config.vocab_size
