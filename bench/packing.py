@@ -57,7 +57,7 @@ def main() -> None:
     args = parser.parse_intermixed_args()
     cfg = load_config(BENCH_CONFIG, args.overrides)
     t = cfg.train
-    engine, dtype = single_rank_engine(cfg)
+    engine, _ = single_rank_engine(cfg)
     rng = random.Random(0)
 
     def update(batch, mode) -> float:
