@@ -59,39 +59,45 @@ class Recovery:
     def step_done(self) -> None:
         self.failures_in_a_row = 0
 
-    def check(self) -> None:
-        """At the start of a step: an actor that died between two calls and that Ray restarted has
-        failed no call, but lost its state (an engine its weights): it is recovered like any other."""
+    def check(self, phase: str = "step start") -> None:
+        """At the start of a step, and at the end of a recovery: an actor that died between two calls
+        and that Ray restarted has failed no call, but lost its state (an engine its weights): it is
+        recovered like any other."""
         counts = restart_counts(self.actors.named())
         changed = sorted(name for name, n in counts.items() if n != self.restart_counts[name])
         if changed:
-            raise ActorFailure(changed, "step start", "restarted by Ray since the last step")
+            raise ActorFailure(changed, phase, "restarted by Ray since the last check")
 
     def resume(self, error: BaseException, attempt: StepAttempt, producer,
                log: Callable[[dict, int], None]) -> int:
-        """After `error` in `attempt`: restart and restore what it broke (`recover`), and return the step
-        to go on at, where no task is lost or trained twice: a restarted policy goes back to its last
-        checkpoint; otherwise a step whose update was done is kept (its metrics logged with `log`), one
-        that was not is tried again. `producer` (system/rollout/producer.py) is closed: make a new one."""
+        """After `error` in `attempt`: restart and restore what it broke, and return the step to go on
+        at, where no task is lost or trained twice: a restarted policy goes back to its last checkpoint;
+        otherwise a step whose update was done is kept (its metrics logged with `log`), one that was not
+        is tried again. A failure while recovering (a second actor killed, an engine that dies while it
+        gets the weights) is one more failure in a row, recovered from in turn: a random kill can land
+        there. `producer` (system/rollout/producer.py) is closed: make a new one."""
+        failed_step, since = attempt.step, attempt.began
         detected = time.time()
         producer.close(wait=True)  # nothing touches the task source while the run goes back
-        restarted = self.recover(error, attempt.phase)  # raises what no actor's failure explains
-        if restarted & set(self.actors.policy.names):
-            step = self.roll_back()
-        else:
-            if attempt.updated and not attempt.logged:
-                log({**attempt.metrics, **self.metrics()}, attempt.step)
-            step = attempt.step + 1 if attempt.updated else attempt.step
-            data = producer.data_state(step) if attempt.updated else attempt.data_before
-            self.actors.rollout.load_state(data)
-        self.actors.weights.send(step, verify=True)  # every engine serves the policy's weights, checked
-        self.record(error, attempt.phase, restarted, attempt.step, step, attempt.began, detected)
+        while True:
+            restarted = self.failed(error, attempt.phase)  # raises what no actor's failure explains
+            try:
+                restarted = self.rejoin(restarted)
+                step = self.go_back(restarted, attempt, producer, log)
+                self.actors.weights.send(step, verify=True)  # every engine serves the policy's weights, checked
+                self.check("recovery")  # an actor that restarted while this recovery went on is not restored
+                break
+            except Exception as again:  # judged by `failed` on the next pass
+                self.record(error, attempt.phase, restarted, failed_step, None, since, detected)
+                since, detected, error, attempt.phase = time.monotonic(), time.time(), again, "recovery"
+        self.record(error, attempt.phase, restarted, failed_step, step, since, detected)
         return step
 
-    def recover(self, error: BaseException, phase: str) -> set[str]:
-        """Restart and restore what `error` broke; returns the names of the actors restarted. An error
-        that no actor's death or silence explains is raised again; so is every error with
-        `fault.restart` off. Too many failures in a row raise FaultError."""
+    def failed(self, error: BaseException, phase: str) -> set[str]:
+        """The names of the actors restarted since the last recovery (a hung one is killed first, so
+        that Ray restarts it): a new process, or a restart counted in Ray's actor table. An error that
+        no actor's death or silence explains is raised again; so is every error with `fault.restart`
+        off. Too many failures in a row raise FaultError."""
         if not self.cfg.restart:
             raise error
         failure = actor_failure(error)
@@ -101,7 +107,10 @@ class Recovery:
             restart_actors(stuck, self.pids, self.cfg.restart_timeout_s)
         phase = failure.phase if failure is not None else phase
         pids = process_ids(self.actors.named(), self.cfg.restart_timeout_s, partial(self.nodes.check, phase))
-        restarted = {name for name, pid in pids.items() if pid != self.pids[name]} | hung
+        counts = restart_counts(self.actors.named())
+        restarted = hung | {name for name, pid in pids.items()
+                            if pid != self.pids[name] or counts[name] != self.restart_counts[name]}
+        self.pids, self.restart_counts = pids, counts  # what this recovery restores
         if not restarted:
             raise error
         self.failures += 1
@@ -109,25 +118,45 @@ class Recovery:
         if self.failures_in_a_row > self.cfg.max_failures_in_a_row:
             raise FaultError(f"{self.failures_in_a_row} actor failures in a row, the last in phase "
                              f"'{phase}': {', '.join(sorted(restarted))} restarted after: {error}") from error
+        return restarted
+
+    def rejoin(self, restarted: set[str]) -> set[str]:
+        """Every rank of a group that lost one restarts and rejoins, and the weight broadcast is made
+        anew; returns the actors restarted, those ranks included."""
         for group in [self.actors.policy, self.actors.reference, self.actors.teacher]:
             if group is not None and restarted & set(group.names):
                 # The survivors' torch.distributed group lost a member: every rank restarts and rejoins.
                 survivors = [(n, a) for n, a in group.named() if n not in restarted]
-                restart_actors(survivors, pids, self.cfg.restart_timeout_s)
+                self.pids.update(restart_actors(survivors, self.pids, self.cfg.restart_timeout_s))
+                self.restart_counts.update(restart_counts(survivors))
                 group.init()
-                restarted |= set(group.names)
+                restarted = restarted | set(group.names)
         self.actors.weights = self.actors.weights.renewed()
-        self.pids = process_ids(self.actors.named(), self.cfg.restart_timeout_s)
-        self.restart_counts = restart_counts(self.actors.named())
         self.nodes.refresh()
         self.restarts += len(restarted)
         return restarted
 
-    def record(self, error: BaseException, phase: str, restarted: set[str], failed_step: int, resumed_at: int,
-               step_began: float, detected: float) -> None:
-        """Once the run is back: the time lost (from the start of the failed step, time.monotonic()), a
-        line on the console and one in RUN_DIR/faults.jsonl (`detected`: time.time() of the error)."""
-        lost = time.monotonic() - step_began
+    def go_back(self, restarted: set[str], attempt: StepAttempt, producer, log: Callable[[dict, int], None]) -> int:
+        """The step to go on at, with the policy and the task source set back to it. `attempt` is left
+        as a try at that step that did nothing yet, for a failure before the recovery ends."""
+        if restarted & set(self.actors.policy.names):
+            step = self.roll_back()
+        else:
+            if attempt.updated and not attempt.logged:
+                log({**attempt.metrics, **self.metrics()}, attempt.step)
+                attempt.logged = True
+            step = attempt.step + 1 if attempt.updated else attempt.step
+            self.actors.rollout.load_state(producer.data_state(step) if attempt.updated else attempt.data_before)
+        attempt.step, attempt.updated, attempt.data_before = step, False, self.actors.rollout.state()
+        return step
+
+    def record(self, error: BaseException, phase: str, restarted: set[str], failed_step: int,
+               resumed_at: Optional[int], since: float, detected: float) -> None:
+        """A failure dealt with: the time lost (since `since`, time.monotonic(): the start of the failed
+        step, or the failure before it in one recovery), a line on the console and one in
+        RUN_DIR/faults.jsonl (`detected`: time.time() of the error). `resumed_at` None: another failure
+        came while recovering from this one, on the next line."""
+        lost = time.monotonic() - since
         self.lost_s += lost
         phase = failure.phase if (failure := actor_failure(error)) is not None else phase
         event = {"detected": detected, "recovered_s": round(time.time() - detected, 2), "phase": phase,
@@ -135,8 +164,9 @@ class Recovery:
                  "lost_s": round(lost, 2), "error": f"{type(error).__name__}: {error}"[:500]}
         with open(os.path.join(self.run_dir, "faults.jsonl"), "a") as f:
             f.write(json.dumps(event) + "\n")
-        print(f"fault: {', '.join(sorted(restarted))} restarted after a failure in phase '{phase}'; going on "
-              f"at step {resumed_at} ({lost:.1f} s lost)", flush=True)
+        then = "another failed while recovering" if resumed_at is None else f"going on at step {resumed_at}"
+        print(f"fault: {', '.join(sorted(restarted))} restarted after a failure in phase '{phase}'; {then} "
+              f"({lost:.1f} s lost)", flush=True)
 
     def metrics(self) -> dict[str, float]:
         return {"fault/failures": self.failures, "fault/restarts": self.restarts, "fault/lost_s": self.lost_s}

@@ -14,6 +14,7 @@ older weights, while the trainer updates (k >= 1).
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 import torch
@@ -96,6 +97,7 @@ def grpo_step(step: int, cfg: Config, actors: Actors, batch: Batch, skipped_befo
         **step_metrics(cfg, rollouts.scores, rewards, valid, flat_groups, kl_seq, per_rank,
                        rollout.correctness),
         **task_reward_metrics(rollouts, rollout.correctness),  # per task of a mixture (rows with a `task`)
+        "data/tasks_digest": tasks_digest(rollouts),
         "response/length_mean": lengths.mean().item(),
         "response/length_max": lengths.max().item(),
         "response/clipped_frac": sum(r != "stop" for r in rollouts.finish_reasons) / len(samples),
@@ -107,6 +109,14 @@ def grpo_step(step: int, cfg: Config, actors: Actors, batch: Batch, skipped_befo
         **timings,
         "timing/step_s": sum(timings.values()),
     }
+
+
+def tasks_digest(rollouts) -> int:
+    """Which tasks a step trained on, as one number (48 bits of a hash of its samples' distinct
+    prompts: the tokens before each sample's first generated one). Runs of one seed train the same
+    tasks at every step, actor failures or not: bench/chaos.py compares it step by step."""
+    prompts = {tuple(t[:m.index(1)]) for t, m in zip(rollouts.tokens, rollouts.loss_mask) if 1 in m}
+    return int(hashlib.sha256(repr(sorted(prompts)).encode()).hexdigest()[:12], 16)
 
 
 def sync_weights(step: int, cfg: Config, actors: Actors, metrics: dict) -> None:
