@@ -106,8 +106,7 @@ class Recovery:
             stuck = [(n, a) for n, a in self.actors.named() if n in hung]
             restart_actors(stuck, self.pids, self.cfg.restart_timeout_s)
         phase = failure.phase if failure is not None else phase
-        pids = process_ids(self.actors.named(), self.cfg.restart_timeout_s, partial(self.nodes.check, phase))
-        counts = restart_counts(self.actors.named())
+        pids, counts = self.snapshot(phase)
         restarted = hung | {name for name, pid in pids.items()
                             if pid != self.pids[name] or counts[name] != self.restart_counts[name]}
         self.pids, self.restart_counts = pids, counts  # what this recovery restores
@@ -119,6 +118,16 @@ class Recovery:
             raise FaultError(f"{self.failures_in_a_row} actor failures in a row, the last in phase "
                              f"'{phase}': {', '.join(sorted(restarted))} restarted after: {error}") from error
         return restarted
+
+    def snapshot(self, phase: str) -> tuple[dict[str, int], dict[str, int]]:
+        """Every actor's process id and restart count, once every one answers, read again until no
+        actor restarted while they were read (kills can come while the run recovers)."""
+        named = self.actors.named()
+        while True:
+            counts = restart_counts(named)
+            pids = process_ids(named, self.cfg.restart_timeout_s, partial(self.nodes.check, phase))
+            if restart_counts(named) == counts:
+                return pids, counts
 
     def rejoin(self, restarted: set[str]) -> set[str]:
         """Every rank of a group that lost one restarts and rejoins, and the weight broadcast is made
