@@ -14,7 +14,7 @@ import time
 
 import ray
 
-from system.checkpoint import latest_checkpoint
+from system.checkpoint import list_checkpoints
 from system.faults import FaultError
 
 
@@ -38,10 +38,11 @@ def describe(node: dict) -> str:
 
 class NodeWatch:
     """Knows the node of every actor of `named()`, and the run's placement groups (`pgs`, of
-    actors/placement.py); `check` is called while recovery waits for restarted actors."""
+    actors/placement.py); `check` is called while recovery waits for restarted actors. `checkpoints`:
+    the run's checkpoint folder (checkpoint.dir, or RUN_DIR/checkpoints), named when the run stops."""
 
-    def __init__(self, named, pgs: list, wait_s: float, run_dir: str):
-        self.named, self.wait_s, self.run_dir = named, wait_s, run_dir
+    def __init__(self, named, pgs: list, wait_s: float, checkpoints: str):
+        self.named, self.wait_s, self.checkpoints = named, wait_s, checkpoints
         self.pgs = pgs
         self.refresh()
 
@@ -67,7 +68,7 @@ class NodeWatch:
             return
         on = {node: ", ".join(sorted(n for n, at in self.where.items() if at == node)) for node in lost}
         gone = "; ".join(f"node {self.described.get(node, node[:8])} with {on[node]}" for node in sorted(lost))
-        checkpoint = latest_checkpoint(self.run_dir)
+        checkpoint = (list_checkpoints(self.checkpoints) or [None])[-1]
         kept = (f"its last checkpoint, {checkpoint}, is intact. With the node back (or another that offers its "
                 "resources), resume=true goes on." if checkpoint else
                 "no checkpoint was written yet: with the node back, start the run again.")
