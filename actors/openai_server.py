@@ -16,9 +16,9 @@ A call on an episode that is not open is answered 404.
 Each episode has a key of its own, drawn by the driver and given to its agent's client as `api_key`:
 the endpoint listens on the node's address, and anyone who reaches it could otherwise use the engine
 and put tokens into a training episode. A call without the key of the episode its URL names is
-answered 401 and counted (`agent/refused_calls`). A reply the agent sends back as an assistant message
-reaches the engine as the ids that were sampled (system/agents/replies.py), so an episode that only
-appends stays one sample.
+answered 401 and counted (`agent/refused_calls`, with the 429s below). A reply the agent sends back
+as an assistant message reaches the engine as the ids that were sampled (system/agents/replies.py),
+so an episode that only appends stays one sample.
 
 An agent is user code and may go wrong: a call's body over MAX_BODY_BYTES is answered 413, and an
 episode's calls beyond MAX_CALLS_IN_FLIGHT at once 429 (CallLimits), without reaching the engine,
@@ -37,6 +37,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import Callable
 
 import ray
 
@@ -66,7 +67,7 @@ class Episode:
     seed: int
     api_key: str  # what its agent's client sends: `Authorization: Bearer <api_key>`
     requests: int = 0  # calls that arrived
-    refused: int = 0  # calls on its URL without its key
+    refused: int = 0  # calls on its URL without its key (401), or beyond its calls in flight (429)
     calls: list[Call] = field(default_factory=list)  # calls that finished, one per choice
     rendered: dict[int, Rendered] = field(default_factory=dict)  # chat calls as vLLM rendered them, by index
 
@@ -130,11 +131,12 @@ class EpisodeGuard:
 
 class CallLimits:
     """Behind EpisodeGuard: a call whose body exceeds `max_body` bytes is answered 413 (the body is read
-    and dropped, never kept), and one beyond `max_in_flight` calls of its episode at once 429. Runs on the
-    server's event loop alone, so its counts need no lock."""
+    and dropped, never kept), and one beyond `max_in_flight` calls of its episode at once 429, which
+    `refused(episode)` counts. Runs on the server's event loop alone, so its counts need no lock."""
 
-    def __init__(self, app, max_body: int = MAX_BODY_BYTES, max_in_flight: int = MAX_CALLS_IN_FLIGHT):
-        self.app, self.max_body, self.max_in_flight = app, max_body, max_in_flight
+    def __init__(self, app, max_body: int = MAX_BODY_BYTES, max_in_flight: int = MAX_CALLS_IN_FLIGHT,
+                 refused: Callable[[str], None] = lambda eid: None):
+        self.app, self.max_body, self.max_in_flight, self.refused = app, max_body, max_in_flight, refused
         self.in_flight: dict[str, int] = {}  # episode -> its calls being served
 
     async def __call__(self, scope, receive, send):
@@ -143,6 +145,7 @@ class CallLimits:
         eid = scope["path_params"].get("episode")
         if self.in_flight.get(eid, 0) >= self.max_in_flight:
             await _read_body(receive, 0)
+            self.refused(eid)
             message = f"episode '{eid}' has {self.max_in_flight} calls in flight, as many as it may"
             return await error_response(HTTPStatus.TOO_MANY_REQUESTS, "RateLimitError", message)(scope, receive, send)
         self.in_flight[eid] = self.in_flight.get(eid, 0) + 1
@@ -232,6 +235,12 @@ class EpisodeServer:
             closed = {eid: self.episodes.pop(eid, None) for eid in ids}
         return {eid: EpisodeCalls(sorted(ep.calls, key=lambda c: c.index), ep.refused) if ep
                 else EpisodeCalls() for eid, ep in closed.items()}
+
+    def count_refused(self, eid: str) -> None:
+        """A call of episode `eid` refused by CallLimits (429): counted as the 401s are."""
+        with self._lock:
+            if eid in self.episodes:
+                self.episodes[eid].refused += 1
 
     def refusal(self, eid: str, authorization: bytes):
         """None for a call that carries the key of open episode `eid`, else the answer to it: 404 (not
@@ -341,7 +350,8 @@ def _episode_app(server: EpisodeServer, models, chat, completion):
     init_exception_handler(app)
     app.state.openai_serving_models, app.state.openai_serving_chat = models, chat
     app.state.openai_serving_completion = completion
-    return Starlette(routes=[Mount("/episodes/{episode}", app=EpisodeGuard(server, CallLimits(app)))])
+    limited = CallLimits(app, refused=server.count_refused)
+    return Starlette(routes=[Mount("/episodes/{episode}", app=EpisodeGuard(server, limited))])
 
 
 class EndpointPool:

@@ -222,6 +222,9 @@ def test_call_limits_pass_a_body_within_the_bound_and_refuse_a_larger_one_withou
     limits = lambda inner: CallLimits(inner, max_body=4 << 20)  # noqa: E731
     assert asyncio.run(asgi_call(limits, b"x" * (3 << 20))) == (200, b"x" * (3 << 20))
     assert asyncio.run(asgi_call(limits, b"x" * (100 << 20))) == (413, b"")  # read through, not passed on
+    refused = []
+    full = lambda inner: CallLimits(inner, max_in_flight=0, refused=refused.append)  # noqa: E731
+    assert asyncio.run(asgi_call(full, b"x")) == (429, b"") and refused == ["e"]  # counted in agent/refused_calls
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,7 @@ class Call:
 
 class EpisodeCalls(list):
     """An episode's finished calls (Call), in arrival order, and how many calls on its URL the endpoint
-    refused for want of the episode's key (`agent/refused_calls`)."""
+    refused: for want of the episode's key, or beyond its calls in flight (`agent/refused_calls`)."""
 
     def __init__(self, calls=(), refused: int = 0):
         super().__init__(calls)

@@ -54,7 +54,7 @@ class AgentRollout(SingleTurnRollout):
             "agent/calls": [float(len({c.index for c in calls[eid]})) for eid in ids],
             "agent/split_episodes": [float(len(samples) > 1) for samples in episodes],
             "agent/failed": [float(bool(o.error)) for o in outcomes],
-            "agent/refused_calls": [float(calls[eid].refused) for eid in ids],  # without the episode's key
+            "agent/refused_calls": [float(calls[eid].refused) for eid in ids],  # 401 (no key) and 429
         })
         rollouts = self._laid_out(episodes, rewards, scores, n)
         rollouts.timings = timings
