@@ -83,7 +83,8 @@ def summary(scenario: str, steps: int, args, calm: dict, wild: dict) -> dict:
     kills, faults = wild["kills"], wild["faults"]
     found = [(k, kill_noticed(k, faults)) for k in kills]
     lost = {role: [f["lost_s"] for k, f in found if f and k["role"] == role] for role in {k["role"] for k in kills}}
-    trained = [m for m in wild["metrics"] if "reward/mean" in m]
+    trained = sorted((m for m in wild["metrics"] if "reward/mean" in m), key=lambda m: m["step"])
+    calm_trained = [m for m in calm["metrics"] if "reward/mean" in m]
     return {
         "machine": "the AVX-512 machine (2 cores), shared with another engineer's training run",
         "date": "2026-12-07",
@@ -99,10 +100,11 @@ def summary(scenario: str, steps: int, args, calm: dict, wild: dict) -> dict:
         "lost_s_by_role": {role: spread(v) for role, v in lost.items() if v},
         "wall_s": wild["wall_s"], "uninterrupted_wall_s": calm["wall_s"],
         "extra_s_per_kill": (wild["wall_s"] - calm["wall_s"]) / max(len(kills), 1),
-        "invariants": chaos_invariants(wild["metrics"], steps, [m for m in calm["metrics"] if "reward/mean" in m]),
+        "invariants": chaos_invariants(wild["metrics"], steps, calm_trained),
+        # at max_staleness 0 the samples, and so the rewards, of each step are those of the run without failures
+        "steps_with_its_reward_mean": sum(m["reward/mean"] == c["reward/mean"] for m, c in zip(trained, calm_trained)),
         "logprob_abs_diff_max": max((m["sync/logprob_abs_diff_mean"] for m in trained), default=None),
-        "uninterrupted_logprob_abs_diff_max": max(m["sync/logprob_abs_diff_mean"] for m in calm["metrics"]
-                                                  if "reward/mean" in m),
+        "uninterrupted_logprob_abs_diff_max": max(m["sync/logprob_abs_diff_mean"] for m in calm_trained),
         "kill_log": kills, "faults": [{k: v for k, v in f.items() if k != "error"} | {"error": f["error"][:200]}
                                       for f in faults],
     }
