@@ -19,7 +19,8 @@ import ray
 from ray.util.placement_group import placement_group, placement_group_table, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from system.config.grpo import DEVICE_ROLES, ROLES, PlacementConfig, Roles
+from system.config.grpo import PlacementConfig
+from system.config.roles import DEVICE_ROLES, ROLES, Roles
 from system.platform import Platform
 
 READY_TIMEOUT_S = 600.0  # the longest a placement group may wait for resources that others hold

@@ -22,7 +22,8 @@ from transformers import AutoTokenizer
 from actors.cluster import build_evaluation, start_ray
 from actors.placement import Placement
 from launcher.lifecycle import launch
-from system.config.grpo import Config, validate
+from system.config.checks import validate
+from system.config.grpo import Config
 from system.reporting.evaluation import eval_metrics, solved, write_samples
 from system.models import resolve_model
 from system.seeds import derive_seed

@@ -33,7 +33,8 @@ from launcher import distill, grpo, sft
 from launcher.evaluate import evaluate_model
 from launcher.lifecycle import launch
 from system.checkpoint import latest_checkpoint
-from system.config.grpo import Config, load_config, save_config, validate
+from system.config.checks import validate
+from system.config.grpo import Config, load_config, save_config
 from system.reporting.metrics import read_metrics
 from system.reporting.pipeline_report import EVALS_FILE, read_evals, stage_table, write_pipeline_report
 from system.config.recipe import STAGE_KINDS, PipelineConfig, load_stage_config, validate_pipeline

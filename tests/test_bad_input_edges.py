@@ -159,7 +159,8 @@ def test_placement_fails_at_once_beyond_the_cluster_and_within_its_bound_when_ot
     from ray.util.placement_group import placement_group, placement_group_table, remove_placement_group
 
     from actors.placement import Placement
-    from system.config.grpo import PlacementConfig, Roles
+    from system.config.grpo import PlacementConfig
+    from system.config.roles import Roles
     from system.platform import CPU, GPU
 
     def groups() -> int:

@@ -12,7 +12,8 @@ import shlex
 
 import pytest
 
-from system.config.grpo import Config, ConfigError, load_config, validate
+from system.config.checks import validate
+from system.config.grpo import Config, ConfigError, load_config
 from system.config.recipe import (DistillConfig, PipelineConfig, SFTConfig, validate_distill,
                                   validate_pipeline, validate_sft)
 from tests.conftest import ROOT

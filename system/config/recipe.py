@@ -14,9 +14,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from system.config.checks import check_choices, check_lr_schedule, check_registered, check_rewards, validate
 from system.config.grpo import (CheckpointConfig, Config, ConfigError, DataConfig, LoggingConfig, ModelConfig,
-                           PlacementConfig, RewardConfig, Roles, RolloutConfig, TrainConfig, check_choices,
-                           check_lr_schedule, check_registered, check_rewards, load_config, validate)
+                                PlacementConfig, RewardConfig, RolloutConfig, TrainConfig, load_config)
+from system.config.roles import Roles
 from system.teachers import TEACHERS
 
 
