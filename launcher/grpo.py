@@ -31,7 +31,8 @@ from launcher.lifecycle import (check_resume, checkpoint_dir, checkpoint_due, la
                                 restore_checkpoint, save_checkpoint)
 from system.algorithms.advantages import get_advantage, zero_variance_groups
 from system.algorithms.kl import kl_penalty
-from system.config.grpo import Config, validate
+from system.config.checks import validate
+from system.config.grpo import Config
 from system.reporting.evaluation import solved, task_reward_metrics
 from system.faults import StopRequest
 from system.reporting.metrics import drop_metrics_from, timed
