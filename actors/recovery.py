@@ -121,13 +121,18 @@ class Recovery:
 
     def snapshot(self, phase: str) -> tuple[dict[str, int], dict[str, int]]:
         """Every actor's process id and restart count, once every one answers, read again until no
-        actor restarted while they were read (kills can come while the run recovers)."""
-        named = self.actors.named()
+        actor restarted while they were read (kills can come while the run recovers), for at most
+        `fault.restart_timeout_s`."""
+        named, deadline = self.actors.named(), time.monotonic() + self.cfg.restart_timeout_s
         while True:
             counts = restart_counts(named)
             pids = process_ids(named, self.cfg.restart_timeout_s, partial(self.nodes.check, phase))
-            if restart_counts(named) == counts:
+            again = restart_counts(named)
+            if again == counts:
                 return pids, counts
+            if time.monotonic() > deadline:
+                restarting = sorted(name for name in counts if again[name] != counts[name])
+                raise ActorFailure(restarting, "restart", f"still restarting after {self.cfg.restart_timeout_s:.0f} s")
 
     def rejoin(self, restarted: set[str]) -> set[str]:
         """Every rank of a group that lost one restarts and rejoins, and the weight broadcast is made
