@@ -12,7 +12,7 @@ from tests.faults import Chaos, chaos_invariants, kill_noticed, read_faults
 from tests.test_faults_e2e import DEMO, start
 from tests.test_grpo_e2e import TINY_RUN
 
-STEPS = 5
+STEPS = 6
 
 
 def drawn(rollout, steps: int) -> list[dict]:
@@ -34,7 +34,7 @@ def test_an_async_run_survives_random_kills_of_random_actors_with_every_invarian
     cfg, run_dir = start(tmp_path, DEMO, TINY_RUN + [
         f"steps={STEPS}", "schedule.max_staleness=1", "checkpoint.every=2", "checkpoint.keep_last=2",
         "fault.max_failures_in_a_row=5"])
-    chaos = Chaos(run_dir, last_step=STEPS - 1, every_s=4, seed=7, max_kills=4, timeout_s=600)
+    chaos = Chaos(run_dir, last_step=STEPS - 1, every_s=3, seed=7, max_kills=4, timeout_s=600)
     chaos.start()
     try:
         actors = train(cfg, run_dir)  # returns: no kill ended the run
