@@ -160,6 +160,8 @@ class Recovery:
                 log({**attempt.metrics, **self.metrics()}, attempt.step)
                 attempt.logged = True
             step = attempt.step + 1 if attempt.updated else attempt.step
+            if attempt.updated:  # a step kept is a step finished: the failures before it are not in a row
+                self.step_done()
             self.actors.rollout.load_state(producer.data_state(step) if attempt.updated else attempt.data_before)
         attempt.step, attempt.updated, attempt.data_before = step, False, self.actors.rollout.state()
         return step
