@@ -11,10 +11,10 @@ resume from, which is left as it was.
 from __future__ import annotations
 
 import time
+from typing import Callable, Optional
 
 import ray
 
-from system.checkpoint import list_checkpoints
 from system.faults import FaultError
 
 
@@ -38,11 +38,12 @@ def describe(node: dict) -> str:
 
 class NodeWatch:
     """Knows the node of every actor of `named()`, and the run's placement groups (`pgs`, of
-    actors/placement.py); `check` is called while recovery waits for restarted actors. `checkpoints`:
-    the run's checkpoint folder (checkpoint.dir, or RUN_DIR/checkpoints), named when the run stops."""
+    actors/placement.py); `check` is called while recovery waits for restarted actors. `newest_checkpoint`
+    finds the run's newest complete checkpoint (in checkpoint.dir, or RUN_DIR/checkpoints), named when
+    the run stops."""
 
-    def __init__(self, named, pgs: list, wait_s: float, checkpoints: str):
-        self.named, self.wait_s, self.checkpoints = named, wait_s, checkpoints
+    def __init__(self, named, pgs: list, wait_s: float, newest_checkpoint: Callable[[], Optional[str]]):
+        self.named, self.wait_s, self.newest_checkpoint = named, wait_s, newest_checkpoint
         self.pgs = pgs
         self.refresh()
 
@@ -68,7 +69,7 @@ class NodeWatch:
             return
         on = {node: ", ".join(sorted(n for n, at in self.where.items() if at == node)) for node in lost}
         gone = "; ".join(f"node {self.described.get(node, node[:8])} with {on[node]}" for node in sorted(lost))
-        checkpoint = (list_checkpoints(self.checkpoints) or [None])[-1]
+        checkpoint = self.newest_checkpoint()
         kept = (f"its last checkpoint, {checkpoint}, is intact. With the node back (or another that offers its "
                 "resources), resume=true goes on." if checkpoint else
                 "no checkpoint was written yet: with the node back, start the run again.")

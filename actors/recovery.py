@@ -44,13 +44,15 @@ class StepAttempt:
 
 class Recovery:
     """Knows the process of every actor of `actors` (actors/cluster.py: Actors). `roll_back` takes the
-    run back to its last checkpoint, in the folder `checkpoints`, and returns the step it starts again at."""
+    run back to its last checkpoint and returns the step it starts again at; `newest_checkpoint` finds
+    that checkpoint (the newest complete one), for the message of a lost node."""
 
-    def __init__(self, actors, cfg: FaultConfig, run_dir: str, roll_back: Callable[[], int], checkpoints: str):
+    def __init__(self, actors, cfg: FaultConfig, run_dir: str, roll_back: Callable[[], int],
+                 newest_checkpoint: Callable[[], Optional[str]]):
         self.actors, self.cfg, self.run_dir, self.roll_back = actors, cfg, run_dir, roll_back
         self.pids = process_ids(self.actors.named(), cfg.restart_timeout_s)
         self.restart_counts = restart_counts(self.actors.named())
-        self.nodes = NodeWatch(actors.named, actors.placement.pgs, cfg.lost_node_wait_s, checkpoints)
+        self.nodes = NodeWatch(actors.named, actors.placement.pgs, cfg.lost_node_wait_s, newest_checkpoint)
         self.failures = 0  # over the run
         self.failures_in_a_row = 0  # since the last step that finished
         self.restarts = 0  # actors restarted, over the run

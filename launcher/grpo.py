@@ -27,7 +27,7 @@ from actors.placement import Placement
 from actors.recovery import Recovery, StepAttempt
 from actors.reference import logprobs_under
 from launcher.evaluate import evaluate
-from launcher.lifecycle import (check_resume, checkpoint_dir, checkpoint_due, last_checkpoint, launch, make_logger,
+from launcher.lifecycle import (check_resume, checkpoint_due, last_checkpoint, launch, make_logger,
                                 restore_checkpoint, save_checkpoint)
 from system.algorithms.advantages import get_advantage, zero_variance_groups
 from system.algorithms.kl import kl_penalty
@@ -213,9 +213,9 @@ def train(cfg: Config, run_dir: str) -> Actors:
 
     logger = make_logger(cfg, run_dir)
     initial_data = actors.rollout.state()
+    newest_checkpoint = lambda: last_checkpoint(cfg, run_dir, model_path)  # noqa: E731
     recovery = Recovery(actors, cfg.fault, run_dir,
-                        lambda: roll_back(actors, last_checkpoint(cfg, run_dir, model_path), run_dir, initial_data),
-                        checkpoint_dir(cfg, run_dir))
+                        lambda: roll_back(actors, newest_checkpoint(), run_dir, initial_data), newest_checkpoint)
     new_producer = lambda first: RolloutProducer(  # noqa: E731
         actors.rollout, lambda s: derive_seed(cfg.seed, "step", s), cfg.rollout.group_size,
         cfg.rollout.temperature, first, cfg.steps, cfg.schedule.max_staleness, cfg.schedule.batch_timeout_s)
