@@ -15,7 +15,7 @@ import reasoning_gym
 
 from system.config.grpo import DataConfig, load_config
 from system.data import DataError, load_splits
-from system.data.reasoning_gym import HELD_OUT_OFFSET, PROCESS_DEPENDENT, SEED_STRIDE
+from system.data.reasoning_gym import HELD_OUT_OFFSET, PROCESS_DEPENDENT, SEED_STRIDE, task_specs
 from system.reporting.evaluation import eval_metrics, task_reward_metrics
 from system.rewards import correctness_reward, get_reward
 from system.rollout.base import RolloutBatch
@@ -79,13 +79,24 @@ def test_a_mixture_draws_tasks_by_weight_and_each_keeps_its_config():
     assert all(len(r["question"].split(": ")[1]) == len("1 + 2 =") for r in train if r["task"] == "chain_sum")
 
 
+def test_a_table_of_difficulties_serves_one_task_by_name_and_the_mixture_of_weight_above_0():
+    table = {"tasks": {"chain_sum": {"config": EASY_SUMS}, "products": {"weight": 0, "config": {"max_digits": 2}}}}
+    assert [(s.name, s.config) for s in task_specs("reasoning_gym:products", table)] == [("products", {"max_digits": 2})]
+    assert [(s.name, s.config) for s in task_specs("reasoning_gym:gcd", table)] == [("gcd", {})]  # not in it
+    assert [s.name for s in task_specs("reasoning_gym", table)] == ["chain_sum"]
+    calendar = {"tasks": ["weekday_of_date"]}  # calendar_arithmetic's own key `tasks` is a list: its config
+    assert task_specs("reasoning_gym:calendar_arithmetic", calendar)[0].config == calendar
+
+
 @pytest.mark.parametrize("source, params, message", [
     ("reasoning_gym:chain_summ", {}, "no task 'chain_summ' \\(did you mean 'chain_sum'\\?\\)"),
     ("reasoning_gym:chain_sum", {"max_term": 3}, "config \\{'max_term': 3\\} rejected.*'max_terms'"),
     ("reasoning_gym:chain_sum", {"min_terms": 5, "max_terms": 2}, "rejected"),
     ("reasoning_gym:chain_sum", {"seed": 1}, "sets \\['seed'\\]"),
     ("reasoning_gym", {"chain_sum": {}}, "one key, tasks"),
-    ("reasoning_gym", {"tasks": {"chain_sum": {"weight": 0}}}, "weight must be a number > 0"),
+    ("reasoning_gym", {"tasks": {"chain_sum": {"weight": -1}}}, "weight must be a number >= 0"),
+    ("reasoning_gym", {"tasks": {"chain_sum": {"weight": 0}}}, "every task .* has weight 0"),
+    ("reasoning_gym:chain_sum", {"tasks": {"chain_summ": {}}}, "no task 'chain_summ'"),
     ("reasoning_gym", {"tasks": {"chain_sum": {"wieght": 2}}}, "takes weight and config"),
     ("reasoning_gym:ransom_note", {}, "'ransom_note': its items differ between processes"),
 ])

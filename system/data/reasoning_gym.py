@@ -9,6 +9,11 @@
         chain_sum: {weight: 2, config: {max_terms: 3}}
         products: {weight: 1}
 
+The second form is also a table of difficulties: with it, `reasoning_gym:<task>` trains that one task at
+its config from the table, or at the library's defaults when the table has no row for it, so a config
+can ship the difficulty of each task it was measured on and a user still changes the task by name alone.
+A row of weight 0 keeps its difficulty for that use and stays out of the mixture.
+
 A row is `question` (the prompt), `answer` (the oracle), `task` (the task's name), `task_config` and
 `entry` ({seed, size, index}: the item's place in reasoning-gym), all plain JSON: the reward rebuilds the
 library's entry from them and scores it with the task's own `score_answer`
@@ -64,15 +69,19 @@ def task_specs(source: str, params: dict) -> list[TaskSpec]:
     from reasoning_gym.factory import DATASETS
 
     name = source[len(PREFIX) + 1:] if source != PREFIX else ""
-    if name:
-        specs = [TaskSpec(name, 1.0, dict(params))]
-    elif set(params) != {"tasks"} or not isinstance(params["tasks"], dict) or not params["tasks"]:
+    table = _table(params) if is_table(params) else None
+    if name:  # one task: data.params is its config, or the table's row for it (none: the library's defaults)
+        config = dict(params) if table is None else table[name].config if name in table else {}
+        specs = [TaskSpec(name, 1.0, config)]
+    elif table is None:
         raise DataError(f"data.source '{PREFIX}' is a mixture: data.params takes one key, tasks, that maps "
                         f"task names to {{weight, config}}; got data.params={params} "
                         f"(one task: '{PREFIX}:<name>')")
     else:
-        specs = [_mixture_spec(task, spec) for task, spec in params["tasks"].items()]
-    for spec in specs:
+        specs = [spec for spec in table.values() if spec.weight > 0]
+        if not specs:
+            raise DataError(f"data.source '{PREFIX}': every task of data.params.tasks has weight 0")
+    for spec in specs + list((table or {}).values()):  # the table's other rows too: a typo is an error
         if spec.name not in DATASETS:
             match = difflib.get_close_matches(spec.name, DATASETS, n=1, cutoff=0.5)
             hint = f" (did you mean '{match[0]}'?)" if match else ""
@@ -88,14 +97,26 @@ def task_specs(source: str, params: dict) -> list[TaskSpec]:
     return specs
 
 
-def _mixture_spec(name: str, spec) -> TaskSpec:
+def is_table(params: dict) -> bool:
+    """data.params as {tasks: {<task>: {weight, config}}} rather than one task's config (calendar_arithmetic's
+    own `tasks` key is a list)."""
+    return set(params) == {"tasks"} and isinstance(params["tasks"], dict)
+
+
+def _table(params: dict) -> dict[str, TaskSpec]:
+    if not params["tasks"]:
+        raise DataError("data.params.tasks is empty: name at least one task")
+    return {task: _table_row(task, spec) for task, spec in params["tasks"].items()}
+
+
+def _table_row(name: str, spec) -> TaskSpec:
     spec = {} if spec is None else spec
     unknown = set(spec) - {"weight", "config"} if isinstance(spec, dict) else {"(not a mapping)"}
     if unknown:
         raise DataError(f"data.params.tasks.{name}: takes weight and config, got {spec}")
     weight = spec.get("weight", 1.0)
-    if not isinstance(weight, (int, float)) or weight <= 0:
-        raise DataError(f"data.params.tasks.{name}.weight must be a number > 0, got {weight!r}")
+    if not isinstance(weight, (int, float)) or weight < 0:
+        raise DataError(f"data.params.tasks.{name}.weight must be a number >= 0, got {weight!r}")
     return TaskSpec(name, float(weight), dict(spec.get("config") or {}))
 
 
