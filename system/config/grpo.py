@@ -61,8 +61,8 @@ class DataConfig:
     # Env generators (twenty_four_env): the env's params, as a GRPO config's env.params (max_number,
     # max_turns...), so that the rows are the very first turns (and episodes) that env plays.
     env_params: dict[str, Any] = field(default_factory=dict)
-    # reasoning-gym sources (docs/tasks-and-environments.md): reasoning_gym:<task>'s config, or for a mixture
-    # (source reasoning_gym) {tasks: {<task>: {weight: 2, config: {...}}, ...}}.
+    # reasoning-gym sources (docs/tasks-and-environments.md): reasoning_gym:<task>'s config, or a table
+    # {tasks: {<task>: {weight: 2, config: {...}}, ...}}: the mixture (source reasoning_gym), or a named task's row.
     params: dict[str, Any] = field(default_factory=dict)
     # The user message: a template name (system/data/prompts.py) or a text whose `{...}` fields are filled
     # from the row's columns; "" = the generator's own, or the row's messages / prompt / problem / question.

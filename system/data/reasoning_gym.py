@@ -69,7 +69,7 @@ def task_specs(source: str, params: dict) -> list[TaskSpec]:
     from reasoning_gym.factory import DATASETS
 
     name = source[len(PREFIX) + 1:] if source != PREFIX else ""
-    table = _table(params) if is_table(params) else None
+    table = _table(params) if _is_table(params) else None
     if name:  # one task: data.params is its config, or the table's row for it (none: the library's defaults)
         config = dict(params) if table is None else table[name].config if name in table else {}
         specs = [TaskSpec(name, 1.0, config)]
@@ -97,7 +97,7 @@ def task_specs(source: str, params: dict) -> list[TaskSpec]:
     return specs
 
 
-def is_table(params: dict) -> bool:
+def _is_table(params: dict) -> bool:
     """data.params as {tasks: {<task>: {weight, config}}} rather than one task's config (calendar_arithmetic's
     own `tasks` key is a list)."""
     return set(params) == {"tasks"} and isinstance(params["tasks"], dict)
