@@ -9,7 +9,7 @@ no signal, one it nearly always solves has little left to gain. This evaluates t
 8 samples at T=0.6, top-p 0.95) on a mixture of the candidates below, each at an easy difficulty, in one
 launch (launcher/evaluate.py), and marks the tasks whose pass@1 lies in [PICK_LOW, PICK_HIGH].
 The mixture draws each held-out problem's task by weight, so a task gets about --problems of them.
-Writes bench/results/rg_select_<problems>.json and prints a Markdown table.
+Writes bench/results/rg_select_<problems>.json (or --out) and prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--problems", type=int, default=64, help="held-out problems per task (about)")
     parser.add_argument("--tasks", default=",".join(CANDIDATES),
                         help="comma-separated; a task not in CANDIDATES runs at the library's defaults")
+    parser.add_argument("--out", help="the JSON written (default bench/results/rg_select_<problems>.json)")
     parser.add_argument("overrides", nargs="*", help="more config overrides, e.g. model.path=runs/.../final")
     args = parser.parse_args()
     tasks = {name: {"weight": 1, "config": CANDIDATES.get(name, {})} for name in args.tasks.split(",")}
@@ -69,7 +70,7 @@ def main() -> None:
     table += [f"| {name} | {json.dumps(tasks[name]['config'])} | {counts[name]} | {p:.3f} | {g:.3f} | "
               f"{'yes' if PICK_LOW <= p <= PICK_HIGH else ''} |" for name, p, g in rows]
     print("\n".join(table))
-    out = os.path.join(ROOT, "bench", "results", f"rg_select_{args.problems}.json")
+    out = args.out or os.path.join(ROOT, "bench", "results", f"rg_select_{args.problems}.json")
     with open(out, "w") as f:
         json.dump({"run_dir": run_dir, "candidates": {n: spec["config"] for n, spec in tasks.items()}, "metrics": metrics,
                    "counts": counts}, f, indent=2)
