@@ -72,8 +72,8 @@ def main() -> None:
     print("\n".join(table))
     out = args.out or os.path.join(ROOT, "bench", "results", f"rg_select_{args.problems}.json")
     with open(out, "w") as f:
-        json.dump({"run_dir": run_dir, "candidates": {n: spec["config"] for n, spec in tasks.items()}, "metrics": metrics,
-                   "counts": counts}, f, indent=2)
+        json.dump({"run_dir": run_dir, "candidates": {n: spec["config"] for n, spec in tasks.items()},
+                   "metrics": metrics, "counts": counts}, f, indent=2)
 
 
 if __name__ == "__main__":

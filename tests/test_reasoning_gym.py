@@ -81,9 +81,12 @@ def test_a_mixture_draws_tasks_by_weight_and_each_keeps_its_config():
 
 def test_a_table_of_difficulties_serves_one_task_by_name_and_the_mixture_of_weight_above_0():
     table = {"tasks": {"chain_sum": {"config": EASY_SUMS}, "products": {"weight": 0, "config": {"max_digits": 2}}}}
-    assert [(s.name, s.config) for s in task_specs("reasoning_gym:products", table)] == [("products", {"max_digits": 2})]
-    assert [(s.name, s.config) for s in task_specs("reasoning_gym:gcd", table)] == [("gcd", {})]  # not in it
-    assert [s.name for s in task_specs("reasoning_gym", table)] == ["chain_sum"]
+    def named(source):
+        return [(spec.name, spec.config) for spec in task_specs(source, table)]
+
+    assert named("reasoning_gym:products") == [("products", {"max_digits": 2})]
+    assert named("reasoning_gym:gcd") == [("gcd", {})]  # not in the table: the library's defaults
+    assert named("reasoning_gym") == [("chain_sum", EASY_SUMS)]  # products has weight 0
     calendar = {"tasks": ["weekday_of_date"]}  # calendar_arithmetic's own key `tasks` is a list: its config
     assert task_specs("reasoning_gym:calendar_arithmetic", calendar)[0].config == calendar
 
