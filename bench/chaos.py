@@ -13,7 +13,7 @@ evaluation after the last step are outside the recovery (a failure there ends th
 Checked at the end: every step logged exactly once; at each step the task source's position and
 the tasks trained (data/tasks_digest) those of the run without failures; each kill found in
 faults.jsonl; the run returned (a checksummed weight sync ends every recovery, so a mismatch would
-have ended it). Results go to bench/results/chaos.json, one entry per scenario.
+have ended it). Results go to bench/results/chaos.json, one entry per scenario (or per `--key`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from collections import Counter
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import ray  # noqa: E402
-from common import RESULTS, ROOT, spread  # noqa: E402
+from common import RESULTS, ROOT, machine, spread, warn_if_busy  # noqa: E402
 
 from launcher.grpo import train  # noqa: E402
 from system.config.grpo import load_config  # noqa: E402
@@ -86,10 +86,10 @@ def summary(scenario: str, steps: int, args, calm: dict, wild: dict) -> dict:
     trained = sorted((m for m in wild["metrics"] if "reward/mean" in m), key=lambda m: m["step"])
     calm_trained = [m for m in calm["metrics"] if "reward/mean" in m]
     return {
-        "machine": "the AVX-512 machine (2 cores), shared with another engineer's training run",
-        "date": "2026-12-07",
+        "machine": machine(), "date": time.strftime("%Y-%m-%d"), "shared_with": args.shared_with,
         "command": f"flock /tmp/r1ray-heavy.lock .venv/bin/python bench/chaos.py --scenario {scenario} "
-                   f"--steps {steps} --every {args.every:g} --seed {args.seed}",
+                   f"--steps {steps} --every {args.every:g} --seed {args.seed}"
+                   + "".join(f" {o}" for o in args.overrides),
         "config": SCENARIOS[scenario][0], "status": wild["status"], "steps_logged": len(trained),
         "kills": len(kills), "kills_by_role": dict(Counter(k["role"] for k in kills)),
         "found_by_role": dict(Counter(k["role"] for k, f in found if f)),
@@ -116,9 +116,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--every", type=float, default=20.0, help="mean seconds between two kills")
     parser.add_argument("--seed", type=int, default=1, help="of the chaos: which actor, when")
+    parser.add_argument("--key", help="the entry of bench/results/chaos.json (default: the scenario)")
+    parser.add_argument("--shared-with", default="", help="what else ran on the machine meanwhile, if anything")
+    parser.add_argument("overrides", nargs="*", help="config overrides of both runs")
     args = parser.parse_args()
     config, overrides = SCENARIOS[args.scenario]
-    overrides = overrides + [f"steps={args.steps}"]
+    overrides = overrides + [f"steps={args.steps}", *args.overrides]
+    warn_if_busy()
     with tempfile.TemporaryDirectory() as out_dir:
         calm = one_run(config, overrides, out_dir, "calm", None)
         print(f"without failures: {calm['status']} in {calm['wall_s']:.0f} s", flush=True)
@@ -128,7 +132,7 @@ def main() -> None:
     print(json.dumps({k: v for k, v in result.items() if k not in ("kill_log", "faults")}, indent=1))
     path = os.path.join(RESULTS, "chaos.json")
     results = json.load(open(path)) if os.path.exists(path) else {}
-    results[args.scenario] = result
+    results[args.key or args.scenario] = result
     with open(path, "w") as f:
         json.dump(results, f, indent=1)
 
