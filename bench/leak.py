@@ -35,7 +35,8 @@ TINY = ["model.path=tiny", "prompts_per_step=4", "rollout.group_size=4", "rollou
 KINDS = {
     "sync": ("grpo_countdown_cpu.yaml", ["rollout.max_model_len=256"]),
     "async": ("grpo_countdown_cpu.yaml", ["rollout.max_model_len=256", "schedule.max_staleness=1"]),
-    "multiturn": ("grpo_24point_cpu.yaml", []),
+    "multiturn": ("grpo_24point_cpu.yaml", ["env.params.max_turns=2", "env.max_context_tokens=512",
+                                            "rollout.max_model_len=512"]),  # 2 turns: 2-3 s a step, not 15-20
 }
 OUT = os.path.join(RESULTS, "leak.json")
 
