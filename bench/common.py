@@ -140,6 +140,19 @@ def save(name: str, result: dict) -> str:
     return path
 
 
+def update_minibatch(batch: list[tuple[list[int], list[int]]], cfg, rng):
+    """(prompt, completion) token pairs as the policy update gets them, one mini-batch: a random
+    +-1 advantage each, the rollout's log-probs standing in for the reference's."""
+    from system.training.samples import TrainingSample, split_for_training
+
+    seqs = [TrainingSample.from_rollout(p + c, [0] * len(p) + [1] * len(c), [0.0] * len(p) + [-1.0] * len(c))
+            for p, c in batch]
+    for s in seqs:
+        s.advantage, s.ref_logp = rng.choice((-1.0, 1.0)), s.rollout_logp.clone()
+    [[minibatch]] = split_for_training(seqs, 1, 1, cfg.algorithm.loss_agg, cfg.rollout.max_new_tokens, seed=0)
+    return minibatch
+
+
 def single_rank_engine(cfg, share_prefixes: bool = False):
     """(the job's DeepSpeed train engine as one rank in this process, its dtype): what the in-process
     update benchmarks time, with the policy actor's threads."""

@@ -18,14 +18,14 @@ import random
 import time
 
 import torch
-from common import BENCH_CONFIG, save, single_rank_engine, spread
+from common import BENCH_CONFIG, save, single_rank_engine, spread, update_minibatch
 
 from system.algorithms.losses import policy_loss
 from system.config.grpo import load_config
 from system.training.grpo import grpo_update
 from system.training.logprobs import SelectedLogprobs, pad_sequences
 from system.training.packing import loss_span, micro_batches
-from system.training.samples import TrainingSample, split_for_training
+from system.training.samples import TrainingSample
 
 
 def padded_update(engine, minibatch: list[TrainingSample], algo, micro_batch: int) -> None:
@@ -61,11 +61,7 @@ def main() -> None:
     rng = random.Random(0)
 
     def update(batch, mode) -> float:
-        seqs = [TrainingSample.from_rollout(p + c, [0] * len(p) + [1] * len(c), [0.0] * len(p) + [-1.0] * len(c))
-                for p, c in batch]
-        for s in seqs:
-            s.advantage, s.ref_logp = rng.choice((-1.0, 1.0)), s.rollout_logp.clone()
-        [[minibatch]] = split_for_training(seqs, 1, 1, cfg.algorithm.loss_agg, cfg.rollout.max_new_tokens, seed=0)
+        minibatch = update_minibatch(batch, cfg, rng)
         start = time.perf_counter()
         if mode == "padded":
             padded_update(engine, minibatch, cfg.algorithm, t.micro_batch_size)

@@ -21,12 +21,11 @@ import time
 
 import torch
 from bare import matmul_gflops
-from common import BENCH_CONFIG, fmt, save, single_rank_engine, spread
+from common import BENCH_CONFIG, fmt, save, single_rank_engine, spread, update_minibatch
 
 from system.config.grpo import load_config
 from system.training.grpo import grpo_update
 from system.training.logprobs import compute_logprobs
-from system.training.samples import TrainingSample, split_for_training
 
 
 def main() -> None:
@@ -45,11 +44,7 @@ def main() -> None:
     rng = random.Random(0)
 
     def run(batch, share: bool) -> dict:
-        seqs = [TrainingSample.from_rollout(p + c, [0] * len(p) + [1] * len(c), [0.0] * len(p) + [-1.0] * len(c))
-                for p, c in batch]
-        for s in seqs:
-            s.advantage, s.ref_logp = rng.choice((-1.0, 1.0)), s.rollout_logp.clone()
-        [[minibatch]] = split_for_training(seqs, 1, 1, cfg.algorithm.loss_agg, cfg.rollout.max_new_tokens, seed=0)
+        minibatch = update_minibatch(batch, cfg, rng)
         start = time.perf_counter()
         totals = grpo_update(engine, [minibatch], cfg.algorithm, max_tokens=t.max_tokens_per_microbatch,
                              micro_batch=t.micro_batch_size, ppo_epochs=1, temperature=cfg.rollout.temperature,
@@ -57,7 +52,7 @@ def main() -> None:
         update_s = time.perf_counter() - start
         engine.eval()
         start = time.perf_counter()
-        compute_logprobs(engine, seqs, cfg.rollout.temperature, max_tokens=t.max_tokens_per_microbatch,
+        compute_logprobs(engine, minibatch, cfg.rollout.temperature, max_tokens=t.max_tokens_per_microbatch,
                          micro_batch=cfg.reference.micro_batch_size, share_prefixes=share)
         generated = sum(len(c) for _, c in batch)
         return {"update_s": update_s, "reference_s": time.perf_counter() - start,
